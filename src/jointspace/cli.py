@@ -1,0 +1,168 @@
+"""The ``jointspace`` command line: one command, one function over the layers below."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from jointspace.config import ConfigError, ExperimentConfig
+from jointspace.data import ImageError, ManifestError
+
+app = typer.Typer(
+    help="Learn, evaluate and search joint embedding spaces.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+USER_ERRORS = (
+    ConfigError,
+    ManifestError,
+    ImageError,
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+    KeyError,
+)
+
+Data = Annotated[str, typer.Option("--data", help="Manifest path or builtin:NAME.")]
+Split = Annotated[str | None, typer.Option(help="Keep only rows of this split.")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]
+
+
+def user_errors(command):
+    """Turn bad-input errors into one clear red line and exit code 1, not a stack trace."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML, e.g. configs/digits.yaml.")],
+    data: Annotated[str | None, typer.Option(help="Override the config's manifest.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/latest"),
+    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
+    skip_bad: SkipBad = False,
+) -> None:
+    """Train a joint embedding model from a YAML config."""
+    from jointspace.pipeline import fit
+
+    cfg = ExperimentConfig.from_yaml(config)
+    cfg.data.skip_bad = cfg.data.skip_bad or skip_bad
+    cfg.train.epochs = epochs if epochs is not None else cfg.train.epochs
+    cfg.train.max_steps = max_steps if max_steps is not None else cfg.train.max_steps
+    result = fit(cfg, out_dir, manifest=data, resume=resume)
+    best = (
+        f" (best {result.best['primary']:.3f} at step {result.best['step']})" if result.best else ""
+    )
+    console.print(f"trained {result.steps} steps → {result.model_dir}{best}")
+
+
+@app.command("eval")
+@user_errors
+def eval_command(
+    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    data: Data,
+    split: Split = "test",
+    relevance: Annotated[str | None, typer.Option(help="pairs | label (default: run's)")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write metrics JSON here.")
+    ] = None,
+    skip_bad: SkipBad = False,
+) -> None:
+    """Evaluate retrieval in both directions (Recall@K, mAP, median rank)."""
+    from jointspace.atomic import write_text_atomic
+    from jointspace.config import EvalConfig
+    from jointspace.evaluate.report import metrics_table
+    from jointspace.models import load
+    from jointspace.pipeline import evaluate_model, load_manifest, run_config
+
+    model = load(model_dir)
+    saved = run_config(model_dir)
+    eval_cfg = saved.eval if saved else EvalConfig()
+    eval_cfg.relevance = relevance or eval_cfg.relevance
+    manifest = load_manifest(data, model.modalities, split=split, skip_bad=skip_bad)
+    metrics = evaluate_model(model, manifest, eval_cfg)
+    out.print(metrics_table(metrics, f"{split or 'all'} split, relevance={eval_cfg.relevance}"))
+    if json_path:
+        write_text_atomic(json_path, json.dumps(metrics, indent=2))
+
+
+@app.command()
+@user_errors
+def embed(
+    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    data: Data,
+    modality: Annotated[str, typer.Option(help="Which column to embed.")] = "image",
+    out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")] = Path(
+        "embeddings.parquet"
+    ),
+    split: Split = None,
+    skip_bad: SkipBad = False,
+) -> None:
+    """Embed the unique values of one modality into a Parquet file."""
+    from jointspace.embed import embed_manifest, write_embeddings
+    from jointspace.models import load
+    from jointspace.pipeline import load_manifest
+
+    model = load(model_dir)
+    manifest = load_manifest(data, [modality], split=split, skip_bad=skip_bad)
+    table = embed_manifest(model, manifest, modality)
+    write_embeddings(table, out_path)
+    console.print(f"wrote {table.num_rows} {modality} embeddings → {out_path}")
+
+
+@app.command()
+@user_errors
+def search(
+    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    data: Data,
+    query: Annotated[str, typer.Option(help="Query text.")],
+    k: Annotated[int, typer.Option(help="How many results.")] = 5,
+    target: Annotated[str, typer.Option(help="Modality to search.")] = "image",
+    split: Split = None,
+) -> None:
+    """Brute-force search a manifest's items with a text query."""
+    from jointspace.embed import results_table, search_manifest
+    from jointspace.models import load
+    from jointspace.pipeline import load_manifest
+
+    model = load(model_dir)
+    manifest = load_manifest(data, ["text", target], split=split)
+    hits = search_manifest(model, manifest, [query], target, k)[0]
+    out.print(results_table(query, hits))
+
+
+@app.command()
+@user_errors
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
+    epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.")] = None,
+) -> None:
+    """Build `digits`, train on CPU, evaluate on the test split, show a few searches."""
+    from jointspace.demo import run_demo
+
+    run_demo(out_dir, epochs=epochs, console=out)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    app()

@@ -1,0 +1,26 @@
+"""Data: manifests, validation, images, datasets, batches and built-in datasets."""
+
+from jointspace.data.builtin import build_dataset, default_cache_dir, resolve_manifest
+from jointspace.data.collate import Batch, make_collate
+from jointspace.data.dataset import PairedDataset
+from jointspace.data.image import ImageError, ImageTransform, load_image
+from jointspace.data.manifest import Manifest, ManifestError, Problem, read_manifest
+from jointspace.data.sampler import EpochBatchSampler, batches_per_epoch
+
+__all__ = [
+    "Batch",
+    "EpochBatchSampler",
+    "ImageError",
+    "ImageTransform",
+    "Manifest",
+    "ManifestError",
+    "PairedDataset",
+    "Problem",
+    "batches_per_epoch",
+    "build_dataset",
+    "default_cache_dir",
+    "load_image",
+    "make_collate",
+    "read_manifest",
+    "resolve_manifest",
+]

@@ -1,0 +1,37 @@
+"""Built-in datasets, made offline from data that installed packages ship."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jointspace.data.builtin.digits import build_digits, default_cache_dir
+from jointspace.data.manifest import ManifestError
+from jointspace.registry import available, lookup
+
+PREFIX = "builtin:"
+
+
+def build_dataset(name: str, root: Path | None = None, **kwargs) -> Path:
+    """Build (or reuse the cached) built-in dataset ``name``; returns its manifest path."""
+    try:
+        builder = lookup("dataset", name)
+    except KeyError as err:
+        raise ManifestError(err.args[0]) from None
+    return builder(root, **kwargs)
+
+
+def resolve_manifest(spec: str | Path) -> Path:
+    """A manifest path, or ``builtin:NAME`` (or a bare built-in name) built on demand."""
+    text = str(spec)
+    if text.startswith(PREFIX):
+        return build_dataset(text.removeprefix(PREFIX))
+    path = Path(spec)
+    if path.exists():
+        return path
+    if text in available("dataset"):
+        return build_dataset(text)
+    known = ", ".join(available("dataset"))
+    raise ManifestError(f"manifest not found: {path} (built-in datasets: {known})")
+
+
+__all__ = ["build_dataset", "build_digits", "default_cache_dir", "resolve_manifest"]

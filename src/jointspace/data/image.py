@@ -1,0 +1,84 @@
+"""Image loading and preprocessing with Pillow and NumPy (no torchvision)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """An image that cannot be read; the message names the file and the reason."""
+
+
+def load_image(source: str | Path | Image.Image) -> Image.Image:
+    """A fully decoded RGB image: EXIF orientation applied, transparency composited on white."""
+    name = getattr(source, "filename", None) or str(source)
+    try:
+        image = source if isinstance(source, Image.Image) else Image.open(source)
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except FileNotFoundError as err:
+        raise ImageError(f"{name}: file not found") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{name}: unreadable or corrupt image ({err})") from err
+    return _to_rgb(image)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I", "I;16", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        span = max(array.max() - array.min(), 1e-12)
+        image = Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+@dataclass
+class ImageTransform:
+    """Resize the shorter side, center-crop to a square, normalise; random crop/jitter with rng."""
+
+    size: int = 32
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
+        image = self._center(image) if rng is None else self._random_crop(image, rng)
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        if rng is not None:
+            array = _jitter(array, rng)
+        array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
+
+    def _center(self, image: Image.Image) -> Image.Image:
+        w, h = image.size
+        scale = self.size / min(w, h)
+        new = (max(self.size, round(w * scale)), max(self.size, round(h * scale)))
+        image = image.resize(new, Image.Resampling.BICUBIC)
+        left, top = (new[0] - self.size) // 2, (new[1] - self.size) // 2
+        return image.crop((left, top, left + self.size, top + self.size))
+
+    def _random_crop(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        w, h = image.size
+        area = w * h * rng.uniform(0.8, 1.0)
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        cw = int(min(w, max(1, round(np.sqrt(area * aspect)))))
+        ch = int(min(h, max(1, round(np.sqrt(area / aspect)))))
+        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        box = (left, top, left + cw, top + ch)
+        return image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
+
+
+def _jitter(array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    brightness, contrast = rng.uniform(0.9, 1.1, size=2)
+    array = array * brightness
+    mean = array.mean()
+    return np.clip((array - mean) * contrast + mean, 0.0, 1.0)

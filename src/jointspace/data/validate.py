@@ -1,0 +1,97 @@
+"""Up-front manifest checks: columns first (always fatal), then every row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from jointspace.data.image import ImageError, load_image
+from jointspace.data.manifest import (
+    KNOWN_COLUMNS,
+    META_PREFIX,
+    MODALITY_COLUMNS,
+    Manifest,
+    ManifestError,
+    Problem,
+)
+
+PROGRESS_MIN_FILES = 500
+
+
+def check_columns(
+    path: Path, columns: list[str], rows: list[dict[str, str]], required: Sequence[str]
+) -> None:
+    """Refuse unknown columns, missing required columns and empty manifests."""
+    for column in columns:
+        if column not in KNOWN_COLUMNS and not column.startswith(META_PREFIX):
+            raise ManifestError(
+                f"{path}: unknown column {column!r} (known: {', '.join(KNOWN_COLUMNS)}; "
+                f"prefix extra columns with {META_PREFIX!r})"
+            )
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ManifestError(f"{path}: missing column {missing[0]!r} (columns: {columns})")
+    if not any(c in columns for c in MODALITY_COLUMNS):
+        raise ManifestError(f"{path}: no modality column (need one of {MODALITY_COLUMNS})")
+    if not rows:
+        raise ManifestError(f"{path}: the manifest has no rows")
+
+
+def find_problems(
+    manifest: Manifest, required: Sequence[str] = (), check_files: bool = True
+) -> list[Problem]:
+    """Every row-level problem, in row order."""
+    problems = _duplicate_ids(manifest)
+    if "text" in manifest.columns:
+        problems += [
+            Problem(n, "text", "empty text")
+            for n, row in enumerate(manifest.rows, start=1)
+            if not row["text"].strip()
+        ]
+    for column in ("image", "audio"):
+        if column in manifest.columns:
+            problems += _file_problems(manifest, column, check_files)
+    return sorted(problems, key=lambda p: p.row)
+
+
+def _duplicate_ids(manifest: Manifest) -> list[Problem]:
+    first: dict[str, int] = {}
+    problems = []
+    for number, row in enumerate(manifest.rows, start=1):
+        if row["id"] in first:
+            message = f"duplicate id {row['id']!r} (first used in row {first[row['id']]})"
+            problems.append(Problem(number, "id", message))
+        else:
+            first[row["id"]] = number
+    return problems
+
+
+def _file_problems(manifest: Manifest, column: str, check_files: bool) -> list[Problem]:
+    verdicts: dict[str, str | None] = {}
+    values = [row[column] for row in manifest.rows]
+    unique = list(dict.fromkeys(v for v in values if v.strip()))
+    show = len(unique) >= PROGRESS_MIN_FILES
+    for value in tqdm(
+        unique, desc=f"checking {column}s", leave=False, disable=None if show else True
+    ):
+        verdicts[value] = _check_file(manifest.resolve(value), column) if check_files else None
+    problems = []
+    for number, value in enumerate(values, start=1):
+        message = f"empty {column} path" if not value.strip() else verdicts[value]
+        if message:
+            problems.append(Problem(number, column, message))
+    return problems
+
+
+def _check_file(path: Path, column: str) -> str | None:
+    if not path.is_file():
+        return f"file not found: {path}"
+    if column != "image":
+        return None
+    try:
+        load_image(path)
+    except ImageError as err:
+        return str(err)
+    return None

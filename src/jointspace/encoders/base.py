@@ -1,0 +1,48 @@
+"""The tower contract: raw input → per-sample preprocess → batch collate → embedding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Tower(nn.Module):
+    """One modality's encoder ending in a projection into the shared space.
+
+    Subclasses set ``modality`` and implement ``preprocess``, ``collate`` and ``forward``.
+    ``params`` holds the keyword arguments that rebuild the tower from ``config.json``.
+    """
+
+    modality: ClassVar[str] = ""
+
+    def __init__(self, embed_dim: int, params: dict[str, Any]):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.params = dict(params)
+
+    def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> Any:
+        """Turn one raw sample into what ``collate`` stacks; ``rng`` enables augmentation."""
+        raise NotImplementedError
+
+    def collate(self, items: list[Any]) -> torch.Tensor:
+        """Stack preprocessed samples into the tensor ``forward`` takes."""
+        raise NotImplementedError
+
+    def save_assets(self, directory: Path) -> None:
+        """Write files besides the weights (e.g. a tokenizer); none by default."""
+
+    @classmethod
+    def create(
+        cls,
+        embed_dim: int,
+        params: dict[str, Any],
+        *,
+        corpus: list[str] | None = None,
+        assets_dir: Path | None = None,
+    ) -> Tower:
+        """Build from config params; ``corpus`` trains assets, ``assets_dir`` loads saved ones."""
+        return cls(embed_dim, **params)

@@ -1,0 +1,101 @@
+"""Image towers: a small CNN and a small ViT, sharing Pillow/NumPy preprocessing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from jointspace.data.image import ImageTransform, load_image
+from jointspace.encoders.base import Tower
+from jointspace.encoders.heads import projection_head
+from jointspace.registry import register
+
+RGB_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+class ImageTower(Tower):
+    """Shared image handling: load (path or PIL image) → resize/crop/normalise → stack."""
+
+    modality = "image"
+
+    def __init__(self, embed_dim: int, params: dict[str, Any]):
+        super().__init__(embed_dim, params)
+        mean, std = params.get("mean", RGB_MEAN_STD[0]), params.get("std", RGB_MEAN_STD[1])
+        self.transform = ImageTransform(params["image_size"], tuple(mean), tuple(std))
+
+    def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self.transform(load_image(raw), rng)
+
+    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(items)
+
+
+def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    # GroupNorm, not BatchNorm: an image's embedding must not depend on its batch-mates.
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.GroupNorm(8, c_out), nn.GELU()
+    )
+
+
+@register("encoder", "cnn")
+class SmallCNN(ImageTower):
+    """Stages of two 3×3 conv blocks, each stage halving resolution, then global average pool."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        image_size: int = 32,
+        widths: tuple[int, ...] | list[int] = (32, 64, 128),
+        head: str = "linear",
+    ):
+        super().__init__(embed_dim, dict(image_size=image_size, widths=list(widths), head=head))
+        layers, c_in = [], 3
+        for i, width in enumerate(widths):
+            layers += [conv_block(c_in, width, 1 if i == 0 else 2), conv_block(width, width, 1)]
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        self.head = projection_head(c_in, embed_dim, head)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images).mean(dim=(2, 3)))
+
+
+@register("encoder", "vit")
+class SmallViT(ImageTower):
+    """A small Vision Transformer: patch embedding, CLS token, pre-norm encoder."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        image_size: int = 32,
+        patch_size: int = 4,
+        width: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        dropout: float = 0.0,
+        head: str = "linear",
+    ):
+        if image_size % patch_size:
+            raise ValueError(
+                f"image_size {image_size} is not a multiple of patch_size {patch_size}"
+            )
+        params = dict(image_size=image_size, patch_size=patch_size, width=width, depth=depth)
+        super().__init__(embed_dim, params | dict(heads=heads, dropout=dropout, head=head))
+        num_patches = (image_size // patch_size) ** 2
+        self.patch_embed = nn.Conv2d(3, width, patch_size, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = projection_head(width, embed_dim, head)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
+        return self.head(self.norm(self.encoder(x))[:, 0])

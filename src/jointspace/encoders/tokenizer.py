@@ -1,0 +1,60 @@
+"""WordPiece tokenizers trained on the caption corpus with the ``tokenizers`` library."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
+SPECIAL_TOKENS = [PAD, UNK, CLS, SEP]
+PAD_ID = 0  # PAD is the first special token, so padded positions are exactly the zeros.
+
+
+def train_wordpiece(
+    texts: Sequence[str], vocab_size: int = 2000, max_len: int = 32, min_frequency: int = 1
+) -> Tokenizer:
+    """A lower-casing BERT-style WordPiece tokenizer whose vocabulary is learned from ``texts``.
+
+    The vocabulary is the corpus' characters (as word starts and ``##`` continuations) plus its
+    most frequent words. We count it ourselves because ``WordPieceTrainer`` breaks ties in hash
+    order, so two trainings on one corpus give different vocabularies, and runs would not repeat.
+    """
+    if not texts:
+        raise ValueError("cannot train a tokenizer on an empty corpus")
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word})
+    base = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
+    if vocab_size < len(base):
+        raise ValueError(f"vocab_size {vocab_size} is below the {len(base)} base tokens needed")
+    frequent = [w for w, n in counts.items() if n >= min_frequency and len(w) > 1]
+    frequent.sort(key=lambda w: (-counts[w], w))
+    vocab = {token: i for i, token in enumerate(base + frequent[: vocab_size - len(base)])}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = splitter
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}", special_tokens=[(CLS, vocab[CLS]), (SEP, vocab[SEP])]
+    )
+    return configure(tokenizer, max_len)
+
+
+def configure(tokenizer: Tokenizer, max_len: int) -> Tokenizer:
+    """Pad to the longest in a batch and truncate to ``max_len`` tokens."""
+    tokenizer.enable_padding(pad_id=PAD_ID, pad_token=PAD)
+    tokenizer.enable_truncation(max_length=max_len)
+    return tokenizer
+
+
+def load_tokenizer(path: Path, max_len: int) -> Tokenizer:
+    """Load a tokenizer saved with ``Tokenizer.save``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    return configure(Tokenizer.from_file(str(path)), max_len)

@@ -1,0 +1,19 @@
+"""Evaluation: pure metrics and evaluators that embed a manifest with a model."""
+
+from jointspace.evaluate.metrics import chance_metrics, ranking_stats, retrieval_metrics
+from jointspace.evaluate.retrieval import (
+    chance_retrieval,
+    embed_values,
+    evaluate_retrieval,
+    relevance_matrix,
+)
+
+__all__ = [
+    "chance_metrics",
+    "chance_retrieval",
+    "embed_values",
+    "evaluate_retrieval",
+    "ranking_stats",
+    "relevance_matrix",
+    "retrieval_metrics",
+]

@@ -1,0 +1,102 @@
+"""Cross-modal retrieval evaluation in both directions, correct with many captions per image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from jointspace.data.manifest import Manifest, ManifestError
+from jointspace.evaluate.metrics import chance_metrics, retrieval_metrics
+from jointspace.models.joint import JointModel
+
+RELEVANCE = ("pairs", "label")
+
+
+def relevance_matrix(
+    manifest: Manifest, query: str, gallery: str, relevance: str = "pairs"
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Unique query values, unique gallery values and which gallery items each query should find.
+
+    ``pairs``: relevant if some manifest row pairs them (five captions → one image).
+    ``label``: relevant if they share a ``label`` (class-level retrieval).
+    """
+    if relevance not in RELEVANCE:
+        raise ValueError(f"relevance must be one of {RELEVANCE}, got {relevance!r}")
+    queries = list(dict.fromkeys(manifest.column(query)))
+    items = list(dict.fromkeys(manifest.column(gallery)))
+    q_index = {v: i for i, v in enumerate(queries)}
+    g_index = {v: i for i, v in enumerate(items)}
+    relevant = np.zeros((len(queries), len(items)), dtype=bool)
+    if relevance == "pairs":
+        for row in manifest.rows:
+            relevant[q_index[row[query]], g_index[row[gallery]]] = True
+        return queries, items, relevant
+    q_labels, g_labels = _labels_of(manifest, query), _labels_of(manifest, gallery)
+    for qi, q in enumerate(queries):
+        for gi, g in enumerate(items):
+            relevant[qi, gi] = not q_labels[q].isdisjoint(g_labels[g])
+    return queries, items, relevant
+
+
+def _labels_of(manifest: Manifest, column: str) -> dict[str, set[str]]:
+    labels: dict[str, set[str]] = {}
+    for number, row in enumerate(manifest.rows, start=1):
+        if not row.get("label"):
+            raise ManifestError(
+                f"{manifest.path}, row {number}, column 'label': empty, but relevance='label' "
+                "needs a label on every row"
+            )
+        labels.setdefault(row[column], set()).add(row["label"])
+    return labels
+
+
+def evaluate_retrieval(
+    model: JointModel,
+    manifest: Manifest,
+    *,
+    modalities: Sequence[str] = ("text", "image"),
+    relevance: str = "pairs",
+    ks: Sequence[int] = (1, 5, 10),
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Recall@K, mAP and median rank for every direction; ``primary`` is the mean recall."""
+    a, b = modalities
+    values_a, values_b, relevant = relevance_matrix(manifest, a, b, relevance)
+    emb_a = embed_values(model, manifest, a, values_a, batch_size)
+    emb_b = embed_values(model, manifest, b, values_b, batch_size)
+    scores = emb_a @ emb_b.T
+    metrics = _both_directions(a, b, relevant, lambda s, r: retrieval_metrics(s, r, ks), scores)
+    recalls = [v for k, v in metrics.items() if "/R@" in k]
+    metrics["mean_recall"] = float(np.mean(recalls))
+    metrics["primary"] = metrics["mean_recall"]
+    return metrics
+
+
+def chance_retrieval(
+    manifest: Manifest,
+    *,
+    modalities: Sequence[str] = ("text", "image"),
+    relevance: str = "pairs",
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """What random scores reach on the same queries: the floor to compare a model against."""
+    a, b = modalities
+    _, _, relevant = relevance_matrix(manifest, a, b, relevance)
+    return _both_directions(a, b, relevant, lambda _, r: chance_metrics(r, ks))
+
+
+def _both_directions(a, b, relevant, score_fn, scores=None) -> dict[str, float]:
+    scores = np.zeros(relevant.shape) if scores is None else scores
+    metrics: dict[str, float] = {}
+    for name, s, r in ((f"{a}_to_{b}", scores, relevant), (f"{b}_to_{a}", scores.T, relevant.T)):
+        metrics |= {f"{name}/{k}": v for k, v in score_fn(s, r).items()}
+    return metrics
+
+
+def embed_values(
+    model: JointModel, manifest: Manifest, modality: str, values: list[str], batch_size: int = 256
+) -> np.ndarray:
+    """Embeddings of manifest values; file columns are resolved against the manifest."""
+    inputs = values if modality == "text" else [manifest.resolve(v) for v in values]
+    return model.encode(inputs, modality, batch_size=batch_size)

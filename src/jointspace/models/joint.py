@@ -1,0 +1,80 @@
+"""JointModel: one tower per modality, all projecting into one normalised space."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jointspace.config import ModelConfig
+from jointspace.encoders.base import Tower
+
+
+class JointModel(nn.Module):
+    """Towers keyed by modality plus a learnable ``logit_scale`` (log inverse temperature)."""
+
+    def __init__(self, towers: Mapping[str, Tower], config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.towers = nn.ModuleDict(dict(towers))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.towers)
+
+    def tower(self, modality: str) -> Tower:
+        """The tower for ``modality``, with a clear error naming the ones this model has."""
+        if modality not in self.towers:
+            raise KeyError(f"this model has no {modality!r} tower; it has {self.modalities}")
+        return self.towers[modality]
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """L2-normalised embeddings for every modality present in ``inputs``."""
+        return {m: F.normalize(self.tower(m)(x), dim=-1) for m, x in inputs.items()}
+
+    @torch.no_grad()
+    def encode(
+        self,
+        inputs: Sequence[Any] | torch.Tensor,
+        modality: str,
+        *,
+        batch_size: int = 64,
+        normalize: bool = True,
+        output: Literal["numpy", "torch"] = "numpy",
+    ) -> np.ndarray | torch.Tensor:
+        """Embed raw inputs (strings, image paths or PIL images) or an already collated tensor."""
+        tower = self.tower(modality)
+        was_training = self.training
+        self.eval()
+        try:
+            chunks = [tower(x) for x in self._batches(tower, inputs, batch_size)]
+        finally:
+            self.train(was_training)
+        device = next(self.parameters()).device
+        out = torch.cat(chunks) if chunks else torch.empty(0, self.config.embed_dim, device=device)
+        out = F.normalize(out.float(), dim=-1) if normalize else out.float()
+        return out.cpu().numpy() if output == "numpy" else out
+
+    def _batches(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor, batch_size: int):
+        device = next(self.parameters()).device
+        if isinstance(inputs, torch.Tensor):
+            for start in range(0, len(inputs), batch_size):
+                yield inputs[start : start + batch_size].to(device)
+            return
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        for start in range(0, len(inputs), batch_size):
+            items = [tower.preprocess(x) for x in inputs[start : start + batch_size]]
+            yield tower.collate(items).to(device)
+
+    def save(self, directory: str) -> None:
+        """Write ``config.json``, ``model.safetensors`` and tower assets (no pickle)."""
+        from jointspace.models.io import save_model
+
+        save_model(self, directory)

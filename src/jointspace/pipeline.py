@@ -1,0 +1,106 @@
+"""Experiments from a config: build data, model and objective, then train or evaluate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from jointspace.atomic import write_text_atomic
+from jointspace.config import EvalConfig, ExperimentConfig
+from jointspace.data import Manifest, PairedDataset, read_manifest, resolve_manifest
+from jointspace.evaluate.retrieval import evaluate_retrieval
+from jointspace.models.build import build_model
+from jointspace.models.joint import JointModel
+from jointspace.registry import build
+from jointspace.train import checkpoint as ckpt
+from jointspace.train.trainer import Callback, Trainer, TrainResult
+
+RUN_CONFIG = "config.yaml"
+
+
+def load_manifest(
+    spec: str | Path, modalities: Sequence[str], *, split: str | None = None, skip_bad: bool = False
+) -> Manifest:
+    """Resolve a path or ``builtin:NAME``, validate it and keep one split (all rows if None)."""
+    manifest = read_manifest(resolve_manifest(spec), required=modalities, skip_bad=skip_bad)
+    return manifest.split(split) if split else manifest
+
+
+def fit(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    manifest: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """Train ``config`` into ``out_dir``; the selected model ends up in ``out_dir/model``."""
+    data = config.data
+    full = load_manifest(manifest or data.manifest, data.modalities, skip_bad=data.skip_bad)
+    train_rows = full.split(data.train_split) if data.train_split else full
+    has_val = data.val_split is not None and data.val_split in full.splits()
+    out_dir = Path(out_dir)
+    torch.manual_seed(config.train.seed)
+    model = _initial_model(config, train_rows, out_dir, resume)
+    objective = build("objective", config.objective.name, **config.objective.params)
+    evaluator = None
+    if has_val:
+        val_rows = full.split(data.val_split)
+        evaluator = partial(
+            evaluate_model, manifest=val_rows, config=config.eval, modalities=data.modalities
+        )
+    preprocess = {m: model.tower(m).preprocess for m in data.modalities}
+    seed = config.train.seed if data.augment else None
+    dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
+    trainer = Trainer(
+        model, objective, config.train, out_dir, evaluator=evaluator, callbacks=callbacks
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_text_atomic(out_dir / RUN_CONFIG, config.to_yaml())
+    return trainer.fit(dataset, resume=resume)
+
+
+def _initial_model(
+    config: ExperimentConfig, train_rows: Manifest, out_dir: Path, resume: bool
+) -> JointModel:
+    # On resume the tokenizer comes from the checkpoint, never retrained.
+    latest = ckpt.latest_checkpoint(out_dir / "checkpoints") if resume else None
+    if latest is not None:
+        return build_model(config.model, assets_dir=latest)
+    corpus = train_rows.column("text") if "text" in train_rows.columns else None
+    return build_model(config.model, corpus=corpus)
+
+
+def evaluate_model(
+    model: JointModel,
+    manifest: Manifest,
+    config: EvalConfig | None = None,
+    modalities: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Retrieval metrics of ``model`` on ``manifest`` in both directions."""
+    config = config or EvalConfig()
+    if modalities is None:
+        modalities = [m for m in model.modalities if m in manifest.modalities]
+    if len(modalities) != 2:
+        raise ValueError(f"retrieval needs exactly two modalities, got {list(modalities)}")
+    return evaluate_retrieval(
+        model,
+        manifest,
+        modalities=modalities,
+        relevance=config.relevance,
+        ks=config.ks,
+        batch_size=config.batch_size,
+    )
+
+
+def run_config(model_dir: str | Path) -> ExperimentConfig | None:
+    """The experiment config saved beside a trained model, if it came from ``fit``."""
+    model_dir = Path(model_dir)
+    for candidate in (model_dir / RUN_CONFIG, model_dir.parent / RUN_CONFIG):
+        if candidate.is_file():
+            return ExperimentConfig.from_yaml(candidate)
+    return None

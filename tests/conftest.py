@@ -1,0 +1,22 @@
+import pytest
+
+from jointspace.config import ExperimentConfig, builtin_config
+
+
+@pytest.fixture(scope="session")
+def digits_manifest(tmp_path_factory):
+    """The built-in digits dataset, built once per test session into a temporary cache."""
+    from jointspace.data import build_dataset
+
+    return build_dataset("digits", root=tmp_path_factory.mktemp("cache"))
+
+
+def tiny_config(**train) -> ExperimentConfig:
+    """The demo config shrunk to a model that trains in seconds."""
+    config = ExperimentConfig.from_yaml(builtin_config("digits"))
+    config.model.towers["text"].params = dict(width=32, depth=1, heads=2, max_len=16, dropout=0.1)
+    config.model.towers["image"].params = dict(image_size=16, widths=[16, 32])
+    config.train.progress = False
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config

@@ -1,0 +1,73 @@
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from conftest import tiny_config
+from jointspace.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, digits_manifest):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    config_path = run.parent / "tiny.yaml"
+    tiny_config(batch_size=128, epochs=1).to_yaml(config_path)
+    result = runner.invoke(
+        app, ["train", str(config_path), "--data", str(digits_manifest), "--out", str(run)]
+    )
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_train_writes_a_loadable_run(trained_run):
+    assert (trained_run / "model" / "model.safetensors").is_file()
+    assert (trained_run / "config.yaml").is_file()
+    assert json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[-1])["step"] > 0
+
+
+def test_eval_prints_table_and_writes_json(trained_run, digits_manifest, tmp_path):
+    out = tmp_path / "m.json"
+    args = ["eval", str(trained_run), "--data", str(digits_manifest), "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "text → image" in result.output and "relevance=label" in result.output
+    metrics = json.loads(out.read_text())
+    assert 0 <= metrics["text_to_image/mAP"] <= 1 and metrics["primary"] == metrics["mean_recall"]
+
+
+def test_embed_writes_parquet_of_unique_images(trained_run, digits_manifest, tmp_path):
+    out = tmp_path / "e.parquet"
+    args = ["embed", str(trained_run), "--data", str(digits_manifest), "--split", "test"]
+    result = runner.invoke(app, [*args, "--modality", "image", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table.num_rows == len(set(table.column("image").to_pylist()))
+    lines = digits_manifest.read_text().splitlines()[1:]
+    rows = [r for r in lines if r.endswith(",test")]
+    assert table.num_rows * 3 == len(rows)
+    vectors = table.column("embedding").to_pylist()
+    assert len(vectors[0]) == 64
+
+
+def test_search_lists_k_results(trained_run, digits_manifest):
+    args = ["search", str(trained_run), "--data", str(digits_manifest), "--split", "test"]
+    result = runner.invoke(app, [*args, "--query", "a handwritten seven", "--k", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("images/") == 3
+
+
+def test_bad_manifest_is_one_clear_line(tmp_path, trained_run):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,text,image\n1,a seven,missing.png\n")
+    result = runner.invoke(app, ["eval", str(trained_run), "--data", str(manifest), "--split", ""])
+    assert result.exit_code == 1
+    assert "m.csv, row 1, column 'image'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_config_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 1 and "config file not found" in result.output

@@ -1,0 +1,87 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from jointspace import evaluate_model, fit, load, load_manifest
+from jointspace.evaluate import chance_retrieval
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_at(step_to_fail):
+    def callback(step, record):
+        if step == step_to_fail:
+            raise Interrupt()
+
+    return callback
+
+
+def test_resume_reproduces_the_uninterrupted_loss_curve(tmp_path, digits_manifest):
+    # batch 256 → 14 steps per epoch, so the interruption (step 17) resumes mid-epoch 2;
+    # text dropout and image augmentation make RNG restoration matter.
+    config = tiny_config(batch_size=256, max_steps=22, checkpoint_every=5, warmup_steps=3)
+    config.data.val_split = None
+    straight = fit(config, tmp_path / "straight", manifest=digits_manifest)
+    with pytest.raises(Interrupt):
+        fit(config, tmp_path / "resumed", manifest=digits_manifest, callbacks=[interrupt_at(17)])
+    assert (tmp_path / "resumed" / "checkpoints" / "step-0000017").is_dir()
+    rest = fit(config, tmp_path / "resumed", manifest=digits_manifest, resume=True)
+    expected = [r["loss"] for r in straight.history[17:]]
+    assert [r["step"] for r in rest.history] == list(range(18, 23))
+    assert [r["loss"] for r in rest.history] == pytest.approx(expected, abs=1e-6)
+    a = load(tmp_path / "straight").encode(["a handwritten 7"], "text")
+    b = load(tmp_path / "resumed").encode(["a handwritten 7"], "text")
+    assert abs(a - b).max() < 1e-5
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line)["step"] for line in lines]
+    assert logged == sorted(set(logged))  # no step logged twice after the resume
+
+
+def test_resume_from_a_periodic_checkpoint(tmp_path, digits_manifest):
+    # A run killed hard (no chance to save) leaves only its periodic checkpoints.
+    config = tiny_config(batch_size=128, max_steps=12, checkpoint_every=4, warmup_steps=2)
+    config.data.val_split = None
+    straight = fit(config, tmp_path / "a", manifest=digits_manifest)
+    with pytest.raises(Interrupt):
+        fit(config, tmp_path / "b", manifest=digits_manifest, callbacks=[interrupt_at(10)])
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step-0000010")
+    rest = fit(config, tmp_path / "b", manifest=digits_manifest, resume=True)
+    assert rest.history[0]["step"] == 9
+    expected = [r["loss"] for r in straight.history[8:]]
+    assert [r["loss"] for r in rest.history] == pytest.approx(expected, abs=1e-6)
+
+
+def test_fresh_run_refuses_a_directory_with_checkpoints(tmp_path, digits_manifest):
+    config = tiny_config(batch_size=128, max_steps=2)
+    config.data.val_split = None
+    fit(config, tmp_path / "run", manifest=digits_manifest)
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        fit(config, tmp_path / "run", manifest=digits_manifest)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        fit(config, tmp_path / "empty", manifest=digits_manifest, resume=True)
+
+
+def test_short_digits_run_lifts_retrieval_far_above_chance(tmp_path, digits_manifest):
+    config = tiny_config(epochs=4, batch_size=128)
+    result = fit(config, tmp_path / "run", manifest=digits_manifest)
+    assert result.best is not None and len(result.evals) == 4
+    test = load_manifest(digits_manifest, ["text", "image"], split="test")
+    metrics = evaluate_model(load(tmp_path / "run"), test, config.eval)
+    chance = chance_retrieval(test, relevance="label")
+    assert chance["text_to_image/mAP"] < 0.15 and chance["image_to_text/R@1"] < 0.15
+    assert metrics["text_to_image/mAP"] > 0.5
+    assert metrics["image_to_text/R@1"] > 0.6
+    losses = [r["loss"] for r in result.history]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+
+
+def test_bf16_autocast_trains(tmp_path, digits_manifest):
+    config = tiny_config(batch_size=64, max_steps=3, precision="bf16")
+    config.data.val_split = None
+    result = fit(config, tmp_path / "run", manifest=digits_manifest)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
