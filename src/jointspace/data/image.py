@@ -13,6 +13,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 class ImageError(ValueError):
     """An image that cannot be read; the message names the file and the reason."""
 
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.reason = reason
+
 
 def load_image(source: str | Path | Image.Image) -> Image.Image:
     """A fully decoded RGB image: EXIF orientation applied, transparency composited on white."""
@@ -22,9 +26,9 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
         image.load()
         image = ImageOps.exif_transpose(image)
     except FileNotFoundError as err:
-        raise ImageError(f"{name}: file not found") from err
+        raise ImageError(name, "file not found") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{name}: unreadable or corrupt image ({err})") from err
+        raise ImageError(name, f"unreadable or corrupt image ({err})") from err
     return _to_rgb(image)
 
 

@@ -93,5 +93,5 @@ def _check_file(path: Path, column: str) -> str | None:
     try:
         load_image(path)
     except ImageError as err:
-        return str(err)
+        return err.reason
     return None

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jointspace.data import ImageError, ImageTransform, load_image
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., 0] = 255  # red, but fully transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    image = load_image(tmp_path / "a.png")
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_palette_with_transparency_becomes_white(tmp_path):
+    image = Image.new("P", (3, 3), 0)
+    image.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
+    image.putpixel((1, 1), 1)
+    image.save(tmp_path / "p.png", transparency=0)
+    loaded = load_image(tmp_path / "p.png")
+    assert loaded.getpixel((0, 0)) == (255, 255, 255) and loaded.getpixel((1, 1)) == (200, 0, 0)
+
+
+def test_cmyk_and_grayscale_become_rgb(tmp_path):
+    Image.new("CMYK", (2, 2), (0, 255, 255, 0)).save(tmp_path / "c.jpg")
+    red = load_image(tmp_path / "c.jpg").getpixel((0, 0))
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    Image.new("L", (2, 2), 90).save(tmp_path / "g.png")
+    assert load_image(tmp_path / "g.png").getpixel((0, 0)) == (90, 90, 90)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (4, 2), (10, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    image.save(tmp_path / "r.jpg", exif=exif)
+    assert load_image(tmp_path / "r.jpg").size == (2, 4)
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ImageError, match=r"bad.png: unreadable or corrupt image"):
+        load_image(tmp_path / "bad.png")
+    with pytest.raises(ImageError, match=r"gone.png: file not found"):
+        load_image(tmp_path / "gone.png")
+
+
+def test_transform_shape_and_normalisation():
+    out = ImageTransform(size=8)(Image.new("RGB", (20, 12), (255, 255, 255)))
+    assert out.shape == (3, 8, 8) and out.dtype == torch.float32
+    assert torch.allclose(out, torch.ones_like(out))  # (1 - 0.5) / 0.5
+
+
+def test_center_crop_keeps_the_middle():
+    array = np.zeros((8, 16, 3), dtype=np.uint8)
+    array[:, 4:12] = 255  # a white band in the middle of a wide image
+    out = ImageTransform(size=8, mean=(0, 0, 0), std=(1, 1, 1))(Image.fromarray(array))
+    assert out.min() > 0.9  # only the white middle survives the crop
+
+
+def test_augmentation_is_deterministic_per_generator():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), np.uint8))
+    transform = ImageTransform(size=8)
+    first = transform(image, np.random.default_rng(1))
+    assert torch.equal(first, transform(image, np.random.default_rng(1)))
+    assert not torch.equal(first, transform(image, np.random.default_rng(2)))
+    assert torch.equal(transform(image), transform(image))

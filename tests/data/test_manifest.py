@@ -1,0 +1,154 @@
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from jointspace.data import ManifestError, read_manifest
+
+
+def write_image(path, size=(6, 6), mode="RGB"):
+    Image.fromarray(np.full((*size, 3), 128, dtype=np.uint8)).convert(mode).save(path)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "img").mkdir()
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "img" / f"{name}.png")
+    return tmp_path
+
+
+ROWS = [
+    {"id": "1", "image": "img/a.png", "text": "a cat", "label": "cat", "split": "train"},
+    {"id": "2", "image": "img/a.png", "text": "a small cat", "label": "cat", "split": "train"},
+    {"id": "3", "image": "img/b.png", "text": "a dog", "label": "dog", "split": "test"},
+]
+
+
+def write(folder, rows, name="m.csv"):
+    path = folder / name
+    frame = pd.DataFrame(rows)
+    if name.endswith(".csv"):
+        frame.to_csv(path, index=False)
+    elif name.endswith(".jsonl"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.jsonl", "m.parquet"])
+def test_every_format_reads_the_same_rows(folder, name):
+    manifest = read_manifest(write(folder, ROWS, name), required=("text", "image"))
+    assert manifest.rows == ROWS
+    assert manifest.modalities == ["text", "image"]
+    assert manifest.resolve("img/a.png") == folder / "img" / "a.png"
+
+
+def test_ids_are_generated_when_absent(folder):
+    rows = [{k: v for k, v in r.items() if k != "id"} for r in ROWS]
+    manifest = read_manifest(write(folder, rows))
+    assert manifest.column("id") == ["0", "1", "2"]
+
+
+def test_unsupported_suffix_and_missing_file(folder):
+    (folder / "m.txt").write_text("x")
+    with pytest.raises(ManifestError, match=r"unsupported manifest suffix '.txt'"):
+        read_manifest(folder / "m.txt")
+    with pytest.raises(ManifestError, match="manifest not found"):
+        read_manifest(folder / "nope.csv")
+
+
+def test_bad_jsonl_line_is_named(folder):
+    (folder / "m.jsonl").write_text('{"text": "a"}\n{not json}\n')
+    with pytest.raises(ManifestError, match=r"m.jsonl, line 2: not valid JSON"):
+        read_manifest(folder / "m.jsonl")
+
+
+def corrupt(folder):
+    (folder / "img" / "junk.png").write_bytes(np.random.default_rng(0).bytes(200))
+    return "img/junk.png"
+
+
+def truncated(folder):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        folder / "img" / "full.png"
+    )
+    data = (folder / "img" / "full.png").read_bytes()
+    (folder / "img" / "cut.png").write_bytes(data[: len(data) // 2])
+    return "img/cut.png"
+
+
+BAD_CASES = {
+    "missing image": ("image", lambda f: "img/missing.png", "file not found"),
+    "corrupt image": ("image", corrupt, "unreadable or corrupt image"),
+    "truncated image": ("image", truncated, "unreadable or corrupt image"),
+    "empty text": ("text", lambda f: "   ", "empty text"),
+    "empty image path": ("image", lambda f: "", "empty image path"),
+    "duplicate id": ("id", lambda f: "1", "duplicate id '1' \\(first used in row 1\\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_each_bad_row_names_file_row_and_column(folder, case):
+    column, make_value, message = BAD_CASES[case]
+    rows = [dict(r) for r in ROWS]
+    rows[2][column] = make_value(folder)
+    path = write(folder, rows)
+    with pytest.raises(ManifestError, match=rf"m.csv, row 3, column '{column}': {message}") as err:
+        read_manifest(path, required=("text", "image"))
+    assert "--skip-bad" in str(err.value)
+
+
+def test_skip_bad_skips_exactly_the_bad_rows(folder, caplog):
+    rows = [dict(r) for r in ROWS] + [
+        {"id": "4", "image": "img/missing.png", "text": "x", "label": "x", "split": "train"},
+        {"id": "5", "image": "img/c.png", "text": "", "label": "x", "split": "train"},
+    ]
+    with caplog.at_level(logging.WARNING, logger="jointspace"):
+        manifest = read_manifest(write(folder, rows), skip_bad=True)
+    assert manifest.column("id") == ["1", "2", "3"]
+    assert [(p.row, p.column) for p in manifest.skipped] == [(4, "image"), (5, "text")]
+    assert "skipped 2 of 5 rows" in caplog.text
+
+
+def test_all_rows_bad_is_an_error_even_with_skip_bad(folder):
+    rows = [{"id": "1", "image": "img/missing.png", "text": "x"}]
+    with pytest.raises(ManifestError, match="all 1 rows are bad"):
+        read_manifest(write(folder, rows), skip_bad=True)
+
+
+def test_many_problems_are_listed_then_counted(folder):
+    rows = [{"id": str(i), "image": "img/a.png", "text": ""} for i in range(14)]
+    with pytest.raises(ManifestError, match=r"14 bad rows") as err:
+        read_manifest(write(folder, rows))
+    assert "... and 4 more" in str(err.value)
+
+
+def test_unknown_column_is_refused_even_with_skip_bad(folder):
+    rows = [{**r, "imgae": "x"} for r in ROWS]
+    with pytest.raises(ManifestError, match=r"unknown column 'imgae' \(known: id, text, image"):
+        read_manifest(write(folder, rows), skip_bad=True)
+    rows = [{**r, "meta_source": "web"} for r in ROWS]
+    assert read_manifest(write(folder, rows)).column("meta_source") == ["web"] * 3
+
+
+def test_missing_required_column(folder):
+    rows = [{k: v for k, v in r.items() if k != "image"} for r in ROWS]
+    with pytest.raises(ManifestError, match=r"m.csv: missing column 'image'"):
+        read_manifest(write(folder, rows), required=("text", "image"))
+
+
+def test_split_filters_and_names_available_splits(folder):
+    manifest = read_manifest(write(folder, ROWS))
+    assert manifest.split("train").column("id") == ["1", "2"]
+    assert manifest.splits() == ["test", "train"]
+    with pytest.raises(ManifestError, match=r"no rows in split 'val' \(splits: test, train\)"):
+        manifest.split("val")
+    rows = [{k: v for k, v in r.items() if k != "split"} for r in ROWS]
+    with pytest.raises(ManifestError, match="no 'split' column"):
+        read_manifest(write(folder, rows)).split("train")
