@@ -71,3 +71,12 @@ def test_bad_manifest_is_one_clear_line(tmp_path, trained_run):
 def test_missing_config_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["train", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1 and "config file not found" in result.output
+
+
+def test_demo_trains_evaluates_and_searches(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "text → image" in result.output and "chance" in result.output
+    assert "'a handwritten seven' → top-5 labels" in result.output
+    assert (tmp_path / "demo" / "model" / "model.safetensors").is_file()

@@ -21,36 +21,38 @@ def interrupt_at(step_to_fail):
     return callback
 
 
+def straight_and_interrupted(tmp_path, manifest, config, at):
+    """One uninterrupted run, and one stopped by an exception after step ``at``."""
+    config.data.val_split = None
+    straight = fit(config, tmp_path / "straight", manifest=manifest)
+    with pytest.raises(Interrupt):
+        fit(config, tmp_path / "resumed", manifest=manifest, callbacks=[interrupt_at(at)])
+    return straight, tmp_path / "resumed"
+
+
 def test_resume_reproduces_the_uninterrupted_loss_curve(tmp_path, digits_manifest):
     # batch 256 → 14 steps per epoch, so the interruption (step 17) resumes mid-epoch 2;
     # text dropout and image augmentation make RNG restoration matter.
     config = tiny_config(batch_size=256, max_steps=22, checkpoint_every=5, warmup_steps=3)
-    config.data.val_split = None
-    straight = fit(config, tmp_path / "straight", manifest=digits_manifest)
-    with pytest.raises(Interrupt):
-        fit(config, tmp_path / "resumed", manifest=digits_manifest, callbacks=[interrupt_at(17)])
-    assert (tmp_path / "resumed" / "checkpoints" / "step-0000017").is_dir()
-    rest = fit(config, tmp_path / "resumed", manifest=digits_manifest, resume=True)
+    straight, run = straight_and_interrupted(tmp_path, digits_manifest, config, at=17)
+    assert (run / "checkpoints" / "step-0000017").is_dir()
+    rest = fit(config, run, manifest=digits_manifest, resume=True)
     expected = [r["loss"] for r in straight.history[17:]]
     assert [r["step"] for r in rest.history] == list(range(18, 23))
     assert [r["loss"] for r in rest.history] == pytest.approx(expected, abs=1e-6)
     a = load(tmp_path / "straight").encode(["a handwritten 7"], "text")
-    b = load(tmp_path / "resumed").encode(["a handwritten 7"], "text")
+    b = load(run).encode(["a handwritten 7"], "text")
     assert abs(a - b).max() < 1e-5
-    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
-    logged = [json.loads(line)["step"] for line in lines]
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert logged == sorted(set(logged))  # no step logged twice after the resume
 
 
 def test_resume_from_a_periodic_checkpoint(tmp_path, digits_manifest):
     # A run killed hard (no chance to save) leaves only its periodic checkpoints.
     config = tiny_config(batch_size=128, max_steps=12, checkpoint_every=4, warmup_steps=2)
-    config.data.val_split = None
-    straight = fit(config, tmp_path / "a", manifest=digits_manifest)
-    with pytest.raises(Interrupt):
-        fit(config, tmp_path / "b", manifest=digits_manifest, callbacks=[interrupt_at(10)])
-    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step-0000010")
-    rest = fit(config, tmp_path / "b", manifest=digits_manifest, resume=True)
+    straight, run = straight_and_interrupted(tmp_path, digits_manifest, config, at=10)
+    shutil.rmtree(run / "checkpoints" / "step-0000010")
+    rest = fit(config, run, manifest=digits_manifest, resume=True)
     assert rest.history[0]["step"] == 9
     expected = [r["loss"] for r in straight.history[8:]]
     assert [r["loss"] for r in rest.history] == pytest.approx(expected, abs=1e-6)

@@ -34,10 +34,10 @@ class DataConfig:
 
 
 @dataclass
-class TowerConfig:
-    """One encoder tower: a registered encoder name plus its keyword parameters."""
+class PartConfig:
+    """A registered part (encoder tower, objective, …): its name plus keyword parameters."""
 
-    name: str = "transformer"
+    name: str
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -46,18 +46,10 @@ class ModelConfig:
     """The joint model: one tower per modality projected to ``embed_dim``."""
 
     embed_dim: int = 64
-    towers: dict[str, TowerConfig] = field(
-        default_factory=lambda: {"text": TowerConfig("transformer"), "image": TowerConfig("cnn")}
+    towers: dict[str, PartConfig] = field(
+        default_factory=lambda: {"text": PartConfig("transformer"), "image": PartConfig("cnn")}
     )
     init_temperature: float = 0.07
-
-
-@dataclass
-class ObjectiveConfig:
-    """A registered objective name plus its keyword parameters."""
-
-    name: str = "clip"
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,7 +91,7 @@ class ExperimentConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: PartConfig = field(default_factory=lambda: PartConfig("clip"))
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

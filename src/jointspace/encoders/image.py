@@ -11,6 +11,7 @@ from torch import nn
 from jointspace.data.image import ImageTransform, load_image
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
+from jointspace.encoders.transformer import transformer_stack
 from jointspace.registry import register
 
 RGB_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -88,10 +89,7 @@ class SmallViT(ImageTower):
         self.patch_embed = nn.Conv2d(3, width, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(
-            width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.encoder = transformer_stack(width, depth, heads, dropout)
         self.norm = nn.LayerNorm(width)
         self.head = projection_head(width, embed_dim, head)
 

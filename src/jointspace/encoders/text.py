@@ -13,6 +13,7 @@ from torch import nn
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.tokenizer import PAD_ID, load_tokenizer, train_wordpiece
+from jointspace.encoders.transformer import transformer_stack
 from jointspace.registry import register
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -46,10 +47,7 @@ class TextTransformer(Tower):
         self.pooling = pooling
         self.token_embed = nn.Embedding(tokenizer.get_vocab_size(), width, padding_idx=PAD_ID)
         self.pos_embed = nn.Parameter(torch.randn(max_len, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(
-            width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.encoder = transformer_stack(width, depth, heads, dropout)
         self.norm = nn.LayerNorm(width)
         self.head = projection_head(width, embed_dim, head)
 
