@@ -104,12 +104,11 @@ class Trainer:
                         break
         except BaseException:
             # Save the last completed step so --resume loses nothing, then let the error through.
-            if step > _state_step(ckpt.latest_checkpoint(self.checkpoints)):
-                self._save_checkpoint(step, total, result.best, rng_at_step)
+            self._save_if_newer(step, total, result.best, rng_at_step)
             raise
         finally:
             bar.close()
-        self._save_checkpoint(step, total, result.best, rng_at_step)
+        self._save_if_newer(step, total, result.best, rng_at_step)
         if self.evaluator is None:
             save_model(self.model, self.out_dir / "model")
         return result
@@ -210,6 +209,10 @@ class Trainer:
         if result.best is None or metrics["primary"] > result.best["primary"]:
             result.best = {"step": step, "primary": metrics["primary"]}
             save_model(self.model, self.out_dir / "model")
+
+    def _save_if_newer(self, step, total, best, rng) -> None:
+        if step > _state_step(ckpt.latest_checkpoint(self.checkpoints)):
+            self._save_checkpoint(step, total, best, rng)
 
     def _save_checkpoint(self, step, total, best, rng) -> None:
         state = {"step": step, "num_rows": self._num_rows, "total_steps": total, "best": best}
