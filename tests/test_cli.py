@@ -80,3 +80,18 @@ def test_demo_trains_evaluates_and_searches(tmp_path, monkeypatch):
     assert "text → image" in result.output and "chance" in result.output
     assert "'a handwritten seven' → top-5 labels" in result.output
     assert (tmp_path / "demo" / "model" / "model.safetensors").is_file()
+
+
+def test_skip_bad_reports_and_skips(tmp_path, trained_run, digits_manifest, caplog):
+    lines = digits_manifest.read_text().splitlines()
+    test_rows = [line for line in lines[1:] if line.endswith(",test")][:30]
+    image_dir = digits_manifest.parent / "images"
+    manifest = tmp_path / "m.csv"
+    bad = "9999-0,images/9999.png,a handwritten 1,one,test"
+    manifest.write_text("\n".join([lines[0], *test_rows, bad]) + "\n")
+    (tmp_path / "images").symlink_to(image_dir)
+    args = ["eval", str(trained_run), "--data", str(manifest)]
+    assert runner.invoke(app, args).exit_code == 1
+    result = runner.invoke(app, [*args, "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 of 31 rows" in caplog.text

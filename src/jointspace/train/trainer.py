@@ -118,7 +118,8 @@ class Trainer:
         if not resume:
             if latest is not None:
                 raise FileExistsError(
-                    f"{self.out_dir} already holds checkpoints; resume it or choose another out dir"
+                    f"{self.out_dir} already holds checkpoints: resume it (--resume) or choose "
+                    "another output directory (--out)"
                 )
             torch.manual_seed(self.config.seed)
             self.out_dir.mkdir(parents=True, exist_ok=True)
