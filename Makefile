@@ -3,7 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+# Debian packages the built-in emoji dataset renders from (fonts, Unicode and CLDR data).
+SYSTEM_PACKAGES := fonts-noto-color-emoji unicode-data unicode-cldr-core
+
+.PHONY: demo test lint format clean system-deps
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -18,8 +21,14 @@ $(STAMP): $(PY) pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/jointspace demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q
+
+system-deps:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null || { echo "install $(SYSTEM_PACKAGES) with your package manager"; exit 1; }; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES); }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

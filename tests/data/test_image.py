@@ -67,3 +67,17 @@ def test_augmentation_is_deterministic_per_generator():
     assert torch.equal(first, transform(image, np.random.default_rng(1)))
     assert not torch.equal(first, transform(image, np.random.default_rng(2)))
     assert torch.equal(transform(image), transform(image))
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    Image.new("L", (300, 300)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match=r"big.png: 300×300 pixels exceeds the limit of 50000"):
+        load_image(tmp_path / "big.png", max_pixels=50_000)
+    assert load_image(tmp_path / "big.png", max_pixels=90_000).size == (300, 300)
+
+
+def test_pillow_bomb_guard_also_gives_a_clear_error(tmp_path, monkeypatch):
+    Image.new("L", (300, 300)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # Pillow refuses > 2× this
+    with pytest.raises(ImageError, match=r"big.png: unreadable or corrupt image"):
+        load_image(tmp_path / "big.png")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Decompression bombs: refuse images above this many pixels before decoding them.
+MAX_PIXELS = int(os.environ.get("JOINTSPACE_MAX_IMAGE_PIXELS", 64_000_000))
 
 
 class ImageError(ValueError):
@@ -18,16 +22,34 @@ class ImageError(ValueError):
         self.reason = reason
 
 
-def load_image(source: str | Path | Image.Image) -> Image.Image:
-    """A fully decoded RGB image: EXIF orientation applied, transparency composited on white."""
+def load_image(source: str | Path | Image.Image, max_pixels: int | None = None) -> Image.Image:
+    """A fully decoded RGB image: EXIF orientation applied, transparency composited on white.
+
+    Images over ``max_pixels`` (default ``$JOINTSPACE_MAX_IMAGE_PIXELS`` or 64 M) are refused.
+    """
     name = getattr(source, "filename", None) or str(source)
+    limit = max_pixels or MAX_PIXELS
     try:
         image = source if isinstance(source, Image.Image) else Image.open(source)
+        if image.width * image.height > limit:
+            raise ImageError(
+                name,
+                f"{image.width}×{image.height} pixels exceeds the limit of "
+                f"{limit} (set JOINTSPACE_MAX_IMAGE_PIXELS to allow more)",
+            )
         image.load()
         image = ImageOps.exif_transpose(image)
     except FileNotFoundError as err:
         raise ImageError(name, "file not found") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except ImageError:
+        raise
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as err:
         raise ImageError(name, f"unreadable or corrupt image ({err})") from err
     return _to_rgb(image)
 
