@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from pathlib import Path
@@ -11,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jointspace.config import ConfigError, ExperimentConfig
-from jointspace.data import ImageError, ManifestError
+from jointspace.cli_data import app as data_app
+from jointspace.cli_errors import user_errors
+from jointspace.config import ExperimentConfig
 
 app = typer.Typer(
     help="Learn, evaluate and search joint embedding spaces.",
@@ -21,34 +21,11 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out = Console()
-USER_ERRORS = (
-    ConfigError,
-    ManifestError,
-    ImageError,
-    FileNotFoundError,
-    FileExistsError,
-    ValueError,
-    KeyError,
-)
+app.add_typer(data_app, name="data")
 
 Data = Annotated[str, typer.Option("--data", help="Manifest path or builtin:NAME.")]
 Split = Annotated[str | None, typer.Option(help="Keep only rows of this split.")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]
-
-
-def user_errors(command):
-    """Turn bad-input errors into one clear red line and exit code 1, not a stack trace."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except USER_ERRORS as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 @app.command()

@@ -49,4 +49,4 @@ def build(kind: str, name: str, **params: Any) -> Any:
 def _load_builtins() -> None:
     # Importing the packages runs their @register lines; done lazily to keep import order free.
     from jointspace import encoders, objectives  # noqa: F401
-    from jointspace.data import builtin  # noqa: F401
+    from jointspace.data import builtin, formats  # noqa: F401

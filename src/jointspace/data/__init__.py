@@ -4,7 +4,7 @@ from jointspace.data.builtin import build_dataset, default_cache_dir, resolve_ma
 from jointspace.data.collate import Batch, make_collate
 from jointspace.data.dataset import PairedDataset
 from jointspace.data.image import ImageError, ImageTransform, load_image
-from jointspace.data.manifest import Manifest, ManifestError, Problem, read_manifest
+from jointspace.data.manifest import Manifest, ManifestError, Problem, open_manifest, read_manifest
 from jointspace.data.sampler import EpochBatchSampler, batches_per_epoch
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "default_cache_dir",
     "load_image",
     "make_collate",
+    "open_manifest",
     "read_manifest",
     "resolve_manifest",
 ]

@@ -93,7 +93,20 @@ def read_manifest(
     check_files: bool = True,
 ) -> Manifest:
     """Read and validate a manifest; bad rows raise, or are skipped and reported with skip_bad."""
-    from jointspace.data.validate import check_columns, find_problems
+    from jointspace.data.validate import find_problems
+
+    manifest = open_manifest(path, required=required)
+    problems = find_problems(manifest, required, check_files)
+    if not problems:
+        return manifest
+    if not skip_bad:
+        raise ManifestError(_problem_report(path, problems))
+    return _skip(manifest, problems)
+
+
+def open_manifest(path: str | Path, *, required: Sequence[str] = ()) -> Manifest:
+    """Parse a manifest and check its columns, leaving rows unchecked (for inspection)."""
+    from jointspace.data.validate import check_columns
 
     path = Path(path)
     rows, columns = _read_rows(path)
@@ -101,13 +114,7 @@ def read_manifest(
         columns = ["id", *columns]
         rows = [{"id": str(i), **row} for i, row in enumerate(rows)]
     check_columns(path, columns, rows, required)
-    manifest = Manifest(path, rows, columns)
-    problems = find_problems(manifest, required, check_files)
-    if not problems:
-        return manifest
-    if not skip_bad:
-        raise ManifestError(_problem_report(path, problems))
-    return _skip(manifest, problems)
+    return Manifest(path, rows, columns)
 
 
 def _skip(manifest: Manifest, problems: list[Problem]) -> Manifest:

@@ -1,0 +1,117 @@
+"""Dataset inspection: what a manifest holds and what is wrong with it, before any training."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from jointspace.data.manifest import MODALITY_COLUMNS, Manifest
+from jointspace.data.validate import find_problems
+
+TOP_LABELS = 20
+_PUNCTUATION = re.compile(r"[^\w\s]")
+
+
+def inspect_manifest(manifest: Manifest) -> dict[str, Any]:
+    """A JSON-ready report: counts, modality coverage, histograms, duplicates and bad rows."""
+    report: dict[str, Any] = {"manifest": str(manifest.path), "rows": len(manifest)}
+    report["splits"] = (
+        dict(Counter(r.get("split", "") for r in manifest.rows))
+        if "split" in manifest.columns
+        else {}
+    )
+    report["modalities"] = {
+        m: {
+            "present": sum(1 for r in manifest.rows if r[m].strip()),
+            "missing": sum(1 for r in manifest.rows if not r[m].strip()),
+        }
+        for m in MODALITY_COLUMNS
+        if m in manifest.columns
+    }
+    if "label" in manifest.columns:
+        counts = Counter(r["label"] for r in manifest.rows)
+        report["labels"] = {"distinct": len(counts), "top": dict(counts.most_common(TOP_LABELS))}
+    if "text" in manifest.columns:
+        report["captions"] = caption_stats(manifest.column("text"))
+    if "image" in manifest.columns:
+        report["images"] = image_stats(manifest)
+    problems = find_problems(manifest)
+    report["problems"] = [p.describe(manifest.path) for p in problems]
+    return report
+
+
+def caption_stats(texts: list[str]) -> dict[str, Any]:
+    """Word-count histogram and groups of captions equal up to case, punctuation and spacing."""
+    lengths = np.array([len(t.split()) for t in texts])
+    counts, edges = np.histogram(lengths, bins=min(10, max(1, int(lengths.max()))))
+    groups = defaultdict(set)
+    for text in texts:
+        groups[" ".join(_PUNCTUATION.sub(" ", text.lower()).split())].add(text)
+    near = [sorted(g) for g in groups.values() if len(g) > 1]
+    return {
+        "words": {
+            "min": int(lengths.min()),
+            "mean": float(lengths.mean()),
+            "max": int(lengths.max()),
+        },
+        "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
+        "distinct": len(set(texts)),
+        "near_duplicates": near,
+    }
+
+
+def image_stats(manifest: Manifest) -> dict[str, Any]:
+    """Sizes read from headers, and distinct files whose bytes are identical."""
+    sizes, by_hash = Counter(), defaultdict(list)
+    for value in dict.fromkeys(v for v in manifest.column("image") if v.strip()):
+        path = manifest.resolve(value)
+        try:
+            by_hash[hashlib.sha256(path.read_bytes()).hexdigest()].append(value)
+            with Image.open(path) as image:
+                sizes[f"{image.width}x{image.height}"] += 1
+        except (OSError, ValueError):
+            continue  # reported among the problems
+    return {
+        "distinct": sum(len(v) for v in by_hash.values()),
+        "sizes": dict(sizes.most_common()),
+        "duplicates": [sorted(v) for v in by_hash.values() if len(v) > 1],
+    }
+
+
+def save_plots(report: dict[str, Any], directory: Path) -> list[Path]:
+    """Caption-length, image-size and label bar charts as PNG files; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    charts = []
+    if "captions" in report:
+        hist = report["captions"]["histogram"]
+        centers = [(a + b) / 2 for a, b in zip(hist["edges"], hist["edges"][1:], strict=False)]
+        charts.append(("caption_words.png", "caption length (words)", centers, hist["counts"]))
+    if "images" in report:
+        sizes = report["images"]["sizes"]
+        charts.append(("image_sizes.png", "image size (pixels)", list(sizes), list(sizes.values())))
+    if "labels" in report:
+        top = report["labels"]["top"]
+        charts.append(("labels.png", f"top {len(top)} labels", list(top), list(top.values())))
+    paths = []
+    for name, title, xs, ys in charts:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.bar([str(x) if not isinstance(x, float) else f"{x:.1f}" for x in xs], ys)
+        ax.set_title(title)
+        ax.set_ylabel("count")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        fig.tight_layout()
+        fig.savefig(directory / name, dpi=100)
+        plt.close(fig)
+        paths.append(directory / name)
+    return paths
