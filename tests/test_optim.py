@@ -21,6 +21,6 @@ def test_warmup_then_cosine_to_the_floor():
     factors = [lr_factor(s, total_steps=110, warmup_steps=10, min_ratio=0.1) for s in range(110)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in itertools.pairwise(factors))
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))  # decays after warmup
     assert lr_factor(110, 110, 10, 0.1) == pytest.approx(0.1)
     assert factors[60] == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the cosine

@@ -209,3 +209,125 @@ def test_convert_unknown_format(coco):
         ManifestError, match=r"unknown format 'yolo'; known: audiocaps, clotho, coco"
     ):
         convert(coco[0], "yolo", coco[0].parent / "m.csv")
+
+
+def jpeg_bytes(colour):
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_hf_parquet_image_structs_and_overrides(tmp_path):
+    png(tmp_path / "pics" / "p.png")
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    images = [
+        {"bytes": jpeg_bytes((9, 9, 9)), "path": "x.jpg"},
+        {"bytes": None, "path": "pics/p.png"},
+    ]
+    table = pa.table(
+        {
+            "photo": pa.array(images, image_type),
+            "alt": [" first ", "second"],
+            "text": ["ignored", "ignored"],
+            "id": ["a", "b"],
+            "split": ["train", "test"],
+        }
+    )
+    pq.write_table(table, tmp_path / "d.parquet")
+    out = tmp_path / "out"
+    rows = read_hf(tmp_path / "d.parquet", out, text_column="alt", image_column="photo")
+    assert rows == [
+        {
+            "id": "a",
+            "text": "first",
+            "image": str(out / "files" / "000000.jpg"),
+            "label": "",
+            "split": "train",
+        },
+        {
+            "id": "b",
+            "text": "second",
+            "image": str(tmp_path / "pics" / "p.png"),
+            "label": "",
+            "split": "test",
+        },
+    ]
+    assert (out / "files" / "000000.jpg").read_bytes() == images[0]["bytes"]
+
+
+def test_hf_errors_list_the_columns(tmp_path):
+    pq.write_table(pa.table({"image": ["x.png"], "words": ["hi"]}), tmp_path / "d.parquet")
+    with pytest.raises(
+        ManifestError, match=r"d.parquet: no text column among \['image', 'words'\]"
+    ):
+        read_hf(tmp_path / "d.parquet", tmp_path)
+    with pytest.raises(ManifestError, match=r"no text column among .* \(wanted 'body'\)"):
+        read_hf(tmp_path / "d.parquet", tmp_path, text_column="body")
+    pq.write_table(pa.table({"image": [b"junk"], "text": ["hi"]}), tmp_path / "e.parquet")
+    with pytest.raises(ManifestError, match=r"e.parquet, row 0, column 'image': embedded bytes"):
+        read_hf(tmp_path / "e.parquet", tmp_path)
+
+
+def test_hf_dataset_dict_splits_and_convert_relative_files(tmp_path):
+    for split, colour in (("train", (1, 1, 1)), ("validation", (2, 2, 2))):
+        folder = tmp_path / "ds" / split
+        folder.mkdir(parents=True)
+        (folder / "state.json").write_text("{}")
+        table = pa.table({"img": [png_bytes(colour)], "sentence": [f"{split} pic"]})
+        with pa.ipc.new_file(str(folder / "data-00000-of-00001.arrow"), table.schema) as writer:
+            writer.write_table(table)  # the Arrow *file* format: read through the fallback
+    out = convert(tmp_path / "ds", "hf", tmp_path / "m" / "manifest.jsonl")
+    manifest = read_manifest(out)
+    assert manifest.columns == ["id", "text", "image", "split"]
+    assert [(r["id"], r["text"], r["image"], r["split"]) for r in manifest.rows] == [
+        ("0", "train pic", "files/000000.png", "train"),
+        ("1", "validation pic", "files/000001.png", "val"),
+    ]
+
+
+def test_karpathy_without_filepath_and_missing_key(tmp_path):
+    img = png(tmp_path / "elsewhere" / "2.jpg")
+    image = {"filename": "2.jpg", "split": "val", "sentences": [{"raw": " a b ", "sentid": 7}]}
+    src = tmp_path / "dataset_coco.json"
+    src.write_text(json.dumps({"images": [image]}))
+    assert read_karpathy(src, tmp_path, images_dir=tmp_path / "elsewhere") == [
+        {"id": "7", "text": "a b", "image": str(img), "split": "val"}
+    ]
+    del image["sentences"][0]["raw"]
+    src.write_text(json.dumps({"images": [image]}))
+    with pytest.raises(ManifestError, match=r"dataset_coco.json: image 0 sentence 0 has no 'raw'"):
+        read_karpathy(src, tmp_path)
+    src.write_text("{not json")
+    with pytest.raises(ManifestError, match=r"dataset_coco.json: not valid JSON"):
+        read_karpathy(src, tmp_path)
+
+
+def test_audiocaps_falls_back_to_youtube_id_and_converts(tmp_path):
+    clip = wav(tmp_path / "train" / "ytA.wav")
+    (tmp_path / "train.csv").write_text(
+        "audiocap_id,youtube_id,start_time,caption\n5,ytA,0,birds\n"
+    )
+    assert read_audiocaps(tmp_path / "train.csv", tmp_path) == [
+        {"id": "5", "text": "birds", "audio": str(clip), "split": "train"}
+    ]
+    manifest = read_manifest(convert(tmp_path / "train.csv", "audiocaps", tmp_path / "a.csv"))
+    assert manifest.columns == ["id", "text", "audio", "split"]
+    assert manifest.column("audio") == ["train/ytA.wav"]
+    (tmp_path / "bad.csv").write_text("youtube_id,caption\nx,y\n")
+    with pytest.raises(ManifestError, match=r"bad.csv: no column 'audiocap_id'"):
+        read_audiocaps(tmp_path / "bad.csv", tmp_path)
+
+
+def test_folder_template_and_parquet_round_trip(tmp_path):
+    png(tmp_path / "data" / "red-fox" / "z.webp")
+    out = convert(tmp_path / "data", "folder", tmp_path / "f.parquet", template="{label}!")
+    manifest = read_manifest(out)
+    assert manifest.rows == [
+        {"id": "red-fox/z", "text": "red fox!", "image": "data/red-fox/z.webp", "label": "red-fox"}
+    ]
+
+
+def test_convert_keeps_paths_outside_the_manifest_folder_absolute(coco):
+    src, a, _ = coco
+    out = convert(src, "coco", src.parent / "sub" / "m.csv")
+    assert read_manifest(out).column("image")[0] == str(a)

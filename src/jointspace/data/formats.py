@@ -39,16 +39,15 @@ SPLIT_WORDS = {
 Row = dict[str, str]
 
 
-def _row(
-    id: str, text: str, *, image: str = "", audio: str = "", label: str = "", split: str = ""
-) -> Row:
-    return {"id": id, "text": text, "image": image, "audio": audio, "label": label, "split": split}
+def _row(id: str, text: str, **fields: str) -> Row:
+    """A manifest row holding only the columns this reader knows about."""
+    return {"id": id, "text": text, **fields}
 
 
 def _split_from_name(name: str) -> str:
     """The split a file name mentions (``captions_train2017`` -> ``train``), else ``""``."""
     for word in re.split(r"[^a-z]+", name.lower()):
-        if word in SPLIT_WORDS and word not in ("dev", "eval"):
+        if word in SPLIT_WORDS:
             return SPLIT_WORDS[word]
     return ""
 
@@ -115,7 +114,7 @@ def read_coco(src: Path, out_dir: Path, *, images_dir: Path | None = None) -> li
         ann_id, caption = _need(ann, "id", src, what), _need(ann, "caption", src, what)
         image_id = _need(ann, "image_id", src, what)
         if image_id not in files:
-            raise ManifestError(f"{src}: {what} has 'image_id' {image_id!r}, not in 'images'")
+            raise ManifestError(f"{src}: {what} has unknown image_id {image_id!r}")
         image = _abs(root / files[image_id])
         rows.append(_row(str(ann_id), str(caption).strip(), image=image, split=split))
     return rows
@@ -182,7 +181,7 @@ def _pick(
     found = [override] if override else [c for c in names if c in columns]
     if not found or found[0] not in columns:
         wanted = override or " or ".join(names)
-        raise ManifestError(f"{path}: no {role} column {wanted!r} (columns: {columns})")
+        raise ManifestError(f"{path}: no {role} column among {columns} (wanted {wanted!r})")
     return found[0]
 
 
@@ -194,7 +193,7 @@ def _write_bytes(data: bytes, files_dir: Path, index: int, where: str) -> str:
     except (UnidentifiedImageError, OSError) as err:
         raise ManifestError(f"{where}: embedded bytes are not a readable image") from err
     files_dir.mkdir(parents=True, exist_ok=True)
-    target = files_dir / f"{index:06d}.{ {'jpeg': 'jpg'}.get(fmt, fmt) or 'bin' }"
+    target = files_dir / f"{index:06d}.{'jpg' if fmt == 'jpeg' else fmt or 'bin'}"
     target.write_bytes(data)
     return _abs(target)
 
@@ -224,8 +223,8 @@ def read_hf(
         text_col = _pick(text_column, TEXT_COLUMNS, columns, path, "text")
         image_col = _pick(image_column, IMAGE_COLUMNS, columns, path, "image")
         default_split = _split_from_name(path.relative_to(base).as_posix() if src.is_dir() else "")
-        for record in table.to_pylist():
-            where = f"{path}, row {index}, column"
+        for number, record in enumerate(table.to_pylist()):
+            where = f"{path}, row {number}, column"
             image = _hf_image(record[image_col], base, files_dir, index, f"{where} {image_col!r}")
             texts = record[text_col]
             if not isinstance(texts, list | str):
@@ -235,10 +234,17 @@ def read_hf(
             split = str(record.get("split") or default_split)
             many = isinstance(texts, list)
             for k, text in enumerate(texts if many else [texts]):
-                row_id = f"{key}-{k}" if many else key
+                row_id = f"{key}-{k}" if many and len(texts) > 1 else key
                 rows.append(_row(row_id, str(text).strip(), image=image, label=label, split=split))
             index += 1
     return rows
+
+
+def _fill(template: str, label: str) -> str:
+    try:
+        return template.format(label=label)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ManifestError(f"template {template!r}: only {{label}} may be filled ({err})") from err
 
 
 @register("format", "folder")
@@ -249,14 +255,12 @@ def read_folder(src: Path, out_dir: Path, *, template: str = "a photo of a {labe
         raise ManifestError(f"not a folder: {src}")
     rows = []
     for folder in sorted(d for d in src.iterdir() if d.is_dir()):
-        name = folder.name.replace("_", " ").replace("-", " ")
+        label, text = folder.name, _fill(template, folder.name.replace("_", " ").replace("-", " "))
         for file in sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
-            text = template.format(label=name)
-            rows.append(
-                _row(f"{folder.name}/{file.stem}", text, image=_abs(file), label=folder.name)
-            )
+            image = _abs(file)
+            rows.append(_row(f"{label}/{file.stem}", text, image=image, label=label, split=""))
     if not rows:
-        raise ManifestError(f"{src}: no images in class folders (expected {src}/<class>/<image>)")
+        raise ManifestError(f"{src}: no class folders with images (expected {src}/<class>/<image>)")
     return rows
 
 
@@ -318,7 +322,7 @@ def convert(src: Path, fmt: str, out: Path, **options: Any) -> Path:
         reader = lookup("format", fmt)
     except KeyError:
         raise ManifestError(
-            f"unknown format {fmt!r}; known formats: {', '.join(available('format'))}"
+            f"unknown format {fmt!r}; known: {', '.join(available('format'))}"
         ) from None
     root = out.parent.resolve()
     rows = reader(src, root, **options)
@@ -326,7 +330,8 @@ def convert(src: Path, fmt: str, out: Path, **options: Any) -> Path:
         raise ManifestError(f"{src}: no rows read as format {fmt!r}")
     for row in rows:
         for column in FILE_COLUMNS:
-            row[column] = _relative(row.get(column, ""), root)
+            if column in row:
+                row[column] = _relative(row[column], root)
     columns = [c for c in KNOWN_COLUMNS if any(row.get(c) for row in rows)]
     frame = pd.DataFrame([{c: row.get(c, "") for c in columns} for row in rows], columns=columns)
     with atomic_path(out) as tmp:
