@@ -87,3 +87,21 @@ def test_bf16_autocast_trains(tmp_path, digits_manifest):
     config.data.val_split = None
     result = fit(config, tmp_path / "run", manifest=digits_manifest)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
+
+
+def test_emoji_held_out_subgroups_are_retrieved_above_chance(tmp_path_factory):
+    from jointspace import build_dataset
+    from jointspace.config import ExperimentConfig, builtin_config
+
+    manifest = build_dataset("emoji", root=tmp_path_factory.mktemp("emoji"))
+    config = ExperimentConfig.from_yaml(builtin_config("emoji"))
+    config.model.towers["text"].params |= dict(width=32, depth=1, heads=2)
+    config.model.towers["image"].params = dict(image_size=24, widths=[16, 32])
+    config.train.epochs, config.train.progress = 3, False
+    config.data.val_split = None
+    run = fit(config, tmp_path_factory.mktemp("run"), manifest=manifest)
+    held_out = load_manifest(manifest, ["text", "image"], split="zeroshot")
+    metrics = evaluate_model(load(run.out_dir), held_out, config.eval)
+    chance = chance_retrieval(held_out, relevance="pairs")
+    assert metrics["text_to_image/R@10"] > 2.5 * chance["text_to_image/R@10"]
+    assert metrics["text_to_image/mAP"] > 2 * chance["text_to_image/mAP"]

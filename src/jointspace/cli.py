@@ -132,12 +132,14 @@ def search(
 @user_errors
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
+    dataset: Annotated[str, typer.Option(help="Built-in dataset: digits or emoji.")] = "digits",
     epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.")] = None,
+    grid: Annotated[Path | None, typer.Option(help="Save the query results as a PNG grid.")] = None,
 ) -> None:
-    """Build `digits`, train on CPU, evaluate on the test split, show a few searches."""
+    """Build a built-in dataset, train on CPU, evaluate the test split, show a few searches."""
     from jointspace.demo import run_demo
 
-    run_demo(out_dir, epochs=epochs, console=out)
+    run_demo(out_dir, dataset=dataset, epochs=epochs, grid=grid, console=out)
 
 
 def main() -> None:

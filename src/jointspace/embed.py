@@ -25,6 +25,7 @@ class Hit:
     value: str
     id: str
     label: str
+    split: str = ""
 
 
 def unique_items(manifest: Manifest, modality: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -70,7 +71,14 @@ def search_manifest(
         top = np.argsort(-row_scores, kind="stable")[:k]
         results.append(
             [
-                Hit(rank, float(row_scores[i]), values[i], rows[i]["id"], rows[i].get("label", ""))
+                Hit(
+                    rank,
+                    float(row_scores[i]),
+                    values[i],
+                    rows[i]["id"],
+                    rows[i].get("label", ""),
+                    rows[i].get("split", ""),
+                )
                 for rank, i in enumerate(top, start=1)
             ]
         )

@@ -1,4 +1,5 @@
 import hashlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -58,3 +59,38 @@ def test_builtin_specs_resolve(tmp_path, monkeypatch):
     monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path))
     path = resolve_manifest("builtin:digits")
     assert path == tmp_path / "datasets" / "digits" / "manifest.csv" and path.is_file()
+
+
+def test_each_image_has_three_distinct_captions_naming_its_digit(digits_manifest):
+    manifest = read_manifest(digits_manifest)
+    by_image: dict[str, list[dict[str, str]]] = {}
+    for row in manifest.rows:
+        by_image.setdefault(row["image"], []).append(row)
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    for image, rows in by_image.items():
+        stem = image.removeprefix("images/").removesuffix(".png")
+        assert [r["id"] for r in rows] == [f"{stem}-{j}" for j in range(3)]
+        assert len({r["text"] for r in rows}) == 3 and len({r["split"] for r in rows}) == 1
+        digit = words.index(rows[0]["label"])
+        assert all(str(digit) in r["text"] or words[digit] in r["text"] for r in rows)
+
+
+def test_cache_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    from jointspace.data import default_cache_dir
+
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.setenv("JOINTSPACE_CACHE", "")
+    assert default_cache_dir() == Path.home() / ".cache" / "jointspace"
+
+
+def test_unknown_builtin_and_missing_manifest_are_clear(tmp_path, monkeypatch):
+    import pytest
+
+    from jointspace.data import ManifestError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ManifestError, match=r"unknown dataset 'nope'.*digits"):
+        build_dataset("nope")
+    with pytest.raises(ManifestError, match=r"manifest not found: gone.csv \(built-in datasets: "):
+        resolve_manifest("gone.csv")

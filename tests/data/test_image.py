@@ -81,3 +81,39 @@ def test_pillow_bomb_guard_also_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # Pillow refuses > 2× this
     with pytest.raises(ImageError, match=r"big.png: unreadable or corrupt image"):
         load_image(tmp_path / "big.png")
+
+
+def test_truncated_file_fails_even_if_pillow_is_told_to_be_lenient(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    array = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+    Image.fromarray(array).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ImageError, match=r"cut.png: unreadable or corrupt image"):
+        load_image(tmp_path / "cut.png")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is restored
+
+
+def test_sixteen_bit_grayscale_keeps_its_brightness(tmp_path):
+    Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).save(tmp_path / "w.png")
+    Image.fromarray(np.full((2, 2), 257 * 40, dtype=np.uint16)).save(tmp_path / "d.png")
+    assert load_image(tmp_path / "w.png").getpixel((0, 0)) == (255, 255, 255)
+    assert load_image(tmp_path / "d.png").getpixel((0, 0)) == (40, 40, 40)
+
+
+def test_float_image_in_unit_range_is_scaled(tmp_path):
+    image = Image.fromarray(np.full((2, 2), 0.5, dtype=np.float32), mode="F")
+    assert load_image(image).getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_transform_accepts_non_rgb_images():
+    out = ImageTransform(size=4)(Image.new("L", (6, 6), 255))
+    assert out.shape == (3, 4, 4) and torch.allclose(out, torch.ones_like(out))
+
+
+def test_augmented_output_stays_in_the_normalised_range():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), np.uint8))
+    out = ImageTransform(size=8)(image, np.random.default_rng(5))
+    assert out.shape == (3, 8, 8) and out.min() >= -1 and out.max() <= 1

@@ -152,3 +152,61 @@ def test_split_filters_and_names_available_splits(folder):
     rows = [{k: v for k, v in r.items() if k != "split"} for r in ROWS]
     with pytest.raises(ManifestError, match="no 'split' column"):
         read_manifest(write(folder, rows)).split("train")
+
+
+def test_problem_describe_names_file_row_and_column():
+    from jointspace.data import Problem
+
+    problem = Problem(5, "image", "file not found: imgs/x.png")
+    expected = "data/m.csv, row 5, column 'image': file not found: imgs/x.png"
+    assert problem.describe("data/m.csv") == expected
+    assert Problem(2, None, "bad").describe("m.csv") == "m.csv, row 2: bad"
+
+
+def test_unknown_column_mentions_the_meta_prefix(folder):
+    rows = [{**r, "source": "web"} for r in ROWS]
+    with pytest.raises(ManifestError, match=r"'source'.*prefix extra columns with 'meta_'"):
+        read_manifest(write(folder, rows))
+
+
+def test_parquet_missing_values_become_empty_strings(folder):
+    frame = pd.DataFrame(
+        {
+            "text": ["a cat", "a dog"],
+            "label": pd.array([1, None], dtype="Int64"),
+            "meta_score": [0.5, float("nan")],
+        }
+    )
+    frame.to_parquet(folder / "m.parquet")
+    manifest = read_manifest(folder / "m.parquet")
+    assert manifest.column("label") == ["1", ""]
+    assert manifest.column("meta_score") == ["0.5", ""]
+
+
+def test_csv_keeps_values_that_look_like_na_or_numbers(folder):
+    (folder / "m.csv").write_text("id,text,label\n007,NA,null\n008,nan,1.50\n")
+    manifest = read_manifest(folder / "m.csv")
+    assert manifest.rows == [
+        {"id": "007", "text": "NA", "label": "null"},
+        {"id": "008", "text": "nan", "label": "1.50"},
+    ]
+
+
+def test_jsonl_with_a_byte_order_mark_and_non_utf8_bytes(folder):
+    (folder / "m.jsonl").write_bytes('\ufeff{"text": "café"}\n'.encode())
+    assert read_manifest(folder / "m.jsonl").column("text") == ["café"]
+    (folder / "bad.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
+    with pytest.raises(ManifestError, match=r"bad.jsonl: not UTF-8"):
+        read_manifest(folder / "bad.jsonl")
+
+
+def test_absolute_paths_are_kept(folder):
+    rows = [{**ROWS[0], "image": str(folder / "img" / "c.png")}]
+    manifest = read_manifest(write(folder, rows), required=("image",))
+    assert manifest.resolve(manifest.rows[0]["image"]) == folder / "img" / "c.png"
+
+
+def test_empty_manifest_is_refused_even_with_skip_bad(folder):
+    (folder / "m.csv").write_text("id,text\n")
+    with pytest.raises(ManifestError, match=r"m\.csv: the manifest has no rows"):
+        read_manifest(folder / "m.csv", skip_bad=True)

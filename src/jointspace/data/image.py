@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # Decompression bombs: refuse images above this many pixels before decoding them.
 MAX_PIXELS = int(os.environ.get("JOINTSPACE_MAX_IMAGE_PIXELS", 64_000_000))
+_DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+)
+_TRUNCATION_LOCK = threading.Lock()
 
 
 class ImageError(ValueError):
@@ -28,44 +39,72 @@ def load_image(source: str | Path | Image.Image, max_pixels: int | None = None) 
     Images over ``max_pixels`` (default ``$JOINTSPACE_MAX_IMAGE_PIXELS`` or 64 M) are refused.
     """
     name = getattr(source, "filename", None) or str(source)
-    limit = max_pixels or MAX_PIXELS
+    opened = None
     try:
         image = source if isinstance(source, Image.Image) else Image.open(source)
-        if image.width * image.height > limit:
-            raise ImageError(
-                name,
-                f"{image.width}×{image.height} pixels exceeds the limit of "
-                f"{limit} (set JOINTSPACE_MAX_IMAGE_PIXELS to allow more)",
-            )
-        image.load()
-        image = ImageOps.exif_transpose(image)
+        opened = None if image is source else image
+        _check_size(image, name, max_pixels or MAX_PIXELS)
+        with _strict_decoding():
+            image.load()
+        return _to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError as err:
         raise ImageError(name, "file not found") from err
     except ImageError:
         raise
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as err:
+    except _DECODE_ERRORS as err:
         raise ImageError(name, f"unreadable or corrupt image ({err})") from err
-    return _to_rgb(image)
+    finally:
+        # _to_rgb always returns a copy, so the file can go; multi-frame files stay open otherwise.
+        if opened is not None:
+            opened.close()
+
+
+def _check_size(image: Image.Image, name: str, limit: int) -> None:
+    if image.width * image.height > limit:
+        raise ImageError(
+            name,
+            f"{image.width}×{image.height} pixels exceeds the limit of "
+            f"{limit} (set JOINTSPACE_MAX_IMAGE_PIXELS to allow more)",
+        )
+
+
+@contextlib.contextmanager
+def _strict_decoding() -> Iterator[None]:
+    # A truncated file must fail, even if other code enabled Pillow's lenient global switch.
+    if not ImageFile.LOAD_TRUNCATED_IMAGES:
+        yield
+        return
+    with _TRUNCATION_LOCK:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA"):
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in ("I", "I;16", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        span = max(array.max() - array.min(), 1e-12)
-        image = Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8))
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = Image.fromarray(_wide_to_uint8(np.asarray(image), image.mode))
     return image.convert("RGB")
+
+
+def _wide_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
+    # Pillow's own conversion clips at 255, turning 16-bit and float images white.
+    array = array.astype(np.float64)
+    low, high = float(array.min()), float(array.max())
+    if mode.startswith("I;16") or (mode == "I" and low >= 0 and 255 < high <= 65535):
+        array = array / 257
+    elif mode == "F" and low >= 0 and high <= 1:
+        array = array * 255
+    elif low < 0 or high > 255:
+        array = (array - low) / max(high - low, 1e-12) * 255
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -77,6 +116,9 @@ class ImageTransform:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """A normalised float32 ``[3, size, size]`` tensor; random crop and jitter given ``rng``."""
+        if image.mode != "RGB":
+            image = _to_rgb(image)
         image = self._center(image) if rng is None else self._random_crop(image, rng)
         array = np.asarray(image, dtype=np.float32) / 255.0
         if rng is not None:

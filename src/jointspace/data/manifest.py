@@ -37,6 +37,7 @@ class Problem:
     message: str
 
     def describe(self, path: Path | str) -> str:
+        """``"FILE, row N, column 'C': message"`` for error reports and logs."""
         column = f", column {self.column!r}" if self.column else ""
         return f"{path}, row {self.row}{column}: {self.message}"
 
@@ -161,7 +162,11 @@ def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str]]:
 
 def _read_jsonl(path: Path) -> tuple[list[dict[str, str]], list[str]]:
     rows, columns = [], {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -176,6 +181,9 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, str]], list[str]]:
 
 
 def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and value != value):
+    if isinstance(value, str):
+        return value
+    # Parquet brings None, NaN, pd.NA and NaT for missing cells; all mean "empty".
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
     return str(value)

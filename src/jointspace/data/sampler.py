@@ -22,6 +22,8 @@ def batches_per_epoch(num_rows: int, batch_size: int, drop_last: bool = True) ->
 class EpochBatchSampler:
     """Yields lists of row indices; usable as a DataLoader ``batch_sampler``."""
 
+    batches_per_epoch = staticmethod(batches_per_epoch)
+
     def __init__(
         self,
         num_rows: int,
@@ -32,6 +34,8 @@ class EpochBatchSampler:
         start_batch: int = 0,
         drop_last: bool = True,
     ):
+        if start_batch < 0:
+            raise ValueError(f"start_batch must be 0 or more, got {start_batch}")
         self.total = batches_per_epoch(num_rows, batch_size, drop_last)
         self.num_rows, self.batch_size = num_rows, batch_size
         self.seed, self.epoch, self.start_batch = seed, epoch, start_batch

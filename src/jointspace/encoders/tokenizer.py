@@ -18,9 +18,10 @@ def train_wordpiece(
 ) -> Tokenizer:
     """A lower-casing BERT-style WordPiece tokenizer whose vocabulary is learned from ``texts``.
 
-    The vocabulary is the corpus' characters (as word starts and ``##`` continuations) plus its
-    most frequent words. We count it ourselves because ``WordPieceTrainer`` breaks ties in hash
-    order, so two trainings on one corpus give different vocabularies, and runs would not repeat.
+    Vocabulary: the corpus' characters, then its words by frequency, then the most frequent word
+    prefixes and ``##`` suffixes, so an unseen "sneakers" becomes "sneaker ##s". We count it
+    ourselves because ``WordPieceTrainer`` breaks ties in hash order: two trainings on one
+    corpus gave different vocabularies, and runs would not repeat.
     """
     if not texts:
         raise ValueError("cannot train a tokenizer on an empty corpus")
@@ -33,9 +34,13 @@ def train_wordpiece(
     base = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
     if vocab_size < len(base):
         raise ValueError(f"vocab_size {vocab_size} is below the {len(base)} base tokens needed")
-    frequent = [w for w, n in counts.items() if n >= min_frequency and len(w) > 1]
-    frequent.sort(key=lambda w: (-counts[w], w))
-    vocab = {token: i for i, token in enumerate(base + frequent[: vocab_size - len(base)])}
+    words = _by_count({w: n for w, n in counts.items() if n >= min_frequency and len(w) > 1})
+    pieces: Counter[str] = Counter()
+    for word, n in counts.items():
+        pieces.update({word[:i]: n for i in range(2, len(word))})
+        pieces.update({f"##{word[i:]}": n for i in range(1, len(word) - 1)})
+    ordered = dict.fromkeys(base + words + _by_count(pieces))
+    vocab = {token: i for i, token in enumerate(list(ordered)[:vocab_size])}
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
     tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = splitter
@@ -44,6 +49,10 @@ def train_wordpiece(
         single=f"{CLS} $A {SEP}", special_tokens=[(CLS, vocab[CLS]), (SEP, vocab[SEP])]
     )
     return configure(tokenizer, max_len)
+
+
+def _by_count(counts: dict[str, int]) -> list[str]:
+    return sorted(counts, key=lambda token: (-counts[token], token))
 
 
 def configure(tokenizer: Tokenizer, max_len: int) -> Tokenizer:

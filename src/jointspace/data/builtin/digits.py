@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,9 @@ SEED = 0
 
 def default_cache_dir() -> Path:
     """``$JOINTSPACE_CACHE`` or ``~/.cache/jointspace``."""
-    import os
-
-    return Path(os.environ.get("JOINTSPACE_CACHE", Path.home() / ".cache" / "jointspace"))
+    # An empty variable counts as unset, so it never means "the current directory".
+    value = os.environ.get("JOINTSPACE_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "jointspace"
 
 
 @register("dataset", "digits")
