@@ -3,8 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Debian packages the built-in emoji dataset renders from (fonts, Unicode and CLDR data).
-SYSTEM_PACKAGES := fonts-noto-color-emoji unicode-data unicode-cldr-core
+# Debian packages: the emoji dataset's sources (fonts, Unicode and CLDR data) and the headless
+# browser that renders reports in tests.
+SYSTEM_PACKAGES := fonts-noto-color-emoji unicode-data unicode-cldr-core chromium
 
 .PHONY: demo test lint format clean system-deps
 

@@ -7,7 +7,7 @@ from jointspace.evaluate import chance_metrics, ranking_stats, retrieval_metrics
 def naive_stats(scores, relevant):
     ranks, aps = [], []
     for s, r in zip(scores, relevant, strict=False):
-        order = sorted(range(len(s)), key=lambda j: (-s[j], j))
+        order = sorted(range(len(s)), key=lambda j: (-s[j], bool(r[j]), j))
         hits = [bool(r[j]) for j in order]
         ranks.append(hits.index(True) + 1)
         found, precisions = 0, []
@@ -21,7 +21,7 @@ def naive_stats(scores, relevant):
 
 def test_ranking_stats_match_naive_loops():
     rng = np.random.default_rng(0)
-    scores = rng.normal(size=(40, 30))
+    scores = rng.integers(0, 5, size=(40, 30)).astype(float)  # many ties
     relevant = rng.random((40, 30)) < 0.15
     relevant[np.arange(40), rng.integers(0, 30, 40)] = True  # every query has one
     ranks, aps = ranking_stats(scores, relevant)
@@ -51,3 +51,15 @@ def test_chance_recall_is_fraction_relevant():
 def test_query_without_relevant_item_is_an_error():
     with pytest.raises(ValueError, match="at least one relevant"):
         ranking_stats(np.zeros((2, 2)), np.array([[True, False], [False, False]]))
+
+
+def test_ties_count_against_the_model():
+    # Constant scores: every irrelevant item ranks above the relevant ones.
+    relevant = np.array([[True, False, False, False], [False, True, False, True]])
+    m = retrieval_metrics(np.zeros((2, 4)), relevant, ks=(1, 3))
+    assert m["R@1"] == 0.0 and m["R@3"] == 0.5
+    assert m["median_rank"] == (4 + 3) / 2
+    assert m["mAP"] == pytest.approx((1 / 4 + (1 / 3 + 2 / 4) / 2) / 2)
+    # A tie broken against the model: the relevant item shares the top score with another.
+    ranks, _ = ranking_stats(np.array([[1.0, 1.0, 0.0]]), np.array([[True, False, False]]))
+    assert ranks.tolist() == [2]

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from jointspace import build_model, load
-from jointspace.config import ModelConfig, PartConfig
+from jointspace.config import ModelConfig, TowerConfig
 
 CORPUS = ["a handwritten 7", "the digit seven", "the number 3", "a scanned digit three"] * 5
 
@@ -20,8 +20,8 @@ def make_model(image_tower: str) -> torch.nn.Module:
     config = ModelConfig(
         embed_dim=16,
         towers={
-            "text": PartConfig("transformer", dict(width=32, depth=1, heads=2, pooling="cls")),
-            "image": PartConfig(image_tower, params),
+            "text": TowerConfig("transformer", dict(width=32, depth=1, heads=2, pooling="cls")),
+            "image": TowerConfig(image_tower, params),
         },
     )
     return build_model(config, corpus=CORPUS)
@@ -73,7 +73,7 @@ def test_unknown_modality_and_mismatched_tower_are_clear_errors():
     model = make_model("cnn")
     with pytest.raises(KeyError, match="no 'audio' tower"):
         model.encode(["x"], "audio")
-    config = ModelConfig(towers={"image": PartConfig("transformer")})
+    config = ModelConfig(towers={"image": TowerConfig("transformer")})
     with pytest.raises(ValueError, match="encodes 'text', but the config uses it for 'image'"):
         build_model(config, corpus=CORPUS)
 

@@ -85,6 +85,72 @@ def eval_command(
 
 @app.command()
 @user_errors
+def zeroshot(
+    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    data: Data,
+    split: Split = "zeroshot",
+    modality: Annotated[str, typer.Option(help="Modality to classify.")] = "image",
+    template: Annotated[
+        list[str] | None, typer.Option(help="Prompt with {} for the class name; repeatable.")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write metrics JSON here.")
+    ] = None,
+) -> None:
+    """Zero-shot classification: each item against text prompts built from the labels."""
+    from jointspace.atomic import write_text_atomic
+    from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot
+    from jointspace.models import load
+    from jointspace.pipeline import load_manifest
+
+    model = load(model_dir)
+    manifest = load_manifest(data, [modality], split=split)
+    result = evaluate_zero_shot(model, manifest, modality=modality, templates=template or TEMPLATES)
+    metrics = {k: round(100 * v, 2) for k, v in result.metrics.items()}
+    out.print(f"{len(result.labels)} classes, {split or 'all'} split: {metrics} (%)")
+    if json_path:
+        payload = {"metrics": result.metrics, "per_class": result.per_class}
+        write_text_atomic(json_path, json.dumps(payload, indent=2))
+
+
+@app.command()
+@user_errors
+def report(
+    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    data: Data,
+    out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("report"),
+    split: Split = "test",
+    zeroshot_split: Annotated[
+        str | None, typer.Option(help="Held-out split for zero-shot (if present).")
+    ] = "zeroshot",
+    relevance: Annotated[str | None, typer.Option(help="pairs | label (default: run's)")] = None,
+) -> None:
+    """Write an HTML report: metrics, Recall@K, zero-shot, probe, geometry, maps, failures."""
+    from jointspace.models import load
+    from jointspace.models.io import resolve_model_dir
+    from jointspace.pipeline import load_manifest, run_config
+    from jointspace.report import build_report
+
+    model = load(model_dir)
+    saved = run_config(model_dir)
+    relevance = relevance or (saved.eval.relevance if saved else "pairs")
+    manifest = load_manifest(data, model.modalities)
+    run_dir = resolve_model_dir(model_dir).parent
+    build_report(
+        model,
+        manifest,
+        out_dir,
+        split=split,
+        zeroshot_split=zeroshot_split,
+        modalities=model.modalities[:2],
+        relevance=relevance,
+        run_dir=run_dir,
+    )
+    console.print(f"report → {out_dir / 'index.html'}")
+
+
+@app.command()
+@user_errors
 def embed(
     model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
     data: Data,

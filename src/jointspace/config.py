@@ -42,12 +42,21 @@ class PartConfig:
 
 
 @dataclass
+class TowerConfig(PartConfig):
+    """An encoder tower; ``lock`` freezes all but its projection head (LiT), ``unlock_last``
+    then trains its last N layers again."""
+
+    lock: bool = False
+    unlock_last: int = 0
+
+
+@dataclass
 class ModelConfig:
     """The joint model: one tower per modality projected to ``embed_dim``."""
 
     embed_dim: int = 64
-    towers: dict[str, PartConfig] = field(
-        default_factory=lambda: {"text": PartConfig("transformer"), "image": PartConfig("cnn")}
+    towers: dict[str, TowerConfig] = field(
+        default_factory=lambda: {"text": TowerConfig("transformer"), "image": TowerConfig("cnn")}
     )
     init_temperature: float = 0.07
 

@@ -2,6 +2,7 @@
 
 from jointspace.encoders.base import Tower
 from jointspace.encoders.image import SmallCNN, SmallViT
+from jointspace.encoders.pretrained_text import PretrainedText
 from jointspace.encoders.text import TextTransformer
 
-__all__ = ["SmallCNN", "SmallViT", "TextTransformer", "Tower"]
+__all__ = ["PretrainedText", "SmallCNN", "SmallViT", "TextTransformer", "Tower"]

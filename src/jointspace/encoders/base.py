@@ -23,6 +23,31 @@ class Tower(nn.Module):
         super().__init__()
         self.embed_dim = embed_dim
         self.params = dict(params)
+        self.locked = False
+        self.unlocked: list[nn.Module] = []
+
+    def layers(self) -> list[nn.Module]:
+        """The backbone's blocks in order, for ``unlock_last``; subclasses that support it."""
+        raise NotImplementedError(f"{type(self).__name__} does not list its layers")
+
+    def lock(self, unlock_last: int = 0) -> Tower:
+        """Freeze everything but the projection ``head`` (LiT), then unfreeze the last N layers."""
+        layers = self.layers() if unlock_last else []
+        if unlock_last < 0 or unlock_last > len(layers):
+            raise ValueError(f"unlock_last={unlock_last}: this tower has {len(layers)} layers")
+        self.requires_grad_(False)
+        self.unlocked = [self.head, *layers[len(layers) - unlock_last :]]
+        for module in self.unlocked:
+            module.requires_grad_(True)
+        self.locked = True
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> Tower:
+        # Frozen parts stay in eval mode (no dropout, fixed norm statistics) even while training.
+        super().train(mode and not self.locked)
+        for module in self.unlocked if self.locked else []:
+            module.train(mode)
+        return self
 
     def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> Any:
         """Turn one raw sample into what ``collate`` stacks; ``rng`` enables augmentation."""

@@ -60,6 +60,9 @@ class SmallCNN(ImageTower):
         self.features = nn.Sequential(*layers)
         self.head = projection_head(c_in, embed_dim, head)
 
+    def layers(self) -> list[nn.Module]:
+        return list(self.features)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images).mean(dim=(2, 3)))
 
@@ -92,6 +95,9 @@ class SmallViT(ImageTower):
         self.encoder = transformer_stack(width, depth, heads, dropout)
         self.norm = nn.LayerNorm(width)
         self.head = projection_head(width, embed_dim, head)
+
+    def layers(self) -> list[nn.Module]:
+        return list(self.encoder.layers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(images).flatten(2).transpose(1, 2)

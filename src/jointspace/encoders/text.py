@@ -75,6 +75,9 @@ class TextTransformer(Tower):
         encodings = self.tokenizer.encode_batch(items)
         return torch.tensor([e.ids for e in encodings], dtype=torch.long)
 
+    def layers(self) -> list[nn.Module]:
+        return list(self.encoder.layers)
+
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         keep = token_ids != PAD_ID
         x = self.token_embed(token_ids) + self.pos_embed[: token_ids.shape[1]]

@@ -10,7 +10,8 @@ QUERY_CHUNK = 1024  # bounds memory at QUERY_CHUNK × gallery size for large eva
 
 
 def ranking_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: 1-based rank of the first relevant item, and average precision."""
+    """Per query: 1-based rank of the first relevant item, and average precision (ties count
+    against the model)."""
     if scores.shape != relevant.shape or scores.ndim != 2:
         raise ValueError(
             f"scores {scores.shape} and relevant {relevant.shape} must be one 2-D shape"
@@ -20,7 +21,8 @@ def ranking_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray,
     first_ranks, aps = [], []
     for start in range(0, len(scores), QUERY_CHUNK):
         s, r = scores[start : start + QUERY_CHUNK], relevant[start : start + QUERY_CHUNK]
-        order = np.argsort(-s, axis=1, kind="stable")
+        # Ties rank irrelevant items first: constant scores must not look like a perfect model.
+        order = np.lexsort((r, -s), axis=1)
         hits = np.take_along_axis(r, order, axis=1)
         first_ranks.append(hits.argmax(axis=1) + 1)
         precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)

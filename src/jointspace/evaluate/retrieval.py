@@ -65,7 +65,14 @@ def evaluate_retrieval(
     values_a, values_b, relevant = relevance_matrix(manifest, a, b, relevance)
     emb_a = embed_values(model, manifest, a, values_a, batch_size)
     emb_b = embed_values(model, manifest, b, values_b, batch_size)
-    scores = emb_a @ emb_b.T
+    return score_retrieval(emb_a @ emb_b.T, relevant, modalities, ks)
+
+
+def score_retrieval(
+    scores: np.ndarray, relevant: np.ndarray, modalities: Sequence[str], ks: Sequence[int]
+) -> dict[str, float]:
+    """Metrics of an ``[a, b]`` score matrix in both directions, plus the primary mean recall."""
+    a, b = modalities
     metrics = _both_directions(a, b, relevant, lambda s, r: retrieval_metrics(s, r, ks), scores)
     recalls = [v for k, v in metrics.items() if "/R@" in k]
     metrics["mean_recall"] = float(np.mean(recalls))

@@ -21,7 +21,10 @@ def build_model(
                 f"encoder {tower_cfg.name!r} encodes {factory.modality!r}, "
                 f"but the config uses it for {modality!r}"
             )
-        towers[modality] = factory.create(
+        tower = factory.create(
             config.embed_dim, tower_cfg.params, corpus=corpus, assets_dir=assets_dir
         )
+        if tower_cfg.lock or tower_cfg.unlock_last:
+            tower.lock(tower_cfg.unlock_last)
+        towers[modality] = tower
     return JointModel(towers, config)

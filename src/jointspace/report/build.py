@@ -1,0 +1,216 @@
+"""``jointspace report``: every evaluation of a model on a manifest, as JSON, PNGs and HTML."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jointspace.atomic import atomic_dir
+from jointspace.config import dumps_json
+from jointspace.data.manifest import Manifest
+from jointspace.evaluate import geometry
+from jointspace.evaluate.metrics import chance_metrics, ranking_stats
+from jointspace.evaluate.probe import linear_probe
+from jointspace.evaluate.retrieval import embed_values, relevance_matrix, score_retrieval
+from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot, labelled_items
+from jointspace.models.joint import JointModel
+from jointspace.report import plots
+from jointspace.report.html import render_html
+
+MAX_K, MAP_POINTS, HEATMAP_PAIRS, FAILURES, THUMBNAILS = 50, 300, 10, 8, 24
+
+
+@dataclass
+class Retrieval:
+    """One split embedded once: unique values, embeddings and relevance for ``a`` → ``b``."""
+
+    modalities: tuple[str, str]
+    values: tuple[list[str], list[str]]
+    embeddings: tuple[np.ndarray, np.ndarray]
+    relevant: np.ndarray
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.embeddings[0] @ self.embeddings[1].T
+
+
+def build_report(
+    model: JointModel,
+    manifest: Manifest,
+    out_dir: str | Path,
+    *,
+    split: str | None = "test",
+    zeroshot_split: str | None = "zeroshot",
+    modalities: Sequence[str] = ("text", "image"),
+    relevance: str = "pairs",
+    templates: Sequence[str] = TEMPLATES,
+    run_dir: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write ``index.html``, ``report.json`` and figures into ``out_dir`` (atomically)."""
+    part = manifest.split(split) if split else manifest
+    rng = np.random.default_rng(seed)
+    data = embed_split(model, part, tuple(modalities), relevance)
+    report: dict[str, Any] = {"split": split or "all", "rows": len(part), "relevance": relevance}
+    with atomic_dir(out_dir) as tmp:
+        report["retrieval"] = _retrieval_section(data, tmp)
+        report["geometry"] = _geometry_section(model, part, modalities, rng)
+        report["zeroshot"] = _zeroshot_section(
+            model, manifest, (part, report["split"]), zeroshot_split, templates, tmp
+        )
+        report["probe"] = _probe_section(model, manifest, modalities[1])
+        report["figures"] = _figures(model, part, data, modalities, rng, tmp)
+        report["failures"] = _failures(data)
+        report["training"] = _training_section(run_dir, tmp)
+        (tmp / "report.json").write_text(dumps_json(report))
+        (tmp / "index.html").write_text(render_html(report, part))
+    return report
+
+
+def embed_split(
+    model: JointModel, part: Manifest, modalities: tuple[str, str], relevance: str
+) -> Retrieval:
+    """Embed each unique value of both modalities once and build the relevance matrix."""
+    a, b = modalities
+    values_a, values_b, relevant = relevance_matrix(part, a, b, relevance)
+    embedded = (embed_values(model, part, a, values_a), embed_values(model, part, b, values_b))
+    return Retrieval(modalities, (values_a, values_b), embedded, relevant)
+
+
+def recall_curve(first_ranks: np.ndarray, max_k: int) -> np.ndarray:
+    """Recall@K for K = 1..max_k from the rank of each query's first relevant item."""
+    return (first_ranks[:, None] <= np.arange(1, max_k + 1)[None, :]).mean(axis=0)
+
+
+def _retrieval_section(data: Retrieval, out: Path) -> dict[str, Any]:
+    a, b = data.modalities
+    scores, relevant = data.scores, data.relevant
+    max_k = min(MAX_K, *relevant.shape)
+    curves, chance = {}, {}
+    for name, s, r in ((f"{a}_to_{b}", scores, relevant), (f"{b}_to_{a}", scores.T, relevant.T)):
+        curves[name] = recall_curve(ranking_stats(s, r)[0], max_k)
+        random = chance_metrics(r, ks=range(1, max_k + 1), draws=5)
+        chance[name] = np.array([random[f"R@{k}"] for k in range(1, max_k + 1)])
+    plots.recall_curves(curves, chance, out / "recall_at_k.png")
+    ks = [k for k in (1, 5, 10) if k <= max_k]
+    random = {n: {f"R@{k}": float(c[k - 1]) for k in ks} for n, c in chance.items()}
+    return {"metrics": score_retrieval(scores, relevant, data.modalities, ks), "chance": random}
+
+
+def _geometry_section(model, part: Manifest, modalities, rng) -> dict[str, Any]:
+    rows = _sample(part.rows, 1000, rng)
+    pairs = tuple(embed_values(model, part, m, [row[m] for row in rows]) for m in modalities[:2])
+    values = geometry.diagnose(dict(zip(modalities, pairs, strict=False)), pairs=pairs)
+    return {"values": values, "notes": geometry.interpret(values)}
+
+
+def _zeroshot_section(model, manifest, fallback, zeroshot_split, templates, out) -> dict | None:
+    if "label" not in manifest.columns or "image" not in manifest.columns:
+        return None
+    # Held-out classes when the manifest has them, else the report's own split.
+    use_held_out = zeroshot_split is not None and zeroshot_split in manifest.splits()
+    target, name = (manifest.split(zeroshot_split), zeroshot_split) if use_held_out else fallback
+    result = evaluate_zero_shot(model, target, templates=templates)
+    plots.confusion_matrix(result.confusion, result.labels, out / "confusion.png")
+    worst = sorted(result.per_class.items(), key=lambda item: item[1])[:10]
+    return {
+        "split": name,
+        "classes": len(result.labels),
+        "templates": list(templates),
+        "metrics": result.metrics,
+        "worst_classes": dict(worst),
+    }
+
+
+def _probe_section(model, manifest: Manifest, modality: str) -> dict | None:
+    needed = {"train", "val", "test"}
+    if "label" not in manifest.columns or not needed <= set(manifest.splits()):
+        return None
+    splits = {}
+    for name in ("train", "val", "test"):
+        items, targets, labels = labelled_items(manifest.split(name), modality)
+        embedded = embed_values(model, manifest, modality, items)
+        splits[name] = (embedded, np.array(labels)[targets])
+    known = set(splits["train"][1])
+    for name in ("val", "test"):  # classes only seen at test time cannot be probed
+        x, y = splits[name]
+        keep = np.isin(y, list(known))
+        splits[name] = (x[keep], y[keep])
+    result = linear_probe(*splits["train"], *splits["val"], *splits["test"])
+    return result | {"modality": modality, "classes": len(known)}
+
+
+def _figures(model, part, data: Retrieval, modalities, rng, out) -> dict[str, str]:
+    a, b = modalities
+    figures = {"recall": "recall_at_k.png"}
+    if b == "image":
+        rows = _sample(list({row[b]: row for row in part.rows}.values()), HEATMAP_PAIRS, rng)
+        texts, images = [r[a] for r in rows], [part.resolve(r[b]) for r in rows]
+        scores = (
+            embed_values(model, part, a, texts)
+            @ embed_values(model, part, b, [r[b] for r in rows]).T
+        )
+        plots.similarity_heatmap(scores, texts, images, out / "similarity.png")
+        figures["similarity"] = "similarity.png"
+        rows = _sample(part.rows, MAP_POINTS, rng)
+        points = np.concatenate(
+            [embed_values(model, part, m, [r[m] for r in rows]) for m in modalities]
+        )
+        flat = _pca_2d(points)
+        labels = [r.get("label", "") for r in rows] * 2
+        thumbs = {
+            len(rows) + i: part.resolve(rows[i][b]) for i in range(min(THUMBNAILS, len(rows)))
+        }
+        kinds = [a] * len(rows) + [b] * len(rows)
+        plots.embedding_map(flat, kinds, labels, out / "map.png", thumbs)
+        figures["map"] = "map.png"
+    return figures
+
+
+def _failures(data: Retrieval) -> dict[str, Any]:
+    """Queries whose first correct item ranked worst, with what was retrieved instead."""
+    scores, relevant = data.scores, data.relevant
+    first_ranks, _ = ranking_stats(scores, relevant)
+    worst = np.argsort(-first_ranks, kind="stable")[:FAILURES]
+    queries, gallery = data.values
+    worst_queries = [
+        {
+            "query": queries[q],
+            "rank": int(first_ranks[q]),
+            "expected": [gallery[j] for j in np.flatnonzero(relevant[q])[:2]],
+            "retrieved": [
+                {"value": gallery[j], "score": float(scores[q, j])}
+                for j in np.argsort(-scores[q], kind="stable")[:3]
+            ],
+        }
+        for q in worst
+    ]
+    a, b = data.modalities
+    return {"direction": f"{a}_to_{b}", "gallery": b, "queries": worst_queries}
+
+
+def _training_section(run_dir, out: Path) -> dict | None:
+    log = Path(run_dir) / "metrics.jsonl" if run_dir is not None else None
+    if log is None or not log.is_file():
+        return None
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    plots.training_curves(records, out / "training.png")
+    losses = [r["loss"] for r in records if "loss" in r]
+    return {"steps": records[-1]["step"], "final_loss": losses[-1] if losses else None}
+
+
+def _pca_2d(points: np.ndarray) -> np.ndarray:
+    centred = points - points.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def _sample(items: list, n: int, rng: np.random.Generator) -> list:
+    if len(items) <= n:
+        return list(items)
+    return [items[i] for i in sorted(rng.choice(len(items), n, replace=False))]
