@@ -28,6 +28,22 @@ def test_train_writes_a_loadable_run(trained_run):
     assert json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[-1])["step"] > 0
 
 
+def test_training_log_is_mirrored_to_csv_one_row_per_step(trained_run):
+    import pandas as pd
+
+    from jointspace.train.logs import read_log
+
+    table = pd.read_csv(trained_run / "metrics.csv")
+    records = read_log(trained_run / "metrics.jsonl")
+    assert table["step"].tolist() == sorted({r["step"] for r in records})
+    evaluated = [r for r in records if "eval" in r]
+    last = table.set_index("step").loc[evaluated[-1]["step"]]
+    assert last["val/primary"] == pytest.approx(evaluated[-1]["eval"]["primary"])
+    assert last["loss"] == pytest.approx(
+        next(r["loss"] for r in records if "loss" in r and r["step"] == evaluated[-1]["step"])
+    )
+
+
 def test_eval_prints_table_and_writes_json(trained_run, digits_manifest, tmp_path):
     out = tmp_path / "m.json"
     args = ["eval", str(trained_run), "--data", str(digits_manifest), "--json", str(out)]

@@ -71,3 +71,17 @@ def test_zeroshot_command_prints_and_writes_json(report_dir, digits_manifest, tm
     assert "2 classes, zeroshot split" in result.output
     saved = json.loads((tmp_path / "z.json").read_text())
     assert set(saved["per_class"]) == {"eight", "nine"} and saved["metrics"]["top5"] == 1.0
+
+
+def test_project_2d_pca_keeps_the_main_direction_and_tsne_runs():
+    from jointspace.report.build import project_2d
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=50)
+    points = np.outer(t, [1.0, 2.0, 2.0]) + 0.01 * rng.normal(size=(50, 3))
+    flat = project_2d(points)
+    assert np.var(flat[:, 0]) == pytest.approx(9 * np.var(t), rel=0.01)
+    assert np.var(flat[:, 1]) < 1e-3
+    assert project_2d(points, "tsne").shape == (50, 2)
+    with pytest.raises(ValueError, match="'pca' or 'tsne'"):
+        project_2d(points, "umap")

@@ -26,6 +26,8 @@ app.add_typer(data_app, name="data")
 Data = Annotated[str, typer.Option("--data", help="Manifest path or builtin:NAME.")]
 Split = Annotated[str | None, typer.Option(help="Keep only rows of this split.")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]
+ModelDir = Annotated[Path, typer.Argument(help="Model or run directory.")]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="Write metrics JSON here.")]
 
 
 @app.command()
@@ -53,16 +55,39 @@ def train(
     console.print(f"trained {result.steps} steps → {result.model_dir}{best}")
 
 
+@app.command()
+@user_errors
+def compare(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML shared by every run.")],
+    objectives: Annotated[
+        str, typer.Option(help="Comma-separated: clip,siglip,triplet-sum,triplet-max,cca,dcca")
+    ] = "clip,siglip,triplet-sum,triplet-max,cca,dcca",
+    data: Annotated[str | None, typer.Option(help="Override the config's manifest.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory of runs.")] = Path(
+        "runs/compare"
+    ),
+    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
+) -> None:
+    """Train one config with each objective (same towers, data, seed, budget); tabulate."""
+    from jointspace.compare import compare as run_compare
+    from jointspace.compare import markdown_table
+
+    cfg = ExperimentConfig.from_yaml(config)
+    cfg.train.epochs = epochs if epochs is not None else cfg.train.epochs
+    names = [n.strip() for n in objectives.split(",") if n.strip()]
+    rows = run_compare(cfg, names, out_dir, manifest=data, log=console.print)
+    out.print(markdown_table(rows, cfg.data.modalities))
+    console.print(f"table → {out_dir / 'compare.md'}, {out_dir / 'compare.json'}")
+
+
 @app.command("eval")
 @user_errors
 def eval_command(
-    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    model_dir: ModelDir,
     data: Data,
     split: Split = "test",
     relevance: Annotated[str | None, typer.Option(help="pairs | label (default: run's)")] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write metrics JSON here.")
-    ] = None,
+    json_path: JsonOut = None,
     skip_bad: SkipBad = False,
 ) -> None:
     """Evaluate retrieval in both directions (Recall@K, mAP, median rank)."""
@@ -86,16 +111,14 @@ def eval_command(
 @app.command()
 @user_errors
 def zeroshot(
-    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    model_dir: ModelDir,
     data: Data,
     split: Split = "zeroshot",
     modality: Annotated[str, typer.Option(help="Modality to classify.")] = "image",
     template: Annotated[
         list[str] | None, typer.Option(help="Prompt with {} for the class name; repeatable.")
     ] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write metrics JSON here.")
-    ] = None,
+    json_path: JsonOut = None,
 ) -> None:
     """Zero-shot classification: each item against text prompts built from the labels."""
     from jointspace.atomic import write_text_atomic
@@ -116,7 +139,7 @@ def zeroshot(
 @app.command()
 @user_errors
 def report(
-    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    model_dir: ModelDir,
     data: Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("report"),
     split: Split = "test",
@@ -124,6 +147,7 @@ def report(
         str | None, typer.Option(help="Held-out split for zero-shot (if present).")
     ] = "zeroshot",
     relevance: Annotated[str | None, typer.Option(help="pairs | label (default: run's)")] = None,
+    map_method: Annotated[str, typer.Option("--map", help="2-D map: pca | tsne.")] = "pca",
 ) -> None:
     """Write an HTML report: metrics, Recall@K, zero-shot, probe, geometry, maps, failures."""
     from jointspace.models import load
@@ -145,6 +169,7 @@ def report(
         modalities=model.modalities[:2],
         relevance=relevance,
         run_dir=run_dir,
+        map_method=map_method,
     )
     console.print(f"report → {out_dir / 'index.html'}")
 
@@ -152,7 +177,7 @@ def report(
 @app.command()
 @user_errors
 def embed(
-    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    model_dir: ModelDir,
     data: Data,
     modality: Annotated[str, typer.Option(help="Which column to embed.")] = "image",
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")] = Path(
@@ -176,7 +201,7 @@ def embed(
 @app.command()
 @user_errors
 def search(
-    model_dir: Annotated[Path, typer.Argument(help="Model or run directory.")],
+    model_dir: ModelDir,
     data: Data,
     query: Annotated[str, typer.Option(help="Query text.")],
     k: Annotated[int, typer.Option(help="How many results.")] = 5,

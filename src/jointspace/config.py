@@ -51,6 +51,13 @@ class TowerConfig(PartConfig):
 
 
 @dataclass
+class ObjectiveConfig(PartConfig):
+    """An objective and its weight in the total loss (every term is logged on its own)."""
+
+    weight: float = 1.0
+
+
+@dataclass
 class ModelConfig:
     """The joint model: one tower per modality projected to ``embed_dim``."""
 
@@ -100,7 +107,7 @@ class ExperimentConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: PartConfig = field(default_factory=lambda: PartConfig("clip"))
+    objectives: list[ObjectiveConfig] = field(default_factory=lambda: [ObjectiveConfig("clip")])
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -109,6 +116,9 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
+        if "objective" in raw and "objectives" not in raw:  # the single-objective form
+            raw = {**raw, "objectives": [raw["objective"]]}
+            del raw["objective"]
         return from_dict(cls, raw)
 
     def to_yaml(self, path: str | Path | None = None) -> str:

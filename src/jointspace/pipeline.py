@@ -14,7 +14,7 @@ from jointspace.data import Manifest, PairedDataset, read_manifest, resolve_mani
 from jointspace.evaluate.retrieval import evaluate_retrieval
 from jointspace.models.build import build_model
 from jointspace.models.joint import JointModel
-from jointspace.registry import build
+from jointspace.objectives.combined import build_objective
 from jointspace.train import checkpoint as ckpt
 from jointspace.train.trainer import Callback, Trainer, TrainResult
 
@@ -45,7 +45,7 @@ def fit(
     out_dir = Path(out_dir)
     torch.manual_seed(config.train.seed)
     model = _initial_model(config, train_rows, out_dir, resume)
-    objective = build("objective", config.objective.name, **config.objective.params)
+    objective = build_objective(config.objectives)
     evaluator = None
     if has_val:
         val_rows = full.split(data.val_split)

@@ -6,9 +6,10 @@ from torch import nn
 
 
 def projection_head(in_dim: int, out_dim: int, kind: str = "linear") -> nn.Module:
-    """A linear map, or a two-layer MLP (``kind="mlp"``) as in SimCLR-style heads."""
-    if kind == "linear":
-        return nn.Linear(in_dim, out_dim, bias=False)
+    """A linear map, an affine one (``affine``: with bias, as linear CCA fits), or a two-layer
+    MLP (``mlp``) as in SimCLR-style heads."""
+    if kind in ("linear", "affine"):
+        return nn.Linear(in_dim, out_dim, bias=kind == "affine")
     if kind == "mlp":
         return nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim))
-    raise ValueError(f"unknown projection head {kind!r}; choose 'linear' or 'mlp'")
+    raise ValueError(f"unknown projection head {kind!r}; choose 'linear', 'affine' or 'mlp'")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot, labelled
 from jointspace.models.joint import JointModel
 from jointspace.report import plots
 from jointspace.report.html import render_html
+from jointspace.train.logs import read_log
 
 MAX_K, MAP_POINTS, HEATMAP_PAIRS, FAILURES, THUMBNAILS = 50, 300, 10, 8, 24
 
@@ -50,6 +50,7 @@ def build_report(
     relevance: str = "pairs",
     templates: Sequence[str] = TEMPLATES,
     run_dir: str | Path | None = None,
+    map_method: str = "pca",
     seed: int = 0,
 ) -> dict[str, Any]:
     """Write ``index.html``, ``report.json`` and figures into ``out_dir`` (atomically)."""
@@ -64,7 +65,7 @@ def build_report(
             model, manifest, (part, report["split"]), zeroshot_split, templates, tmp
         )
         report["probe"] = _probe_section(model, manifest, modalities[1])
-        report["figures"] = _figures(model, part, data, modalities, rng, tmp)
+        report["figures"] = _figures(model, part, modalities, rng, tmp, map_method)
         report["failures"] = _failures(data)
         report["training"] = _training_section(run_dir, tmp)
         (tmp / "report.json").write_text(dumps_json(report))
@@ -145,31 +146,47 @@ def _probe_section(model, manifest: Manifest, modality: str) -> dict | None:
     return result | {"modality": modality, "classes": len(known)}
 
 
-def _figures(model, part, data: Retrieval, modalities, rng, out) -> dict[str, str]:
-    a, b = modalities
+def _figures(model, part, modalities, rng, out, map_method: str) -> dict[str, str]:
     figures = {"recall": "recall_at_k.png"}
-    if b == "image":
-        rows = _sample(list({row[b]: row for row in part.rows}.values()), HEATMAP_PAIRS, rng)
-        texts, images = [r[a] for r in rows], [part.resolve(r[b]) for r in rows]
-        scores = (
-            embed_values(model, part, a, texts)
-            @ embed_values(model, part, b, [r[b] for r in rows]).T
-        )
-        plots.similarity_heatmap(scores, texts, images, out / "similarity.png")
-        figures["similarity"] = "similarity.png"
-        rows = _sample(part.rows, MAP_POINTS, rng)
-        points = np.concatenate(
-            [embed_values(model, part, m, [r[m] for r in rows]) for m in modalities]
-        )
-        flat = _pca_2d(points)
-        labels = [r.get("label", "") for r in rows] * 2
-        thumbs = {
-            len(rows) + i: part.resolve(rows[i][b]) for i in range(min(THUMBNAILS, len(rows)))
-        }
-        kinds = [a] * len(rows) + [b] * len(rows)
-        plots.embedding_map(flat, kinds, labels, out / "map.png", thumbs)
-        figures["map"] = "map.png"
+    if modalities[1] == "image":
+        _heatmap(model, part, modalities, rng, out / "similarity.png")
+        _map(model, part, modalities, rng, out / "map.png", map_method)
+        figures |= {"similarity": "similarity.png", "map": "map.png"}
     return figures
+
+
+def _heatmap(model, part: Manifest, modalities, rng, path: Path) -> None:
+    a, b = modalities
+    rows = _sample(list({row[b]: row for row in part.rows}.values()), HEATMAP_PAIRS, rng)
+    texts, images = [r[a] for r in rows], [r[b] for r in rows]
+    scores = embed_values(model, part, a, texts) @ embed_values(model, part, b, images).T
+    plots.similarity_heatmap(scores, texts, [part.resolve(v) for v in images], path)
+
+
+def _map(model, part: Manifest, modalities, rng, path: Path, method: str) -> None:
+    a, b = modalities
+    rows = _sample(part.rows, MAP_POINTS, rng)
+    points = np.concatenate([embed_values(model, part, m, [r[m] for r in rows]) for m in (a, b)])
+    flat = project_2d(points, method)
+    labels = [r.get("label", "") for r in rows] * 2
+    kinds = [a] * len(rows) + [b] * len(rows)
+    shown = range(min(THUMBNAILS, len(rows)))
+    thumbs = {len(rows) + i: part.resolve(rows[i][b]) for i in shown}
+    plots.embedding_map(flat, kinds, labels, path, thumbs, method=method.upper())
+
+
+def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """2-D coordinates by PCA (exact, via SVD) or t-SNE (scikit-learn, seeded)."""
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, (len(points) - 1) / 3)
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+    if method != "pca":
+        raise ValueError(f"map method must be 'pca' or 'tsne', got {method!r}")
+    centred = points - points.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
 
 
 def _failures(data: Retrieval) -> dict[str, Any]:
@@ -198,16 +215,10 @@ def _training_section(run_dir, out: Path) -> dict | None:
     log = Path(run_dir) / "metrics.jsonl" if run_dir is not None else None
     if log is None or not log.is_file():
         return None
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    records = read_log(log)
     plots.training_curves(records, out / "training.png")
     losses = [r["loss"] for r in records if "loss" in r]
     return {"steps": records[-1]["step"], "final_loss": losses[-1] if losses else None}
-
-
-def _pca_2d(points: np.ndarray) -> np.ndarray:
-    centred = points - points.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:2].T
 
 
 def _sample(items: list, n: int, rng: np.random.Generator) -> list:

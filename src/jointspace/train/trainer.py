@@ -24,6 +24,7 @@ from jointspace.models.io import save_model
 from jointspace.models.joint import JointModel
 from jointspace.objectives.masks import positive_pairs
 from jointspace.train import checkpoint as ckpt
+from jointspace.train.logs import write_csv
 from jointspace.train.optim import build_optimizer, lr_factor, set_lr
 
 log = logging.getLogger("jointspace")
@@ -108,6 +109,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+            if self.log_path.exists():
+                write_csv(self.log_path, self.log_path.with_suffix(".csv"))
         self._save_if_newer(step, total, result.best, rng_at_step)
         if self.evaluator is None:
             save_model(self.model, self.out_dir / "model")
@@ -170,7 +173,8 @@ class Trainer:
                 logit_scale=self.model.logit_scale,
                 positives=positive_pairs(batch.groups),
             )
-        loss = sum(v for k, v in losses.items() if k.endswith("_loss"))
+        # A combined objective gives its weighted total as "loss"; otherwise sum the terms.
+        loss = losses.get("loss", sum(v for k, v in losses.items() if k.endswith("_loss")))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower the lr")
         self.optimizer.zero_grad(set_to_none=True)
@@ -180,7 +184,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         self.optimizer.step()
         seconds = time.perf_counter() - started
-        record = {k: float(v.detach()) for k, v in losses.items()}
+        record = {k: float(v.detach()) for k, v in losses.items() if k != "loss"}
         return record | {
             "loss": float(loss.detach()),
             "lr": lr,

@@ -1,0 +1,116 @@
+"""Zero-shot on held-out classes: a from-scratch text tower against the locked MiniLM one.
+
+Same data, image tower, seeds and epochs; only the text tower differs. Prints a table (mean
+± std over seeds) and writes JSON. Usage:
+python benchmarks/zeroshot_text_towers.py [--datasets digits,emoji] [--seeds 0,1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jointspace.config import ExperimentConfig, builtin_config
+from jointspace.data import build_dataset
+from jointspace.evaluate.retrieval import chance_retrieval
+from jointspace.evaluate.zeroshot import evaluate_zero_shot
+from jointspace.models import load
+from jointspace.pipeline import evaluate_model, fit, load_manifest
+
+# scratch: the dataset's config; minilm-*: the locked MiniLM text tower with a linear or MLP
+# head, or with an MLP head and its last two layers unlocked.
+VARIANTS = ("scratch", "minilm-linear", "minilm-mlp", "minilm-unlock2")
+
+
+def variant_config(dataset: str, variant: str) -> ExperimentConfig:
+    """The dataset's config, or its ``-minilm`` twin with the head/unlocking the variant names."""
+    if variant == "scratch":
+        return ExperimentConfig.from_yaml(builtin_config(dataset))
+    config = ExperimentConfig.from_yaml(builtin_config(f"{dataset}-minilm"))
+    text = config.model.towers["text"]
+    text.params["head"] = "linear" if variant == "minilm-linear" else "mlp"
+    text.unlock_last = 2 if variant == "minilm-unlock2" else 0
+    return config
+
+
+def run(dataset: str, variant: str, seed: int, workdir: Path, epochs: int | None) -> dict:
+    config = variant_config(dataset, variant)
+    config.train.progress, config.train.seed = False, seed
+    config.train.epochs = epochs or config.train.epochs
+    manifest = build_dataset(dataset)
+    run_dir = workdir / f"{dataset}-{VARIANTS.index(variant)}-{seed}"
+    started = time.perf_counter()
+    fit(config, run_dir, manifest=manifest)
+    seconds = time.perf_counter() - started
+    model = load(run_dir)
+    held_out = load_manifest(manifest, config.data.modalities, split="zeroshot")
+    zero_shot = evaluate_zero_shot(model, held_out)
+    retrieval = evaluate_model(model, held_out, config.eval)
+    chance = chance_retrieval(held_out, relevance=config.eval.relevance)
+    return {
+        "dataset": dataset,
+        "text tower": variant,
+        "seed": seed,
+        "epochs": config.train.epochs,
+        "classes": len(zero_shot.labels),
+        "top1": zero_shot.metrics["top1"],
+        "top5": zero_shot.metrics["top5"],
+        "per-class": zero_shot.metrics["mean_per_class"],
+        "chance top1": zero_shot.metrics["chance_top1"],
+        "t→i R@10": retrieval["text_to_image/R@10"],
+        "chance t→i R@10": chance["text_to_image/R@10"],
+        "train s": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="digits,emoji")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=None, help="override each config's epochs")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/zeroshot.json"))
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for dataset in args.datasets.split(","):
+            for variant in args.variants.split(","):
+                for seed in map(int, args.seeds.split(",")):
+                    rows.append(run(dataset, variant, seed, Path(workdir), args.epochs))
+                    print(json.dumps(rows[-1]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    print(f"\n{summary(rows)}\n→ {args.out}")
+
+
+def summary(rows: list[dict]) -> str:
+    """A Markdown table with one line per dataset × text tower: mean ± std over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["text tower"]), []).append(row)
+    keys = [k for k in rows[0] if k not in ("dataset", "text tower", "seed")]
+    lines = [
+        f"| dataset | text tower | seeds | {' | '.join(keys)} |",
+        f"|{'---|' * (len(keys) + 3)}",
+    ]
+    for (dataset, variant), group in groups.items():
+        cells = [_cell(k, [r[k] for r in group]) for k in keys]
+        lines.append(f"| {dataset} | {variant} | {len(group)} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def _cell(key: str, values: list) -> str:
+    if not isinstance(values[0], float):
+        return str(values[0])
+    scale = 1 if key == "train s" else 100
+    mean, std = scale * np.mean(values), scale * np.std(values)
+    return f"{mean:.0f}" if key == "train s" else f"{mean:.1f} ± {std:.1f}"
+
+
+if __name__ == "__main__":
+    main()
