@@ -1,0 +1,87 @@
+"""The vector index contract every back-end implements (like qdrant-client's one API)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class IndexHit:
+    """One search result: the item's id, its inner-product score and its stored metadata."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorIndex(ABC):
+    """String ids → float32 vectors (inner product) plus JSON metadata, persisted on disk."""
+
+    dim: int
+    info: dict[str, Any]
+
+    @abstractmethod
+    def add(
+        self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict] | None = None
+    ) -> None:
+        """Insert items; an id already present is refused (delete it first)."""
+
+    @abstractmethod
+    def search(
+        self, queries: np.ndarray, k: int = 10, filter: str | None = None
+    ) -> list[list[IndexHit]]:
+        """Top-k items per query row by inner product, optionally restricted by ``filter``."""
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove items; returns how many existed."""
+
+    @abstractmethod
+    def ids(self) -> set[str]:
+        """Every id stored."""
+
+    @abstractmethod
+    def get(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Metadata of the given ids that exist."""
+
+    @abstractmethod
+    def save(self) -> None:
+        """Make everything added or deleted so far durable."""
+
+    def close(self) -> None:
+        """Save and release files or connections."""
+        self.save()
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    def __enter__(self) -> VectorIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_add(self, ids: Sequence[str], vectors: np.ndarray, metadata) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors must be [n, {self.dim}], got {vectors.shape}")
+        if len(ids) != len(vectors) or (metadata is not None and len(metadata) != len(ids)):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors: give one id per vector")
+        if len(set(ids)) != len(ids):
+            raise ValueError("ids must be unique within one add")
+        if not all(isinstance(i, str) and i for i in ids):
+            raise ValueError("ids must be non-empty strings")
+        return vectors
+
+    def _check_search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"queries must have {self.dim} dimensions, got {queries.shape[1]}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        return queries

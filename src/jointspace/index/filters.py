@@ -1,0 +1,93 @@
+"""Metadata filters: one small expression language, compiled to SQL (FAISS) or Milvus.
+
+Grammar: ``field == "v"``, ``field != "v"``, ``field in ["a", "b"]``, ``field not in [...]``,
+joined with ``and`` / ``or`` and parentheses. Values are strings or numbers; nothing else runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+
+FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+OPERATORS = {ast.Eq: "==", ast.NotEq: "!=", ast.In: "in", ast.NotIn: "not in"}
+
+
+class FilterError(ValueError):
+    """A filter expression outside the grammar; the message says what was not understood."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: str | float | int | tuple
+
+
+@dataclass(frozen=True)
+class Junction:
+    op: str  # "and" | "or"
+    parts: tuple
+
+
+def parse_filter(text: str) -> Condition | Junction:
+    """Parse a filter expression, refusing anything but comparisons of fields with constants."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as err:
+        raise FilterError(f"filter {text!r} is not an expression: {err.msg}") from None
+    return _node(tree, text)
+
+
+def _node(node: ast.AST, text: str) -> Condition | Junction:
+    if isinstance(node, ast.BoolOp):
+        op = "and" if isinstance(node.op, ast.And) else "or"
+        return Junction(op, tuple(_node(v, text) for v in node.values))
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in OPERATORS:
+        if not isinstance(node.left, ast.Name) or not FIELD.fullmatch(node.left.id):
+            raise FilterError(f"filter {text!r}: the left side must be a field name")
+        op = OPERATORS[type(node.ops[0])]
+        return Condition(node.left.id, op, _value(node.comparators[0], op, text))
+    raise FilterError(f"filter {text!r}: use field == value, !=, in [..], not in [..], and, or")
+
+
+def _value(node: ast.AST, op: str, text: str):
+    if op in ("in", "not in"):
+        if not isinstance(node, ast.List | ast.Tuple):
+            raise FilterError(f'filter {text!r}: \'{op}\' needs a list, e.g. ["a", "b"]')
+        return tuple(_constant(v, text) for v in node.elts)
+    return _constant(node, text)
+
+
+def _constant(node: ast.AST, text: str):
+    value = getattr(node, "value", None)
+    # bool is an int to isinstance, and True is no value a metadata field holds.
+    if isinstance(node, ast.Constant) and type(value) in (str, int, float):
+        return value
+    raise FilterError(f"filter {text!r}: values must be quoted strings or numbers")
+
+
+def to_sql(expr: Condition | Junction, column: str = "meta") -> tuple[str, list]:
+    """A parameterised SQLite WHERE clause over a JSON metadata column."""
+    if isinstance(expr, Junction):
+        parts = [to_sql(p, column) for p in expr.parts]
+        sql = f" {expr.op.upper()} ".join(f"({s})" for s, _ in parts)
+        return sql, [v for _, values in parts for v in values]
+    target = f"json_extract({column}, '$.{expr.field}')"
+    if expr.op in ("in", "not in"):
+        marks = ", ".join("?" for _ in expr.value)
+        return f"{target} {expr.op.upper()} ({marks})", list(expr.value)
+    sql_op = "=" if expr.op == "==" else "!="
+    return f"{target} {sql_op} ?", [expr.value]
+
+
+def to_milvus(expr: Condition | Junction) -> str:
+    """The same filter in Milvus' boolean expression syntax."""
+    if isinstance(expr, Junction):
+        return f" {expr.op} ".join(f"({to_milvus(p)})" for p in expr.parts)
+    if expr.op in ("in", "not in"):
+        values = ", ".join(json.dumps(v) for v in expr.value)
+        return f"{expr.field} {expr.op} [{values}]"
+    return f"{expr.field} {expr.op} {json.dumps(expr.value)}"

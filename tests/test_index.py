@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+
+from jointspace.index import FilterError, open_index
+from jointspace.index.filters import parse_filter, to_milvus, to_sql
+
+BACKENDS = ["faiss", "faiss-hnsw", "milvus"]
+
+
+def uri_for(backend, tmp_path):
+    return {
+        "faiss": f"faiss://{tmp_path / 'idx'}",
+        "faiss-hnsw": f"faiss://{tmp_path / 'idx'}?kind=hnsw",
+        "milvus": f"milvus://{tmp_path / 'idx.db'}",
+    }[backend]
+
+
+def unit_vectors(n, d, seed):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(params=BACKENDS)
+def filled(request, tmp_path):
+    uri = uri_for(request.param, tmp_path)
+    vectors = unit_vectors(60, 8, 0)
+    ids = [f"item-{i}" for i in range(60)]
+    meta = [{"label": str(i % 3), "split": ["train", "test"][i % 2]} for i in range(60)]
+    index = open_index(uri, dim=8, model="m1")
+    index.add(ids, vectors, meta)
+    index.save()
+    yield uri, index, ids, vectors, meta
+    index.close()
+
+
+def brute_force(vectors, ids, query, k, keep=None):
+    scores = vectors @ query
+    order = [i for i in np.argsort(-scores, kind="stable") if keep is None or keep(i)]
+    return [ids[i] for i in order[:k]], scores
+
+
+def test_search_agrees_with_brute_force(filled):
+    _, index, ids, vectors, _ = filled
+    queries = unit_vectors(5, 8, 1)
+    for query, hits in zip(queries, index.search(queries, k=7), strict=True):
+        expected, scores = brute_force(vectors, ids, query, 7)
+        assert [h.id for h in hits] == expected
+        np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:7], atol=1e-5)
+
+
+def test_filters_restrict_results(filled):
+    _, index, ids, vectors, meta = filled
+    query = unit_vectors(1, 8, 2)[0]
+    hits = index.search(query, k=5, filter='label == "1" and split in ["test"]')[0]
+    keep = lambda i: meta[i]["label"] == "1" and meta[i]["split"] == "test"  # noqa: E731
+    assert [h.id for h in hits] == brute_force(vectors, ids, query, 5, keep)[0]
+    assert all(h.metadata == {"label": "1", "split": "test"} for h in hits)
+    assert index.search(query, k=5, filter='label == "nope"') == [[]]
+    hits = index.search(query, k=60, filter='label != "0" or split not in ["train"]')[0]
+    assert {h.id for h in hits} == {
+        ids[i] for i in range(60) if meta[i]["label"] != "0" or meta[i]["split"] != "train"
+    }
+
+
+def test_delete_add_persist_and_reopen(filled):
+    uri, index, _, vectors, _ = filled
+    assert index.delete(["item-0", "item-1", "missing"]) == 2
+    index.add(["new"], unit_vectors(1, 8, 3), [{"label": "x"}])
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add(["item-5"], unit_vectors(1, 8, 4))
+    index.close()
+    again = open_index(uri)
+    assert again.info["model"] == "m1" and again.dim == 8
+    assert (
+        len(again) == 59
+        and "item-0" not in again.ids()
+        and again.get(["new"])["new"] == {"label": "x"}
+    )
+    top = again.search(vectors[0], k=3)[0]
+    assert "item-0" not in [h.id for h in top]
+    assert again.search(vectors[7], k=1)[0][0].id == "item-7"
+    again.close()
+
+
+def test_bad_inputs_are_clear(filled, tmp_path):
+    _, index, *_ = filled
+    with pytest.raises(ValueError, match=r"vectors must be \[n, 8\]"):
+        index.add(["a"], np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        index.search(np.zeros(8), k=0)
+    with pytest.raises(ValueError, match="have 8 dimensions"):
+        index.search(np.zeros(3))
+    with pytest.raises(FilterError, match="use field == value"):
+        index.search(np.zeros(8), filter="__import__('os')")
+
+
+def test_open_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="give dim= to create"):
+        open_index(str(tmp_path / "none"))
+    with pytest.raises(ValueError, match="unknown index scheme 'qdrant'"):
+        open_index("qdrant://x")
+
+
+def test_filter_language_compiles_to_sql_and_milvus():
+    expr = parse_filter('label == "7" and (split in ["a", "b"] or score != 3)')
+    sql, params = to_sql(expr)
+    assert params == ["7", "a", "b", 3]
+    assert sql.startswith("(json_extract(meta, '$.label') = ?) AND ")
+    assert to_milvus(expr) == '(label == "7") and ((split in ["a", "b"]) or (score != 3))'
+    for bad in ("label > 3", "f(x) == 1", "label == x", "label in 'a'", "label == True", "1 == 1"):
+        with pytest.raises(FilterError):
+            parse_filter(bad)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_faiss_crash_between_vector_write_and_commit_loses_nothing_saved(tmp_path, kind):
+    import faiss
+
+    index = open_index(f"faiss://{tmp_path / 'i'}?kind={kind}", dim=4)
+    saved, unsaved = unit_vectors(5, 4, 5), unit_vectors(3, 4, 6)
+    index.add([f"s{i}" for i in range(5)], saved)
+    index.save()
+    index.add([f"u{i}" for i in range(3)], unsaved)
+    faiss.write_index(index.index, str(tmp_path / "i" / "index.faiss"))  # then the crash:
+    index.db.close()  # SQLite never committed the second add
+    again = open_index(str(tmp_path / "i"))
+    assert again.ids() == {f"s{i}" for i in range(5)}
+    hits = again.search(unsaved, k=5)
+    assert all(h.id.startswith("s") for row in hits for h in row) and len(hits[0]) == 5
+    again.add(["u0"], unsaved[:1])  # the lost id can be added again
+    assert again.search(unsaved[0], k=1)[0][0].id == "u0"
+    again.close()
