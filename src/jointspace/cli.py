@@ -12,6 +12,7 @@ from rich.console import Console
 
 from jointspace.cli_data import app as data_app
 from jointspace.cli_errors import user_errors
+from jointspace.cli_index import app as index_app
 from jointspace.config import ExperimentConfig
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 app.add_typer(data_app, name="data")
+app.add_typer(index_app, name="index")
 
 Data = Annotated[str, typer.Option("--data", help="Manifest path or builtin:NAME.")]
 Split = Annotated[str | None, typer.Option(help="Keep only rows of this split.")]

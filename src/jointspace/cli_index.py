@@ -1,0 +1,72 @@
+"""``jointspace index``: embed a manifest into a vector index and query it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from jointspace.cli_errors import user_errors
+
+app = typer.Typer(help="Build and query vector indexes (FAISS, Milvus).", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+ModelDir = Annotated[Path, typer.Argument(help="Model or run directory.")]
+IndexUri = Annotated[
+    str,
+    typer.Option("--index", help="faiss://DIR[?kind=hnsw], milvus://FILE.db or milvus://HOST:PORT"),
+]
+
+
+@app.command()
+@user_errors
+def build(
+    model_dir: ModelDir,
+    data: Annotated[str, typer.Option("--data", help="Manifest path or builtin:NAME.")],
+    index: IndexUri,
+    modality: Annotated[str, typer.Option(help="Which column to index.")] = "image",
+    split: Annotated[str | None, typer.Option(help="Index only this split.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Items embedded per batch.")] = 256,
+) -> None:
+    """Embed every distinct item of a modality into the index; a rerun resumes."""
+    from jointspace.index.build import build_index
+    from jointspace.models import load
+    from jointspace.pipeline import load_manifest
+
+    model = load(model_dir)
+    manifest = load_manifest(data, [modality], split=split)
+    built = build_index(model, model_dir, manifest, modality, index, batch_size=batch_size)
+    err.print(f"{len(built)} {modality} items in {index}")
+    built.close()
+
+
+@app.command()
+@user_errors
+def search(
+    model_dir: ModelDir,
+    index: IndexUri,
+    query: Annotated[str, typer.Option(help="Query text.")],
+    k: Annotated[int, typer.Option(help="How many results.")] = 5,
+    filter: Annotated[
+        str | None, typer.Option(help='e.g. label == "7" and split in ["test"]')
+    ] = None,
+) -> None:
+    """Search an index with a text query (the model must be the one that built it)."""
+    from rich.table import Table
+
+    from jointspace.index.build import model_fingerprint, open_for_model
+    from jointspace.models import load
+
+    model = load(model_dir)
+    opened = open_for_model(index, model_fingerprint(model_dir))
+    hits = opened.search(model.encode([query], "text"), k=k, filter=filter)[0]
+    opened.close()
+    table = Table(title=f"query: {query!r}")
+    for name in ("rank", "score", "id", "metadata"):
+        table.add_column(name)
+    for rank, hit in enumerate(hits, start=1):
+        meta = ", ".join(f"{key}={value}" for key, value in hit.metadata.items())
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.id, meta)
+    out.print(table)
