@@ -223,6 +223,23 @@ def search(
 
 @app.command()
 @user_errors
+def serve(
+    model_dir: ModelDir,
+    index: Annotated[str, typer.Option("--index", help="Index URI built by `index build`.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the REST API (/search, /items, /media, /health, /docs) and the search page."""
+    import uvicorn
+
+    from jointspace.serve import create_app
+
+    console.print(f"serving {index} with {model_dir} on http://{host}:{port}")
+    uvicorn.run(create_app(model_dir, index), host=host, port=port, log_level="info")
+
+
+@app.command()
+@user_errors
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
     dataset: Annotated[str, typer.Option(help="Built-in dataset: digits or emoji.")] = "digits",

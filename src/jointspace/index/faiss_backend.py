@@ -6,8 +6,10 @@ vectors it does not list (a crash between the two) are ignored and dropped on th
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,15 @@ from jointspace.index.filters import parse_filter, to_sql
 KINDS = ("flat", "hnsw")
 CHUNK = 500
 INFO, VECTORS, META = "index.json", "index.faiss", "meta.sqlite"
+
+
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class FaissIndex(VectorIndex):
@@ -42,7 +53,9 @@ class FaissIndex(VectorIndex):
             self.info = {"dim": dim, "kind": kind, "backend": "faiss", **info}
         self.dim, self.kind = self.info["dim"], self.info["kind"]
         self.path.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path / META)
+        # Web servers call from a thread pool: one connection, serialised by a lock.
+        self.db = sqlite3.connect(self.path / META, check_same_thread=False)
+        self.lock = threading.RLock()
         self.db.execute(
             # AUTOINCREMENT: a key is never reused, so a stale HNSW vector never names a new item.
             "CREATE TABLE IF NOT EXISTS items "
@@ -74,6 +87,7 @@ class FaissIndex(VectorIndex):
         with atomic_path(self.path / INFO) as tmp:
             tmp.write_text(json.dumps(self.info, indent=2))
 
+    @_locked
     def add(self, ids, vectors, metadata=None) -> None:
         vectors = self._check_add(ids, vectors, metadata)
         if present := self.get(ids):
@@ -92,6 +106,7 @@ class FaissIndex(VectorIndex):
             rows += self.db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
         return rows
 
+    @_locked
     def search(self, queries, k=10, filter=None) -> list[list[IndexHit]]:
         queries = self._check_search(queries, k)
         allowed = None
@@ -127,6 +142,7 @@ class FaissIndex(VectorIndex):
     def _count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 
+    @_locked
     def delete(self, ids) -> int:
         keys = np.array(
             [r[0] for r in self._select("SELECT key FROM items WHERE id IN ({})", ids)],
@@ -137,18 +153,22 @@ class FaissIndex(VectorIndex):
             self.index.remove_ids(keys)
         return len(keys)
 
+    @_locked
     def ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT id FROM items")}
 
+    @_locked
     def get(self, ids) -> dict[str, dict[str, Any]]:
         rows = self._select("SELECT id, meta FROM items WHERE id IN ({})", ids)
         return {i: json.loads(m) for i, m in rows}
 
+    @_locked
     def save(self) -> None:
         with atomic_path(self.path / VECTORS) as tmp:
             faiss.write_index(self.index, str(tmp))
         self.db.commit()
 
+    @_locked
     def close(self) -> None:
         if self.closed:
             return
@@ -156,5 +176,6 @@ class FaissIndex(VectorIndex):
         self.db.close()
         self.closed = True
 
+    @_locked
     def __len__(self) -> int:
         return self._count()

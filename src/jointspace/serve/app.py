@@ -1,0 +1,127 @@
+"""The search service: FastAPI over one model and one index, both loaded once at start."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from PIL import Image
+
+from jointspace.data.image import ImageError, load_image
+from jointspace.index import FilterError
+from jointspace.index.build import model_fingerprint, open_for_model
+from jointspace.models import load
+from jointspace.serve.schemas import Health, Item, SearchResponse, SearchResult
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_K = 100
+log = logging.getLogger("jointspace.serve")
+
+
+def create_app(
+    model_dir: str | Path, index_uri: str, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
+) -> FastAPI:
+    """An app serving ``/search``, ``/items/{id}``, ``/media/{id}``, ``/health`` and a web page."""
+    model = load(model_dir)
+    fingerprint = model_fingerprint(model_dir)
+    index = open_for_model(index_uri, fingerprint)
+    target = index.info.get("modality", "image")
+    root = Path(index.info["manifest"]).parent if "manifest" in index.info else None
+    app = FastAPI(title="jointspace search", version="1", description=__doc__)
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        record = {
+            "method": request.method,
+            "path": request.url.path,
+            "status": response.status_code,
+            "ms": round(1000 * (time.perf_counter() - started), 2),
+        }
+        log.info(json.dumps(record))
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return (files("jointspace.serve") / "static" / "index.html").read_text()
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        return Health(status="ok", items=len(index), target=target, model=fingerprint)
+
+    @app.post("/search", response_model=SearchResponse, responses={400: {}, 413: {}, 415: {}})
+    async def search(
+        text: Annotated[str | None, Form(max_length=1000)] = None,
+        image: Annotated[UploadFile | None, File()] = None,
+        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+        filter: Annotated[str | None, Form(max_length=1000)] = None,
+    ) -> SearchResponse:
+        query_modality, vector = await _embed_query(model, text, image, max_upload_bytes)
+        try:
+            hits = index.search(vector, k=k, filter=filter or None)[0]
+        except FilterError as err:
+            raise HTTPException(400, str(err)) from None
+        results = [
+            SearchResult(
+                id=h.id, score=h.score, metadata=h.metadata, media=_media_url(h.id, target)
+            )
+            for h in hits
+        ]
+        return SearchResponse(query=query_modality, target=target, results=results)
+
+    @app.get("/items/{item_id}", response_model=Item, responses={404: {}})
+    def item(item_id: str) -> Item:
+        metadata = index.get([item_id]).get(item_id)
+        if metadata is None:
+            raise HTTPException(404, f"no item {item_id!r}")
+        return Item(id=item_id, metadata=metadata, media=_media_url(item_id, target))
+
+    @app.get("/media/{item_id}", responses={404: {}})
+    def media(item_id: str) -> FileResponse:
+        metadata = index.get([item_id]).get(item_id)
+        if metadata is None or target == "text" or root is None:
+            raise HTTPException(404, f"no media for item {item_id!r}")
+        # Ids, never paths, come from the client; the stored path must stay under the root.
+        path = (root / metadata[target]).resolve()
+        if not path.is_relative_to(root.resolve()) or not path.is_file():
+            raise HTTPException(404, f"no media for item {item_id!r}")
+        return FileResponse(path)
+
+    @app.exception_handler(ValueError)
+    async def bad_value(_: Request, err: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    app.state.index, app.state.model = index, model
+    return app
+
+
+async def _embed_query(model, text: str | None, image: UploadFile | None, limit: int):
+    if (text is None or not text.strip()) == (image is None):
+        raise HTTPException(400, "give exactly one query: a non-empty 'text' or an 'image' file")
+    if image is None:
+        return "text", model.encode([text], "text")
+    if image.content_type is None or not image.content_type.startswith("image/"):
+        raise HTTPException(415, f"'image' must be an image file, got {image.content_type!r}")
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"image larger than {limit} bytes")
+    try:
+        picture = load_image(Image.open(io.BytesIO(data)))
+    except (ImageError, OSError) as err:
+        raise HTTPException(422, f"unreadable image: {err}") from None
+    if "image" not in model.modalities:
+        raise HTTPException(422, "this model has no image tower")
+    return "image", model.encode([picture], "image")
+
+
+def _media_url(item_id: str, target: str) -> str | None:
+    return None if target == "text" else f"/media/{quote(item_id, safe='')}"
