@@ -20,3 +20,22 @@ def tiny_config(**train) -> ExperimentConfig:
     for key, value in train.items():
         setattr(config.train, key, value)
     return config
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory, digits_manifest):
+    """A search app over a briefly trained digits model and its FAISS image index."""
+    from jointspace.data import read_manifest
+    from jointspace.index.build import build_index
+    from jointspace.models import load
+    from jointspace.pipeline import fit
+    from jointspace.serve import create_app
+
+    root = tmp_path_factory.mktemp("serve")
+    config = tiny_config(batch_size=256, max_steps=30)
+    config.data.val_split = None
+    fit(config, root / "run", manifest=digits_manifest)
+    uri = f"faiss://{root / 'index'}"
+    manifest = read_manifest(digits_manifest)
+    build_index(load(root / "run"), root / "run", manifest, "image", uri, progress=False).close()
+    return create_app(root / "run", uri, max_upload_bytes=50_000), manifest

@@ -5,25 +5,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import tiny_config
-from jointspace.data import read_manifest
-from jointspace.index.build import build_index
-from jointspace.models import load
-from jointspace.serve import create_app
-
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, digits_manifest):
-    from jointspace.pipeline import fit
-
-    root = tmp_path_factory.mktemp("serve")
-    config = tiny_config(batch_size=256, max_steps=30)
-    config.data.val_split = None
-    fit(config, root / "run", manifest=digits_manifest)
-    uri = f"faiss://{root / 'index'}"
-    manifest = read_manifest(digits_manifest)
-    build_index(load(root / "run"), root / "run", manifest, "image", uri, progress=False).close()
-    app = create_app(root / "run", uri, max_upload_bytes=50_000)
+def served(served_app):
+    app, manifest = served_app
     with TestClient(app) as client:
         yield client, manifest
 
@@ -106,3 +91,17 @@ def test_noise_image_query_still_answers(served):
     noise = np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8)
     files = {"image": ("n.png", png_bytes(noise), "image/png")}
     assert len(client.post("/search", data={"k": "2"}, files=files).json()["results"]) == 2
+
+
+def test_search_page_in_headless_chromium(served, tmp_path):
+    from jointspace.serve.local import running_server, search_in_browser
+
+    client, _ = served
+    with running_server(client.app) as url:
+        assert client.get("/health").status_code == 200
+        hits = search_in_browser(url, "a handwritten seven", tmp_path / "page.png")
+    assert len(hits) == 12  # the page asks for k = 12
+    assert all(h["width"] == 8 for h in hits)  # every result image loaded (8×8 digits)
+    assert all(h["caption"].count("·") == 1 for h in hits)  # "label · score"
+    shot = np.asarray(Image.open(tmp_path / "page.png").convert("L"), dtype=float)
+    assert shot.shape[1] == 1100 and shot.std() > 10
