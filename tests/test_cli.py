@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from jointspace.cli import app
+from jointspace.data import read_manifest
 
 runner = CliRunner()
 
@@ -111,3 +112,18 @@ def test_skip_bad_reports_and_skips(tmp_path, trained_run, digits_manifest, capl
     result = runner.invoke(app, [*args, "--skip-bad"])
     assert result.exit_code == 0, result.output
     assert "skipped 1 of 31 rows" in caplog.text
+
+
+def test_demo_serve_indexes_the_dataset_and_serves_it(trained_run, digits_manifest, monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from jointspace.demo import serve_demo
+
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(digits_manifest.parents[2]))
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    serve_demo(trained_run, "digits", port=8123)
+    assert served["port"] == 8123 and served["host"] == "127.0.0.1"
+    health = TestClient(served["app"]).get("/health").json()
+    assert health["items"] == len(set(read_manifest(digits_manifest).column("image")))

@@ -245,13 +245,25 @@ def demo(
     dataset: Annotated[str, typer.Option(help="Built-in dataset: digits or emoji.")] = "digits",
     epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.")] = None,
     grid: Annotated[Path | None, typer.Option(help="Save the query results as a PNG grid.")] = None,
+    serve: Annotated[
+        bool, typer.Option(help="End by serving a search page over the data.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
 ) -> None:
     """Build a built-in dataset, train on CPU, evaluate the test split, show a few searches."""
     from jointspace.demo import run_demo
 
     run_demo(out_dir, dataset=dataset, epochs=epochs, grid=grid, console=out)
+    if serve:
+        from jointspace.demo import serve_demo
+
+        serve_demo(out_dir, dataset, port)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -76,3 +76,18 @@ def _hits_line(query: str, hits: list[Hit]) -> Table:
     labels = "  ".join(f"{h.label} ({h.score:.2f}, {h.split})" for h in hits)
     table.add_row(f"[bold]{query!r}[/] → top-5 labels:", labels)
     return table
+
+
+def serve_demo(out_dir: Path, dataset: str = "digits", port: int = 8000) -> None:
+    """Index the demo dataset's images with the demo model and serve the search page."""
+    import uvicorn
+
+    from jointspace.data import read_manifest
+    from jointspace.index.build import build_index
+    from jointspace.serve import create_app
+
+    uri = f"faiss://{out_dir / 'index'}"
+    manifest = read_manifest(build_dataset(dataset))
+    build_index(load(out_dir), out_dir, manifest, "image", uri).close()
+    print(f"search page: http://127.0.0.1:{port}  (Ctrl-C stops it)")
+    uvicorn.run(create_app(out_dir, uri), host="127.0.0.1", port=port, log_level="warning")
