@@ -50,7 +50,8 @@ def free_port() -> int:
 
 def start_server(model: Path, uri: str, port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "jointspace.cli", "serve", str(model), "--index", uri]
-    server = subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.DEVNULL)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    server = subprocess.Popen([*command, "--port", str(port)], **quiet)
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:

@@ -13,6 +13,7 @@ from rich.console import Console
 from jointspace.cli_data import app as data_app
 from jointspace.cli_errors import user_errors
 from jointspace.cli_index import app as index_app
+from jointspace.cli_options import Data, ModelDir, Query, TopK
 from jointspace.config import ExperimentConfig
 
 app = typer.Typer(
@@ -25,10 +26,8 @@ out = Console()
 app.add_typer(data_app, name="data")
 app.add_typer(index_app, name="index")
 
-Data = Annotated[str, typer.Option("--data", help="Manifest path or builtin:NAME.")]
 Split = Annotated[str | None, typer.Option(help="Keep only rows of this split.")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]
-ModelDir = Annotated[Path, typer.Argument(help="Model or run directory.")]
 JsonOut = Annotated[Path | None, typer.Option("--json", help="Write metrics JSON here.")]
 
 
@@ -205,8 +204,8 @@ def embed(
 def search(
     model_dir: ModelDir,
     data: Data,
-    query: Annotated[str, typer.Option(help="Query text.")],
-    k: Annotated[int, typer.Option(help="How many results.")] = 5,
+    query: Query,
+    k: TopK = 5,
     target: Annotated[str, typer.Option(help="Modality to search.")] = "image",
     split: Split = None,
 ) -> None:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from jointspace.cli_errors import user_errors
+from jointspace.cli_options import Data, ModelDir, Query, TopK
 
 app = typer.Typer(help="Build and query vector indexes (FAISS, Milvus).", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
-ModelDir = Annotated[Path, typer.Argument(help="Model or run directory.")]
 IndexUri = Annotated[
     str,
     typer.Option("--index", help="faiss://DIR[?kind=hnsw], milvus://FILE.db or milvus://HOST:PORT"),
@@ -24,7 +23,7 @@ IndexUri = Annotated[
 @user_errors
 def build(
     model_dir: ModelDir,
-    data: Annotated[str, typer.Option("--data", help="Manifest path or builtin:NAME.")],
+    data: Data,
     index: IndexUri,
     modality: Annotated[str, typer.Option(help="Which column to index.")] = "image",
     split: Annotated[str | None, typer.Option(help="Index only this split.")] = None,
@@ -47,8 +46,8 @@ def build(
 def search(
     model_dir: ModelDir,
     index: IndexUri,
-    query: Annotated[str, typer.Option(help="Query text.")],
-    k: Annotated[int, typer.Option(help="How many results.")] = 5,
+    query: Query,
+    k: TopK = 5,
     filter: Annotated[
         str | None, typer.Option(help='e.g. label == "7" and split in ["test"]')
     ] = None,

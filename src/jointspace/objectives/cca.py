@@ -7,13 +7,10 @@ of two networks' outputs, here as a loss on a batch of embeddings.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping
-
 import numpy as np
 import torch
-from torch import nn
 
+from jointspace.objectives.base import PairwiseObjective
 from jointspace.registry import register
 
 
@@ -90,22 +87,14 @@ def dcca_loss(
 
 
 @register("objective", "dcca")
-class DeepCCAObjective(nn.Module):
+class DeepCCAObjective(PairwiseObjective):
     """Deep CCA over every pair of modalities: maximise the top-k canonical correlations."""
+
+    name = "dcca"
 
     def __init__(self, top_k: int | None = None, reg: float = 1e-3):
         super().__init__()
         self.top_k, self.reg = top_k, reg
 
-    def forward(
-        self,
-        embeddings: Mapping[str, torch.Tensor],
-        *,
-        logit_scale: torch.Tensor | None = None,
-        positives: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        pairs = list(itertools.combinations(sorted(embeddings), 2))
-        if not pairs:
-            raise ValueError(f"dcca needs two modalities, got {sorted(embeddings)}")
-        losses = [dcca_loss(embeddings[x], embeddings[y], self.top_k, self.reg) for x, y in pairs]
-        return {"dcca_loss": torch.stack(losses).mean()}
+    def pair_loss(self, a, b, logit_scale, positives) -> torch.Tensor:
+        return dcca_loss(a, b, self.top_k, self.reg)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from jointspace.objectives.base import PairwiseObjective
 from jointspace.registry import register
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
@@ -41,25 +39,14 @@ def clip_loss(
 
 
 @register("objective", "clip")
-class ClipObjective(nn.Module):
+class ClipObjective(PairwiseObjective):
     """CLIP loss averaged over every pair of modalities present in the embeddings."""
+
+    name = "clip"
 
     def __init__(self, max_logit_scale: float = MAX_LOGIT_SCALE):
         super().__init__()
         self.max_logit_scale = max_logit_scale
 
-    def forward(
-        self,
-        embeddings: Mapping[str, torch.Tensor],
-        *,
-        logit_scale: torch.Tensor,
-        positives: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        pairs = list(itertools.combinations(sorted(embeddings), 2))
-        if not pairs:
-            raise ValueError(f"the clip objective needs two modalities, got {sorted(embeddings)}")
-        losses = [
-            clip_loss(embeddings[x], embeddings[y], logit_scale, positives, self.max_logit_scale)
-            for x, y in pairs
-        ]
-        return {"clip_loss": torch.stack(losses).mean()}
+    def pair_loss(self, a, b, logit_scale, positives) -> torch.Tensor:
+        return clip_loss(a, b, logit_scale, positives, self.max_logit_scale)

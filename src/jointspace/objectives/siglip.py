@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jointspace.objectives.base import PairwiseObjective
 from jointspace.registry import register
 
 
@@ -37,27 +36,16 @@ def siglip_loss(
 
 
 @register("objective", "siglip")
-class SigLipObjective(nn.Module):
+class SigLipObjective(PairwiseObjective):
     """SigLIP over every pair of modalities; owns its scale and bias (init log 10 and −10)."""
+
+    name = "siglip"
 
     def __init__(self, init_scale: float = 10.0, init_bias: float = -10.0):
         super().__init__()
         self.logit_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
         self.logit_bias = nn.Parameter(torch.tensor(float(init_bias)))
 
-    def forward(
-        self,
-        embeddings: Mapping[str, torch.Tensor],
-        *,
-        logit_scale: torch.Tensor | None = None,
-        positives: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
+    def pair_loss(self, a, b, logit_scale, positives) -> torch.Tensor:
         # The model's CLIP logit_scale is ignored: SigLIP's scale and bias are its own.
-        pairs = list(itertools.combinations(sorted(embeddings), 2))
-        if not pairs:
-            raise ValueError(f"siglip needs two modalities, got {sorted(embeddings)}")
-        losses = [
-            siglip_loss(embeddings[x], embeddings[y], self.logit_scale, self.logit_bias, positives)
-            for x, y in pairs
-        ]
-        return {"siglip_loss": torch.stack(losses).mean()}
+        return siglip_loss(a, b, self.logit_scale, self.logit_bias, positives)

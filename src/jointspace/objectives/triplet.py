@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping
-
 import torch
-from torch import nn
 
+from jointspace.objectives.base import PairwiseObjective
 from jointspace.objectives.miners import Triplets
 from jointspace.registry import lookup, register
 
@@ -55,9 +52,11 @@ def margin_loss(scores: torch.Tensor, triplets: Triplets, margin: float) -> torc
 
 
 @register("objective", "triplet")
-class TripletObjective(nn.Module):
+class TripletObjective(PairwiseObjective):
     """Triplet loss in both directions; ``miner`` (``all``, ``hardest``, ``semi_hard``) replaces
     the built-in ``reduction`` with mined triplets."""
+
+    name = "triplet"
 
     def __init__(self, margin: float = 0.2, reduction: str = "sum", miner: str | None = None):
         super().__init__()
@@ -69,20 +68,7 @@ class TripletObjective(nn.Module):
         if factory is not None:
             self.miner = factory(margin) if miner == "semi_hard" else factory()
 
-    def forward(
-        self,
-        embeddings: Mapping[str, torch.Tensor],
-        *,
-        logit_scale: torch.Tensor | None = None,
-        positives: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        pairs = list(itertools.combinations(sorted(embeddings), 2))
-        if not pairs:
-            raise ValueError(f"triplet needs two modalities, got {sorted(embeddings)}")
-        losses = [self._pair_loss(embeddings[x], embeddings[y], positives) for x, y in pairs]
-        return {"triplet_loss": torch.stack(losses).mean()}
-
-    def _pair_loss(self, a, b, positives) -> torch.Tensor:
+    def pair_loss(self, a, b, logit_scale, positives) -> torch.Tensor:
         if self.miner is None:
             return triplet_loss(a, b, positives, self.margin, self.reduction)
         eye = torch.eye(len(a), dtype=torch.bool, device=a.device)

@@ -7,23 +7,22 @@ from typing import Any
 from pydantic import BaseModel
 
 
-class SearchResult(BaseModel):
+class Item(BaseModel):
+    """An indexed item: its id, stored metadata and, for files, the URL of its media."""
+
     id: str
-    score: float
     metadata: dict[str, Any]
     media: str | None = None
+
+
+class SearchResult(Item):
+    score: float
 
 
 class SearchResponse(BaseModel):
     query: str
     target: str
     results: list[SearchResult]
-
-
-class Item(BaseModel):
-    id: str
-    metadata: dict[str, Any]
-    media: str | None = None
 
 
 class Health(BaseModel):
