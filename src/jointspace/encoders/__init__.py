@@ -1,8 +1,16 @@
 """Encoder towers, one per modality, registered by name (``@register("encoder", ...)``)."""
 
 from jointspace.encoders.base import Tower
+from jointspace.encoders.efficientnet import EfficientNetTower
 from jointspace.encoders.image import SmallCNN, SmallViT
 from jointspace.encoders.pretrained_text import PretrainedText
 from jointspace.encoders.text import TextTransformer
 
-__all__ = ["PretrainedText", "SmallCNN", "SmallViT", "TextTransformer", "Tower"]
+__all__ = [
+    "EfficientNetTower",
+    "PretrainedText",
+    "SmallCNN",
+    "SmallViT",
+    "TextTransformer",
+    "Tower",
+]
