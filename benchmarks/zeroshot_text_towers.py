@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jointspace.config import ExperimentConfig, builtin_config
+from jointspace.config import ExperimentConfig, TowerConfig, builtin_config
 from jointspace.data import build_dataset
 from jointspace.evaluate.retrieval import chance_retrieval
 from jointspace.evaluate.zeroshot import evaluate_zero_shot
@@ -38,8 +38,13 @@ def variant_config(dataset: str, variant: str) -> ExperimentConfig:
     return config
 
 
-def run(dataset: str, variant: str, seed: int, workdir: Path, epochs: int | None) -> dict:
+def run(
+    dataset: str, variant: str, seed: int, workdir: Path, epochs: int | None, image_tower: str
+) -> dict:
     config = variant_config(dataset, variant)
+    if image_tower == "efficientnet":  # the pretrained ImageNet tower, locked, for both variants
+        params = {"image_size": 128, "head": "mlp"}
+        config.model.towers["image"] = TowerConfig("efficientnet_lite0", params, lock=True)
     config.train.progress, config.train.seed = False, seed
     config.train.epochs = epochs or config.train.epochs
     manifest = build_dataset(dataset)
@@ -55,6 +60,7 @@ def run(dataset: str, variant: str, seed: int, workdir: Path, epochs: int | None
     return {
         "dataset": dataset,
         "text tower": variant,
+        "image tower": image_tower,
         "seed": seed,
         "epochs": config.train.epochs,
         "classes": len(zero_shot.labels),
@@ -73,6 +79,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,emoji")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--image-tower", default="config", choices=["config", "efficientnet"])
     parser.add_argument("--epochs", type=int, default=None, help="override each config's epochs")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/zeroshot.json"))
     args = parser.parse_args()
@@ -81,7 +88,9 @@ def main() -> None:
         for dataset in args.datasets.split(","):
             for variant in args.variants.split(","):
                 for seed in map(int, args.seeds.split(",")):
-                    rows.append(run(dataset, variant, seed, Path(workdir), args.epochs))
+                    rows.append(
+                        run(dataset, variant, seed, Path(workdir), args.epochs, args.image_tower)
+                    )
                     print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
@@ -93,7 +102,7 @@ def summary(rows: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["text tower"]), []).append(row)
-    keys = [k for k in rows[0] if k not in ("dataset", "text tower", "seed")]
+    keys = [k for k in rows[0] if k not in ("dataset", "text tower", "seed", "image tower")]
     lines = [
         f"| dataset | text tower | seeds | {' | '.join(keys)} |",
         f"|{'---|' * (len(keys) + 3)}",
