@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -61,11 +63,38 @@ def evaluate_retrieval(
     batch_size: int = 256,
 ) -> dict[str, float]:
     """Recall@K, mAP and median rank for every direction; ``primary`` is the mean recall."""
+    data = embed_split(model, manifest, tuple(modalities), relevance, batch_size)
+    return score_retrieval(data.scores, data.relevant, modalities, ks)
+
+
+@dataclass
+class Retrieval:
+    """One split embedded once: unique values, embeddings and relevance for ``a`` → ``b``."""
+
+    modalities: tuple[str, str]
+    values: tuple[list[str], list[str]]
+    embeddings: tuple[np.ndarray, np.ndarray]
+    relevant: np.ndarray
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        return self.embeddings[0] @ self.embeddings[1].T
+
+
+def embed_split(
+    model: JointModel,
+    manifest: Manifest,
+    modalities: tuple[str, str],
+    relevance: str = "pairs",
+    batch_size: int = 256,
+) -> Retrieval:
+    """Embed each unique value of both modalities once and build the relevance matrix."""
     a, b = modalities
     values_a, values_b, relevant = relevance_matrix(manifest, a, b, relevance)
-    emb_a = embed_values(model, manifest, a, values_a, batch_size)
-    emb_b = embed_values(model, manifest, b, values_b, batch_size)
-    return score_retrieval(emb_a @ emb_b.T, relevant, modalities, ks)
+    embedded = tuple(
+        embed_values(model, manifest, m, v, batch_size) for m, v in ((a, values_a), (b, values_b))
+    )
+    return Retrieval(modalities, (values_a, values_b), embedded, relevant)
 
 
 def score_retrieval(

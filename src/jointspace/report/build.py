@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from jointspace.data.manifest import Manifest
 from jointspace.evaluate import geometry
 from jointspace.evaluate.metrics import chance_metrics, ranking_stats
 from jointspace.evaluate.probe import linear_probe
-from jointspace.evaluate.retrieval import embed_values, relevance_matrix, score_retrieval
+from jointspace.evaluate.retrieval import Retrieval, embed_split, embed_values, score_retrieval
 from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot, labelled_items
 from jointspace.models.joint import JointModel
 from jointspace.report import plots
@@ -23,20 +22,6 @@ from jointspace.report.html import render_html
 from jointspace.train.logs import read_log
 
 MAX_K, MAP_POINTS, HEATMAP_PAIRS, FAILURES, THUMBNAILS = 50, 300, 10, 8, 24
-
-
-@dataclass
-class Retrieval:
-    """One split embedded once: unique values, embeddings and relevance for ``a`` → ``b``."""
-
-    modalities: tuple[str, str]
-    values: tuple[list[str], list[str]]
-    embeddings: tuple[np.ndarray, np.ndarray]
-    relevant: np.ndarray
-
-    @property
-    def scores(self) -> np.ndarray:
-        return self.embeddings[0] @ self.embeddings[1].T
 
 
 def build_report(
@@ -71,16 +56,6 @@ def build_report(
         (tmp / "report.json").write_text(dumps_json(report))
         (tmp / "index.html").write_text(render_html(report, part))
     return report
-
-
-def embed_split(
-    model: JointModel, part: Manifest, modalities: tuple[str, str], relevance: str
-) -> Retrieval:
-    """Embed each unique value of both modalities once and build the relevance matrix."""
-    a, b = modalities
-    values_a, values_b, relevant = relevance_matrix(part, a, b, relevance)
-    embedded = (embed_values(model, part, a, values_a), embed_values(model, part, b, values_b))
-    return Retrieval(modalities, (values_a, values_b), embedded, relevant)
 
 
 def recall_curve(first_ranks: np.ndarray, max_k: int) -> np.ndarray:

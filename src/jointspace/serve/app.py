@@ -14,6 +14,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 from jointspace.data.image import ImageError, load_image
 from jointspace.index import FilterError
@@ -35,6 +36,7 @@ def create_app(
     index = open_for_model(index_uri, fingerprint)
     target = index.info.get("modality", "image")
     root = Path(index.info["manifest"]).parent if "manifest" in index.info else None
+    page_html = (files("jointspace.serve") / "static" / "index.html").read_text()
     app = FastAPI(title="jointspace search", version="1", description=__doc__)
 
     @app.middleware("http")
@@ -52,7 +54,7 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return (files("jointspace.serve") / "static" / "index.html").read_text()
+        return page_html
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -67,7 +69,8 @@ def create_app(
     ) -> SearchResponse:
         query_modality, vector = await _embed_query(model, text, image, max_upload_bytes)
         try:
-            hits = index.search(vector, k=k, filter=filter or None)[0]
+            # CPU-bound: off the event loop, so /health and uploads keep being served meanwhile.
+            hits = (await run_in_threadpool(index.search, vector, k, filter or None))[0]
         except FilterError as err:
             raise HTTPException(400, str(err)) from None
         results = [
@@ -108,7 +111,7 @@ async def _embed_query(model, text: str | None, image: UploadFile | None, limit:
     if (text is None or not text.strip()) == (image is None):
         raise HTTPException(400, "give exactly one query: a non-empty 'text' or an 'image' file")
     if image is None:
-        return "text", model.encode([text], "text")
+        return "text", await run_in_threadpool(model.encode, [text], "text")
     if image.content_type is None or not image.content_type.startswith("image/"):
         raise HTTPException(415, f"'image' must be an image file, got {image.content_type!r}")
     data = await image.read(limit + 1)
@@ -120,7 +123,7 @@ async def _embed_query(model, text: str | None, image: UploadFile | None, limit:
         raise HTTPException(422, f"unreadable image: {err}") from None
     if "image" not in model.modalities:
         raise HTTPException(422, "this model has no image tower")
-    return "image", model.encode([picture], "image")
+    return "image", await run_in_threadpool(model.encode, [picture], "image")
 
 
 def _media_url(item_id: str, target: str) -> str | None:
