@@ -4,13 +4,14 @@ import pytest
 from jointspace.index import FilterError, open_index
 from jointspace.index.filters import parse_filter, to_milvus, to_sql
 
-BACKENDS = ["faiss", "faiss-hnsw", "milvus"]
+BACKENDS = ["faiss", "faiss-hnsw", "faiss-ivfpq", "milvus"]
 
 
 def uri_for(backend, tmp_path):
     return {
         "faiss": f"faiss://{tmp_path / 'idx'}",
         "faiss-hnsw": f"faiss://{tmp_path / 'idx'}?kind=hnsw",
+        "faiss-ivfpq": f"faiss://{tmp_path / 'idx'}?kind=ivfpq",  # exact until trained
         "milvus": f"milvus://{tmp_path / 'idx.db'}",
     }[backend]
 
@@ -112,7 +113,45 @@ def test_filter_language_compiles_to_sql_and_milvus():
             parse_filter(bad)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def clustered(n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(40, d))[rng.integers(0, 40, n)] + 0.5 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_ivfpq_trains_once_big_enough_and_keeps_recall(tmp_path):
+    uri = f"faiss://{tmp_path / 'i'}?kind=ivfpq&train_min=1200"
+    vectors, ids = clustered(3000, 32, 0), [str(i) for i in range(3000)]
+    index = open_index(uri, dim=32)
+    index.add(ids[:1000], vectors[:1000], [{"odd": str(i % 2)} for i in range(1000)])
+    assert not index.trained  # still exact below train_min
+    index.add(ids[1000:], vectors[1000:], [{"odd": str(i % 2)} for i in range(1000, 3000)])
+    assert index.trained and index.info["m"] == 16 and len(index) == 3000
+    queries = clustered(100, 32, 1)
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    hits = index.search(queries, k=10)
+    found = [{int(h.id) for h in row} & set(t) for row, t in zip(hits, truth, strict=True)]
+    recall = np.mean([len(f) / 10 for f in found])
+    assert recall > 0.7
+    odd = index.search(queries, k=10, filter='odd == "1"')
+    assert all(int(h.id) % 2 == 1 for row in odd for h in row) and len(odd[0]) == 10
+    assert index.delete(ids[:500]) == 500
+    index.close()
+    again = open_index(f"faiss://{tmp_path / 'i'}?nprobe=40")
+    assert again.trained and again.info["nprobe"] == 40 and len(again) == 2500
+    hits = again.search(queries, k=10)
+    assert all(int(h.id) >= 500 for row in hits for h in row)
+    again.close()
+
+
+def test_index_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="nlist='x' must be a positive integer"):
+        open_index(f"faiss://{tmp_path / 'i'}?kind=ivfpq&nlist=x", dim=4)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        open_index(f"faiss://{tmp_path / 'i'}?kind=ivf", dim=4)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
 def test_faiss_crash_between_vector_write_and_commit_loses_nothing_saved(tmp_path, kind):
     import faiss
 

@@ -15,7 +15,9 @@ out = Console()
 err = Console(stderr=True)
 IndexUri = Annotated[
     str,
-    typer.Option("--index", help="faiss://DIR[?kind=hnsw], milvus://FILE.db or milvus://HOST:PORT"),
+    typer.Option(
+        "--index", help="faiss://DIR[?kind=hnsw|ivfpq], milvus://FILE.db or milvus://HOST:PORT"
+    ),
 ]
 
 

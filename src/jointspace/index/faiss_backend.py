@@ -21,7 +21,8 @@ from jointspace.atomic import atomic_path
 from jointspace.index.base import IndexHit, VectorIndex
 from jointspace.index.filters import parse_filter, to_sql
 
-KINDS = ("flat", "hnsw")
+KINDS = ("flat", "hnsw", "ivfpq")
+TRAIN_MIN = 2048  # ivfpq stays exact (flat) until it holds this many vectors to train on
 CHUNK = 500
 INFO, VECTORS, META = "index.json", "index.faiss", "meta.sqlite"
 
@@ -36,7 +37,11 @@ def _locked(method):
 
 
 class FaissIndex(VectorIndex):
-    """Exact (``flat``) or approximate (``hnsw``) inner-product search over string ids."""
+    """Inner-product search over string ids: exact ``flat``, or approximate ``hnsw``/``ivfpq``.
+
+    ``ivfpq`` (inverted lists + product-quantised codes) stores compressed vectors; it searches
+    exactly until ``train_min`` vectors exist, then trains on them and switches over.
+    """
 
     def __init__(self, path: str | Path, dim: int | None = None, kind: str = "flat", **info):
         self.path = Path(path)
@@ -45,6 +50,8 @@ class FaissIndex(VectorIndex):
             self.info = json.loads(saved.read_text())
             if dim is not None and dim != self.info["dim"]:
                 raise ValueError(f"{self.path} holds {self.info['dim']}-d vectors, not {dim}-d")
+            if "nprobe" in info:  # a search-time setting: may change on every open
+                self.info["nprobe"] = info["nprobe"]
         elif dim is None:
             raise FileNotFoundError(f"no index at {self.path}; give dim= to create one")
         else:
@@ -68,14 +75,14 @@ class FaissIndex(VectorIndex):
     def _load_vectors(self) -> faiss.Index:
         if (self.path / VECTORS).is_file():
             index = faiss.read_index(str(self.path / VECTORS))
-            stale = np.setdiff1d(faiss.vector_to_array(index.id_map), self._keys())
-            if len(stale) and self.kind == "flat":
-                index.remove_ids(stale.astype(np.int64))
+            if self.kind != "hnsw":
+                saved = faiss.IDSelectorBatch(self._keys())
+                index.remove_ids(faiss.IDSelectorNot(saved))
             return index
         base = (
-            faiss.IndexFlatIP(self.dim)
-            if self.kind == "flat"
-            else faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+            faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+            if self.kind == "hnsw"
+            else faiss.IndexFlatIP(self.dim)  # ivfpq too, until it has enough to train on
         )
         return faiss.IndexIDMap2(base)
 
@@ -97,6 +104,15 @@ class FaissIndex(VectorIndex):
         self.db.executemany("INSERT INTO items (id, meta) VALUES (?, ?)", rows)
         key_of = dict(self._select("SELECT id, key FROM items WHERE id IN ({})", ids))
         self.index.add_with_ids(vectors, np.array([key_of[i] for i in ids], dtype=np.int64))
+        if self.kind == "ivfpq" and not self.trained and self.index.ntotal >= self._train_min():
+            self.index = train_ivfpq(self.index, self.info)
+
+    @property
+    def trained(self) -> bool:
+        return isinstance(self.index, faiss.IndexIVF)
+
+    def _train_min(self) -> int:
+        return int(self.info.get("train_min", TRAIN_MIN))
 
     def _select(self, sql: str, values: Sequence) -> list[tuple]:
         # SQLite caps the number of ? in one statement: query in chunks.
@@ -118,9 +134,12 @@ class FaissIndex(VectorIndex):
         # HNSW cannot remove vectors: ask for extra and drop the ids SQLite no longer lists.
         extra = max(0, self.index.ntotal - self._count()) if self.kind == "hnsw" else 0
         fetch = min(k + extra, max(self.index.ntotal, 1))
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
+        if self.trained:
+            nprobe = int(self.info["nprobe"])
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        else:
+            params = None if selector is None else faiss.SearchParameters(sel=selector)
         scores, keys = self.index.search(queries, fetch, params=params)
         return [self._hits(s, row, k) for s, row in zip(scores, keys, strict=True)]
 
@@ -149,7 +168,7 @@ class FaissIndex(VectorIndex):
             dtype=np.int64,
         )
         self._select("DELETE FROM items WHERE id IN ({})", ids)
-        if len(keys) and self.kind == "flat":
+        if len(keys) and self.kind != "hnsw":
             self.index.remove_ids(keys)
         return len(keys)
 
@@ -167,6 +186,7 @@ class FaissIndex(VectorIndex):
         with atomic_path(self.path / VECTORS) as tmp:
             faiss.write_index(self.index, str(tmp))
         self.db.commit()
+        self._write_info()
 
     @_locked
     def close(self) -> None:
@@ -179,3 +199,26 @@ class FaissIndex(VectorIndex):
     @_locked
     def __len__(self) -> int:
         return self._count()
+
+
+def train_ivfpq(flat: faiss.IndexIDMap2, info: dict) -> faiss.IndexIVFPQ:
+    """Train an IVF-PQ index on every vector of ``flat`` and move them into it, keeping ids."""
+    n, dim = flat.ntotal, flat.d
+    vectors = flat.index.reconstruct_n(0, n)
+    keys = faiss.vector_to_array(flat.id_map).astype(np.int64)
+    nlist = int(info.setdefault("nlist", max(1, min(int(4 * np.sqrt(n)), n // 39))))
+    m = int(info.setdefault("m", _largest_divisor_at_most(dim, max(1, dim // 2))))
+    info.setdefault("nprobe", min(nlist, 16))
+    if dim % m:
+        raise ValueError(f"ivfpq m={m} must divide the dimension {dim}")
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    # Small corpora train on fewer points than FAISS's rule of thumb: accepted, so stay quiet.
+    index.cp.min_points_per_centroid = index.pq.cp.min_points_per_centroid = 1
+    index.train(vectors)
+    index.add_with_ids(vectors, keys)
+    return index
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+    return max(d for d in range(1, limit + 1) if n % d == 0)
