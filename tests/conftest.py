@@ -1,6 +1,20 @@
+import os
+
 import pytest
 
 from jointspace.config import ExperimentConfig, builtin_config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Datasets and cached features go to a temporary directory, never the user's cache."""
+    previous = os.environ.get("JOINTSPACE_CACHE")
+    os.environ["JOINTSPACE_CACHE"] = str(tmp_path_factory.mktemp("jointspace-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("JOINTSPACE_CACHE")
+    else:
+        os.environ["JOINTSPACE_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -95,10 +95,9 @@ def eval_command(
     from jointspace.atomic import write_text_atomic
     from jointspace.config import EvalConfig
     from jointspace.evaluate.report import metrics_table
-    from jointspace.models import load
-    from jointspace.pipeline import evaluate_model, load_manifest, run_config
+    from jointspace.pipeline import evaluate_model, load_manifest, load_trained, run_config
 
-    model = load(model_dir)
+    model = load_trained(model_dir)
     saved = run_config(model_dir)
     eval_cfg = saved.eval if saved else EvalConfig()
     eval_cfg.relevance = relevance or eval_cfg.relevance
@@ -124,10 +123,9 @@ def zeroshot(
     """Zero-shot classification: each item against text prompts built from the labels."""
     from jointspace.atomic import write_text_atomic
     from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot
-    from jointspace.models import load
-    from jointspace.pipeline import load_manifest
+    from jointspace.pipeline import load_manifest, load_trained
 
-    model = load(model_dir)
+    model = load_trained(model_dir)
     manifest = load_manifest(data, [modality], split=split)
     result = evaluate_zero_shot(model, manifest, modality=modality, templates=template or TEMPLATES)
     metrics = {k: round(100 * v, 2) for k, v in result.metrics.items()}
@@ -151,12 +149,11 @@ def report(
     map_method: Annotated[str, typer.Option("--map", help="2-D map: pca | tsne.")] = "pca",
 ) -> None:
     """Write an HTML report: metrics, Recall@K, zero-shot, probe, geometry, maps, failures."""
-    from jointspace.models import load
     from jointspace.models.io import resolve_model_dir
-    from jointspace.pipeline import load_manifest, run_config
+    from jointspace.pipeline import load_manifest, load_trained, run_config
     from jointspace.report import build_report
 
-    model = load(model_dir)
+    model = load_trained(model_dir)
     saved = run_config(model_dir)
     relevance = relevance or (saved.eval.relevance if saved else "pairs")
     manifest = load_manifest(data, model.modalities)
@@ -189,10 +186,9 @@ def embed(
 ) -> None:
     """Embed the unique values of one modality into a Parquet file."""
     from jointspace.embed import embed_manifest, write_embeddings
-    from jointspace.models import load
-    from jointspace.pipeline import load_manifest
+    from jointspace.pipeline import load_manifest, load_trained
 
-    model = load(model_dir)
+    model = load_trained(model_dir)
     manifest = load_manifest(data, [modality], split=split, skip_bad=skip_bad)
     table = embed_manifest(model, manifest, modality)
     write_embeddings(table, out_path)
@@ -211,10 +207,9 @@ def search(
 ) -> None:
     """Brute-force search a manifest's items with a text query."""
     from jointspace.embed import results_table, search_manifest
-    from jointspace.models import load
-    from jointspace.pipeline import load_manifest
+    from jointspace.pipeline import load_manifest, load_trained
 
-    model = load(model_dir)
+    model = load_trained(model_dir)
     manifest = load_manifest(data, ["text", target], split=split)
     hits = search_manifest(model, manifest, [query], target, k)[0]
     out.print(results_table(query, hits))

@@ -33,10 +33,9 @@ def build(
 ) -> None:
     """Embed every distinct item of a modality into the index; a rerun resumes."""
     from jointspace.index.build import build_index
-    from jointspace.models import load
-    from jointspace.pipeline import load_manifest
+    from jointspace.pipeline import load_manifest, load_trained
 
-    model = load(model_dir)
+    model = load_trained(model_dir)
     manifest = load_manifest(data, [modality], split=split)
     built = build_index(model, model_dir, manifest, modality, index, batch_size=batch_size)
     err.print(f"{len(built)} {modality} items in {index}")

@@ -90,6 +90,8 @@ class TrainConfig:
     progress: bool = True
     device: str = "auto"
     num_workers: int = 0
+    # Frozen towers' features: "auto" ($JOINTSPACE_CACHE/features), a directory, or null (off).
+    feature_cache: str | None = "auto"
 
 
 @dataclass

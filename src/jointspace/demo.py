@@ -14,8 +14,7 @@ from jointspace.data import build_dataset
 from jointspace.embed import Hit, search_manifest
 from jointspace.evaluate.report import metrics_table
 from jointspace.evaluate.retrieval import chance_retrieval
-from jointspace.models import load
-from jointspace.pipeline import RUN_CONFIG, evaluate_model, fit, load_manifest
+from jointspace.pipeline import RUN_CONFIG, evaluate_model, fit, load_manifest, load_trained
 
 QUERIES = {
     "digits": ("a handwritten seven", "the digit 3", "the number zero", "a scanned 5"),
@@ -42,7 +41,7 @@ def run_demo(
         shutil.rmtree(out_dir)  # a previous demo run: the demo always starts fresh
     console.print(f"[bold]jointspace demo[/]: {dataset} → {manifest_path}\ntraining into {out_dir}")
     fit(config, out_dir, manifest=manifest_path)
-    model = load(out_dir)
+    model = load_trained(out_dir)
     full = load_manifest(manifest_path, config.data.modalities)
     results = {}
     for split in (config.data.test_split, *[s for s in EXTRA_SPLITS if s in full.splits()]):
@@ -88,6 +87,6 @@ def serve_demo(out_dir: Path, dataset: str = "digits", port: int = 8000) -> None
 
     uri = f"faiss://{out_dir / 'index'}"
     manifest = read_manifest(build_dataset(dataset))
-    build_index(load(out_dir), out_dir, manifest, "image", uri).close()
+    build_index(load_trained(out_dir), out_dir, manifest, "image", uri).close()
     print(f"search page: http://127.0.0.1:{port}  (Ctrl-C stops it)")
     uvicorn.run(create_app(out_dir, uri), host="127.0.0.1", port=port, log_level="warning")

@@ -13,6 +13,8 @@ from jointspace.config import EvalConfig, ExperimentConfig
 from jointspace.data import Manifest, PairedDataset, read_manifest, resolve_manifest
 from jointspace.evaluate.retrieval import evaluate_retrieval
 from jointspace.models.build import build_model
+from jointspace.models.feature_cache import FeatureCache
+from jointspace.models.io import load
 from jointspace.models.joint import JointModel
 from jointspace.objectives.combined import build_objective
 from jointspace.train import checkpoint as ckpt
@@ -45,6 +47,7 @@ def fit(
     out_dir = Path(out_dir)
     torch.manual_seed(config.train.seed)
     model = _initial_model(config, train_rows, out_dir, resume)
+    model.feature_cache = FeatureCache.from_setting(config.train.feature_cache)
     objective = build_objective(config.objectives)
     evaluator = None
     if has_val:
@@ -56,7 +59,13 @@ def fit(
     seed = config.train.seed if data.augment else None
     dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
     trainer = Trainer(
-        model, objective, config.train, out_dir, evaluator=evaluator, callbacks=callbacks
+        model,
+        objective,
+        config.train,
+        out_dir,
+        evaluator=evaluator,
+        callbacks=callbacks,
+        feature_cache=model.feature_cache,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -95,6 +104,14 @@ def evaluate_model(
         ks=config.ks,
         batch_size=config.batch_size,
     )
+
+
+def load_trained(model_dir: str | Path) -> JointModel:
+    """A saved model that reads frozen towers' features from the cache its run used."""
+    model = load(model_dir)
+    saved = run_config(model_dir)
+    model.feature_cache = FeatureCache.from_setting(saved.train.feature_cache if saved else "auto")
+    return model
 
 
 def run_config(model_dir: str | Path) -> ExperimentConfig | None:

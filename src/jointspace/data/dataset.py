@@ -47,8 +47,16 @@ class PairedDataset(Dataset):
             rng = np.random.default_rng([self.augment_seed, self.epoch, index])
         sample: dict[str, Any] = {"_index": index, "_keys": {}}
         for modality, fn in self.preprocess.items():
-            value = row[modality]
-            raw = self.manifest.resolve(value) if modality in FILE_COLUMNS else value
-            sample[modality] = fn(raw, rng)
-            sample["_keys"][modality] = value
+            sample[modality] = fn(self.raw(index, modality), rng)
+            sample["_keys"][modality] = row[modality]
         return sample
+
+    def raw(self, index: int, modality: str) -> Any:
+        """What row ``index`` gives the tower: the text, or a file column's resolved path."""
+        value = self.manifest.rows[index][modality]
+        return self.manifest.resolve(value) if modality in FILE_COLUMNS else value
+
+    def with_preprocess(self, preprocess: Mapping[str, Preprocess]) -> PairedDataset:
+        """The same rows and augmentation seed with some modalities' preprocessing replaced."""
+        merged = {**self.preprocess, **preprocess}
+        return PairedDataset(self.manifest, merged, augment_seed=self.augment_seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,7 +15,8 @@ from torch import nn
 class Tower(nn.Module):
     """One modality's encoder ending in a projection into the shared space.
 
-    Subclasses set ``modality`` and implement ``preprocess``, ``collate`` and ``forward``.
+    Subclasses set ``modality``, a projection ``head`` and implement ``preprocess``, ``collate``
+    and ``pooled`` (backbone features before the head); ``forward`` is ``head(pooled(x))``.
     ``params`` holds the keyword arguments that rebuild the tower from ``config.json``.
     """
 
@@ -25,6 +28,30 @@ class Tower(nn.Module):
         self.params = dict(params)
         self.locked = False
         self.unlocked: list[nn.Module] = []
+        self._fingerprint: str | None = None
+        self.register_load_state_dict_post_hook(lambda *_: setattr(self, "_fingerprint", None))
+
+    @property
+    def frozen(self) -> bool:
+        """True when only the head trains: the backbone maps an input to fixed features."""
+        return self.locked and all(m is self.head for m in self.unlocked)
+
+    def fingerprint(self) -> str:
+        """A hash of the backbone weights and preprocessing: equal means equal pooled features."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(json.dumps(self.preprocessing(), sort_keys=True).encode())
+            for name, tensor in sorted(self.state_dict().items()):
+                if not name.startswith("head."):
+                    flat = tensor.detach().cpu().contiguous().reshape(-1)
+                    digest.update(name.encode() + flat.view(torch.uint8).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def preprocessing(self) -> dict[str, Any]:
+        """Everything besides weights that decides ``pooled(collate([preprocess(raw)]))``."""
+        params = {k: v for k, v in self.params.items() if k != "head"}
+        return {"tower": type(self).__name__, "params": params}
 
     def layers(self) -> list[nn.Module]:
         """The backbone's blocks in order, for ``unlock_last``; subclasses that support it."""
@@ -56,6 +83,13 @@ class Tower(nn.Module):
     def collate(self, items: list[Any]) -> torch.Tensor:
         """Stack preprocessed samples into the tensor ``forward`` takes."""
         raise NotImplementedError
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features for a collated batch, before the projection head."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(x))
 
     def save_assets(self, directory: Path) -> None:
         """Write files besides the weights (e.g. a tokenizer); none by default."""

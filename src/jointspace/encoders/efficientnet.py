@@ -148,5 +148,5 @@ class EfficientNetTower(ImageTower):
     def layers(self) -> list[nn.Module]:
         return list(self.backbone._blocks)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone.features(images))
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.features(images)

@@ -33,6 +33,9 @@ class ImageTower(Tower):
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(items)
 
+    def preprocessing(self) -> dict[str, Any]:
+        return super().preprocessing() | {"transform": repr(self.transform)}
+
 
 def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     # GroupNorm, not BatchNorm: an image's embedding must not depend on its batch-mates.
@@ -63,8 +66,8 @@ class SmallCNN(ImageTower):
     def layers(self) -> list[nn.Module]:
         return list(self.features)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images).mean(dim=(2, 3)))
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images).mean(dim=(2, 3))
 
 
 @register("encoder", "vit")
@@ -99,7 +102,7 @@ class SmallViT(ImageTower):
     def layers(self) -> list[nn.Module]:
         return list(self.encoder.layers)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(images).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
-        return self.head(self.norm(self.encoder(x))[:, 0])
+        return self.norm(self.encoder(x))[:, 0]

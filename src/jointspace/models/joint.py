@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -13,16 +13,21 @@ from torch import nn
 
 from jointspace.config import ModelConfig
 from jointspace.encoders.base import Tower
+from jointspace.models.feature_cache import FeatureCache
 
 
 class JointModel(nn.Module):
-    """Towers keyed by modality plus a learnable ``logit_scale`` (log inverse temperature)."""
+    """Towers keyed by modality plus a learnable ``logit_scale`` (log inverse temperature).
+
+    With a ``feature_cache`` set, ``encode`` reads frozen towers' pooled features from it.
+    """
 
     def __init__(self, towers: Mapping[str, Tower], config: ModelConfig):
         super().__init__()
         self.config = config
         self.towers = nn.ModuleDict(dict(towers))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
+        self.feature_cache: FeatureCache | None = None
 
     @property
     def modalities(self) -> list[str]:
@@ -34,9 +39,17 @@ class JointModel(nn.Module):
             raise KeyError(f"this model has no {modality!r} tower; it has {self.modalities}")
         return self.towers[modality]
 
-    def forward(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """L2-normalised embeddings for every modality present in ``inputs``."""
-        return {m: F.normalize(self.tower(m)(x), dim=-1) for m, x in inputs.items()}
+    def forward(
+        self, inputs: Mapping[str, torch.Tensor], pooled: Collection[str] = ()
+    ) -> dict[str, torch.Tensor]:
+        """L2-normalised embeddings for every modality in ``inputs``.
+
+        Modalities named in ``pooled`` hold backbone features already, so only their head runs.
+        """
+        return {
+            m: F.normalize(self.tower(m).head(x) if m in pooled else self.tower(m)(x), dim=-1)
+            for m, x in inputs.items()
+        }
 
     @torch.no_grad()
     def encode(
@@ -50,16 +63,25 @@ class JointModel(nn.Module):
     ) -> np.ndarray | torch.Tensor:
         """Embed raw inputs (strings, image paths or PIL images) or an already collated tensor."""
         tower = self.tower(modality)
+        device = next(self.parameters()).device
         was_training = self.training
         self.eval()
         try:
-            chunks = [tower(x) for x in self._batches(tower, inputs, batch_size)]
+            if self._cached(tower, inputs):
+                features = self.feature_cache.features(tower, _as_list(inputs))
+                chunks = [tower.head(x.to(device)) for x in features.split(batch_size)]
+            else:
+                chunks = [tower(x) for x in self._batches(tower, inputs, batch_size)]
         finally:
             self.train(was_training)
-        device = next(self.parameters()).device
         out = torch.cat(chunks) if chunks else torch.empty(0, self.config.embed_dim, device=device)
         out = F.normalize(out.float(), dim=-1) if normalize else out.float()
         return out.cpu().numpy() if output == "numpy" else out
+
+    def _cached(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor) -> bool:
+        # Collated tensors carry no content key to look up: only raw inputs use the cache.
+        raw = not isinstance(inputs, torch.Tensor) and len(inputs) > 0
+        return raw and self.feature_cache is not None and tower.frozen
 
     def _batches(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor, batch_size: int):
         device = next(self.parameters()).device
@@ -67,8 +89,7 @@ class JointModel(nn.Module):
             for start in range(0, len(inputs), batch_size):
                 yield inputs[start : start + batch_size].to(device)
             return
-        if isinstance(inputs, str):
-            inputs = [inputs]
+        inputs = _as_list(inputs)
         for start in range(0, len(inputs), batch_size):
             items = [tower.preprocess(x) for x in inputs[start : start + batch_size]]
             yield tower.collate(items).to(device)
@@ -78,3 +99,7 @@ class JointModel(nn.Module):
         from jointspace.models.io import save_model
 
         save_model(self, directory)
+
+
+def _as_list(inputs: Sequence[Any]) -> Sequence[Any]:
+    return [inputs] if isinstance(inputs, str) else inputs

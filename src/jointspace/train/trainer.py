@@ -20,10 +20,12 @@ from jointspace.config import TrainConfig
 from jointspace.data.collate import Batch, make_collate
 from jointspace.data.dataset import PairedDataset
 from jointspace.data.sampler import EpochBatchSampler, batches_per_epoch
+from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import save_model
 from jointspace.models.joint import JointModel
 from jointspace.objectives.masks import positive_pairs
 from jointspace.train import checkpoint as ckpt
+from jointspace.train.frozen import use_cached_features
 from jointspace.train.logs import write_csv
 from jointspace.train.optim import build_optimizer, lr_factor, set_lr
 
@@ -51,7 +53,8 @@ class Trainer:
     """Trains ``model`` with ``objective``; writes ``out_dir/{model,checkpoints,metrics.jsonl}``.
 
     ``evaluator(model)`` returns metrics with a ``primary`` entry; the best one is kept in
-    ``out_dir/model``. ``callbacks(step, record)`` run after every step.
+    ``out_dir/model``. ``callbacks(step, record)`` run after every step. With a
+    ``feature_cache``, frozen towers run once per input and later steps train only their heads.
     """
 
     def __init__(
@@ -63,10 +66,13 @@ class Trainer:
         *,
         evaluator: Evaluator | None = None,
         callbacks: Sequence[Callback] = (),
+        feature_cache: FeatureCache | None = None,
     ):
         self.model, self.objective, self.config = model, objective, config
         self.out_dir = Path(out_dir)
         self.evaluator, self.callbacks = evaluator, list(callbacks)
+        self.feature_cache = feature_cache
+        self.pooled: frozenset[str] = frozenset()
         self.device = torch.device(_pick_device(config.device))
         self.optimizer = build_optimizer([model, objective], config)
         self.checkpoints = self.out_dir / "checkpoints"
@@ -82,7 +88,13 @@ class Trainer:
         self._num_rows = len(dataset)
         step, best = self._start(resume, total)
         result = TrainResult(self.out_dir, total, best=best)
-        collate = make_collate({m: t.collate for m, t in self.model.towers.items()})
+        dataset, self.pooled = use_cached_features(self.model, dataset, self.feature_cache)
+        collate = make_collate(
+            {
+                m: torch.stack if m in self.pooled else t.collate
+                for m, t in self.model.towers.items()
+            }
+        )
         # disable=None: a live bar on a terminal, silence in CI logs and pipes.
         bar = tqdm(
             total=total,
@@ -167,7 +179,7 @@ class Trainer:
         set_lr(self.optimizer, lr)
         started = time.perf_counter()
         with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
-            embeddings = self.model(batch.inputs)
+            embeddings = self.model(batch.inputs, pooled=self.pooled)
             losses = self.objective(
                 embeddings,
                 logit_scale=self.model.logit_scale,

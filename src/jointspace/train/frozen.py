@@ -1,0 +1,50 @@
+"""Frozen towers train from cached features: their inputs become pooled-feature lookups."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from jointspace.data.dataset import PairedDataset
+from jointspace.models.feature_cache import FeatureCache
+from jointspace.models.joint import JointModel
+
+log = logging.getLogger("jointspace")
+
+
+class FeatureLookup:
+    """A dataset preprocess step that returns an input's precomputed features."""
+
+    def __init__(self, raws: list[Any], features: torch.Tensor):
+        self.row_of = {raw: i for i, raw in enumerate(raws)}
+        self.features = features
+
+    def __call__(self, raw: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self.features[self.row_of[raw]]
+
+
+def use_cached_features(
+    model: JointModel, dataset: PairedDataset, cache: FeatureCache | None
+) -> tuple[PairedDataset, frozenset[str]]:
+    """The dataset with frozen towers' inputs replaced by their features, and those modalities.
+
+    Augmentation no longer applies to those modalities: each input has one feature vector.
+    """
+    frozen = [m for m in dataset.preprocess if model.tower(m).frozen]
+    if cache is None or not frozen:
+        return dataset, frozenset()
+    lookups = {}
+    for modality in frozen:
+        raws = list(dict.fromkeys(dataset.raw(i, modality) for i in range(len(dataset))))
+        lookups[modality] = FeatureLookup(raws, cache.features(model.tower(modality), raws))
+    log.info(
+        "frozen %s: training from cached features (%d computed, %d from %s)",
+        ", ".join(frozen),
+        cache.misses,
+        cache.hits,
+        cache.root,
+    )
+    return dataset.with_preprocess(lookups), frozenset(frozen)
