@@ -92,8 +92,10 @@ def test_missing_config_is_a_clear_error(tmp_path):
 
 def test_demo_trains_evaluates_and_searches(tmp_path, monkeypatch):
     monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "1"])
+    args = ["demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--scratch"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "digits on" in result.output  # --scratch defaults to the digits dataset
     assert "text → image" in result.output and "chance" in result.output
     assert "'a handwritten seven' → top-5 labels" in result.output
     assert (tmp_path / "demo" / "model" / "model.safetensors").is_file()
@@ -123,7 +125,7 @@ def test_demo_serve_indexes_the_dataset_and_serves_it(trained_run, digits_manife
     monkeypatch.setenv("JOINTSPACE_CACHE", str(digits_manifest.parents[2]))
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
-    serve_demo(trained_run, "digits", port=8123)
+    serve_demo(trained_run, port=8123)
     assert served["port"] == 8123 and served["host"] == "127.0.0.1"
     health = TestClient(served["app"]).get("/health").json()
     assert health["items"] == len(set(read_manifest(digits_manifest).column("image")))

