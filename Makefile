@@ -3,9 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Debian packages: the emoji dataset's sources (fonts, Unicode and CLDR data) and the headless
-# browser that renders reports in tests.
-SYSTEM_PACKAGES := fonts-noto-color-emoji unicode-data unicode-cldr-core chromium
+# Debian packages: the emoji dataset's sources (fonts, Unicode and CLDR data), the speech
+# synthesiser that voices the spoken-digits dataset, and the headless browser for tests.
+SYSTEM_PACKAGES := fonts-noto-color-emoji unicode-data unicode-cldr-core espeak-ng chromium
 
 .PHONY: demo test lint format clean system-deps
 

@@ -1,5 +1,6 @@
 """Data: manifests, validation, images, datasets, batches and built-in datasets."""
 
+from jointspace.data.audio import AudioError, AudioTransform, load_audio
 from jointspace.data.builtin import build_dataset, default_cache_dir, resolve_manifest
 from jointspace.data.collate import Batch, make_collate
 from jointspace.data.dataset import PairedDataset
@@ -8,6 +9,8 @@ from jointspace.data.manifest import Manifest, ManifestError, Problem, open_mani
 from jointspace.data.sampler import EpochBatchSampler, batches_per_epoch
 
 __all__ = [
+    "AudioError",
+    "AudioTransform",
     "Batch",
     "EpochBatchSampler",
     "ImageError",
@@ -19,6 +22,7 @@ __all__ = [
     "batches_per_epoch",
     "build_dataset",
     "default_cache_dir",
+    "load_audio",
     "load_image",
     "make_collate",
     "open_manifest",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from jointspace.data.audio import AudioError, check_audio
 from jointspace.data.image import ImageError, load_image
 from jointspace.data.manifest import (
     KNOWN_COLUMNS,
@@ -88,10 +89,8 @@ def _file_problems(manifest: Manifest, column: str, check_files: bool) -> list[P
 def _check_file(path: Path, column: str) -> str | None:
     if not path.is_file():
         return f"file not found: {path}"
-    if column != "image":
-        return None
     try:
-        load_image(path)
-    except ImageError as err:
+        load_image(path) if column == "image" else check_audio(path)
+    except (ImageError, AudioError) as err:
         return err.reason
     return None

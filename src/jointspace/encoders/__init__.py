@@ -1,5 +1,6 @@
 """Encoder towers, one per modality, registered by name (``@register("encoder", ...)``)."""
 
+from jointspace.encoders.audio import AudioCNN
 from jointspace.encoders.base import Tower
 from jointspace.encoders.efficientnet import EfficientNetTower
 from jointspace.encoders.image import SmallCNN, SmallViT
@@ -7,6 +8,7 @@ from jointspace.encoders.pretrained_text import PretrainedText
 from jointspace.encoders.text import TextTransformer
 
 __all__ = [
+    "AudioCNN",
     "EfficientNetTower",
     "PretrainedText",
     "SmallCNN",

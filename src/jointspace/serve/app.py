@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from jointspace.data.audio import AudioError, check_audio
 from jointspace.data.image import ImageError, load_image
 from jointspace.index import FilterError
 from jointspace.index.build import model_fingerprint, open_for_model
@@ -64,10 +65,12 @@ def create_app(
     async def search(
         text: Annotated[str | None, Form(max_length=1000)] = None,
         image: Annotated[UploadFile | None, File()] = None,
+        audio: Annotated[UploadFile | None, File()] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
         filter: Annotated[str | None, Form(max_length=1000)] = None,
     ) -> SearchResponse:
-        query_modality, vector = await _embed_query(model, text, image, max_upload_bytes)
+        uploads = {"image": image, "audio": audio}
+        query_modality, vector = await _embed_query(model, text, uploads, max_upload_bytes)
         try:
             # CPU-bound: off the event loop, so /health and uploads keep being served meanwhile.
             hits = (await run_in_threadpool(index.search, vector, k, filter or None))[0]
@@ -107,23 +110,39 @@ def create_app(
     return app
 
 
-async def _embed_query(model, text: str | None, image: UploadFile | None, limit: int):
-    if (text is None or not text.strip()) == (image is None):
-        raise HTTPException(400, "give exactly one query: a non-empty 'text' or an 'image' file")
-    if image is None:
+async def _embed_query(model, text: str | None, uploads: dict, limit: int):
+    given = {m: f for m, f in uploads.items() if f is not None}
+    if text is not None and text.strip():
+        given["text"] = text
+    if len(given) != 1:
+        raise HTTPException(
+            400, "give exactly one query: a non-empty 'text', an 'image' or an 'audio' file"
+        )
+    ((modality, query),) = given.items()
+    if modality == "text":
         return "text", await run_in_threadpool(model.encode, [text], "text")
-    if image.content_type is None or not image.content_type.startswith("image/"):
-        raise HTTPException(415, f"'image' must be an image file, got {image.content_type!r}")
-    data = await image.read(limit + 1)
+    if query.content_type is None or not query.content_type.startswith(f"{modality}/"):
+        raise HTTPException(
+            415, f"'{modality}' must be an {modality} file, got {query.content_type!r}"
+        )
+    data = await query.read(limit + 1)
     if len(data) > limit:
-        raise HTTPException(413, f"image larger than {limit} bytes")
+        raise HTTPException(413, f"{modality} larger than {limit} bytes")
     try:
-        picture = load_image(Image.open(io.BytesIO(data)))
-    except (ImageError, OSError) as err:
-        raise HTTPException(422, f"unreadable image: {err}") from None
-    if "image" not in model.modalities:
-        raise HTTPException(422, "this model has no image tower")
-    return "image", await run_in_threadpool(model.encode, [picture], "image")
+        decoded = DECODERS[modality](data)
+    except (ImageError, AudioError, OSError) as err:
+        raise HTTPException(422, f"unreadable {modality}: {err}") from None
+    if modality not in model.modalities:
+        raise HTTPException(422, f"this model has no {modality} tower")
+    return modality, await run_in_threadpool(model.encode, [decoded], modality)
+
+
+def _decode_audio(data: bytes) -> bytes:
+    check_audio(data)
+    return data
+
+
+DECODERS = {"image": lambda data: load_image(Image.open(io.BytesIO(data))), "audio": _decode_audio}
 
 
 def _media_url(item_id: str, target: str) -> str | None:

@@ -36,7 +36,11 @@ def running_server(app: FastAPI, host: str = "127.0.0.1", timeout: float = 30) -
 def search_in_browser(
     url: str, query: str, screenshot: Path | None = None, timeout_ms: int = 30_000
 ) -> list[dict]:
-    """Type ``query`` into the page, submit, wait for results; their image sizes and captions."""
+    """Type ``query`` into the page, submit, wait for results; each card's media and caption.
+
+    A card gives ``width`` (its image's natural width, once loaded) or ``audio`` (its player's
+    source URL), and ``caption``.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -46,14 +50,15 @@ def search_in_browser(
             page.goto(url)
             page.fill("#text", query)
             page.click("button[type=submit]")
-            page.wait_for_selector(".hit img", timeout=timeout_ms)
+            page.wait_for_selector(".hit", timeout=timeout_ms)
             page.wait_for_function(
                 "[...document.querySelectorAll('.hit img')].every(i => i.complete)",
                 timeout=timeout_ms,
             )
             hits = page.eval_on_selector_all(
                 ".hit",
-                "cards => cards.map(c => ({width: c.querySelector('img').naturalWidth,"
+                "cards => cards.map(c => ({width: c.querySelector('img')?.naturalWidth ?? null,"
+                " audio: c.querySelector('audio')?.getAttribute('src') ?? null,"
                 " caption: c.querySelector('.score').textContent}))",
             )
             if screenshot is not None:

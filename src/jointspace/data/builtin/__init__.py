@@ -6,6 +6,7 @@ from pathlib import Path
 
 from jointspace.data.builtin.digits import build_digits, default_cache_dir
 from jointspace.data.builtin.emoji import build_emoji
+from jointspace.data.builtin.spoken_digits import build_spoken_digits
 from jointspace.data.manifest import ManifestError
 from jointspace.registry import available, lookup
 
@@ -35,4 +36,11 @@ def resolve_manifest(spec: str | Path) -> Path:
     raise ManifestError(f"manifest not found: {path} (built-in datasets: {known})")
 
 
-__all__ = ["build_dataset", "build_digits", "build_emoji", "default_cache_dir", "resolve_manifest"]
+__all__ = [
+    "build_dataset",
+    "build_digits",
+    "build_emoji",
+    "build_spoken_digits",
+    "default_cache_dir",
+    "resolve_manifest",
+]

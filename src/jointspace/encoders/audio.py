@@ -1,0 +1,99 @@
+"""An audio tower: log-mel spectrogram (torch.stft) → small CNN → projection head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from jointspace.data.audio import AudioTransform, load_audio
+from jointspace.encoders.base import Tower
+from jointspace.encoders.heads import projection_head
+from jointspace.encoders.image import conv_block
+from jointspace.registry import register
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10 ** (np.asarray(mel) / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> np.ndarray:
+    """``[n_mels, n_fft // 2 + 1]`` triangular filters, evenly spaced on the HTK mel scale."""
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(0, hz_to_mel(sample_rate / 2), n_mels + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - lower) / (centre - lower)
+    falling = (upper - bins) / (upper - centre)
+    return np.clip(np.minimum(rising, falling), 0, None).astype(np.float32)
+
+
+class LogMel(nn.Module):
+    """Waveforms ``[B, T]`` → log-mel spectrograms ``[B, 1, n_mels, frames]``."""
+
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        bank = torch.from_numpy(mel_filterbank(n_fft, n_mels, sample_rate))
+        self.register_buffer("filterbank", bank, persistent=False)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            waves.float(), self.n_fft, self.hop, window=self.window, return_complex=True
+        )
+        power = spec.abs() ** 2
+        return torch.log(self.filterbank @ power + 1e-6).unsqueeze(1)
+
+
+@register("encoder", "audio_cnn")
+class AudioCNN(Tower):
+    """Log-mel spectrogram, per-clip normalised, through conv stages, then average pool."""
+
+    modality = "audio"
+
+    def __init__(
+        self,
+        embed_dim: int,
+        sample_rate: int = 16_000,
+        seconds: float = 2.0,
+        n_mels: int = 64,
+        n_fft: int = 512,
+        hop: int = 160,
+        widths: tuple[int, ...] | list[int] = (32, 64, 128),
+        head: str = "linear",
+    ):
+        params = dict(sample_rate=sample_rate, seconds=seconds, n_mels=n_mels, n_fft=n_fft)
+        super().__init__(embed_dim, params | dict(hop=hop, widths=list(widths), head=head))
+        self.transform = AudioTransform(sample_rate, seconds)
+        self.logmel = LogMel(sample_rate, n_fft, hop, n_mels)
+        layers, c_in = [], 1
+        for i, width in enumerate(widths):
+            layers += [conv_block(c_in, width, 1 if i == 0 else 2), conv_block(width, width, 1)]
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        self.head = projection_head(c_in, embed_dim, head)
+
+    def layers(self) -> list[nn.Module]:
+        return list(self.features)
+
+    def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
+        if not isinstance(raw, (str, Path, bytes)):
+            raise TypeError(f"audio input must be a path or bytes, got {type(raw).__name__}")
+        return self.transform(load_audio(raw, self.transform.sample_rate), rng)
+
+    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(items)
+
+    def pooled(self, waves: torch.Tensor) -> torch.Tensor:
+        spec = self.logmel(waves)
+        # Per-clip standardisation: loudness and recording level do not change the embedding.
+        mean = spec.mean(dim=(2, 3), keepdim=True)
+        std = spec.std(dim=(2, 3), keepdim=True).clamp_min(1e-5)
+        return self.features((spec - mean) / std).mean(dim=(2, 3))
