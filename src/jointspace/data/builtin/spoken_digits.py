@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile
 
 from jointspace.atomic import atomic_dir
+from jointspace.data.audio import load_audio
 from jointspace.data.builtin.digits import HELD_OUT, WORDS, default_cache_dir
 from jointspace.data.manifest import ManifestError
 from jointspace.registry import register
@@ -38,6 +40,7 @@ TEMPLATES = (
 CLIPS_PER_WORD = 80
 FRACTIONS = (0.70, 0.15)  # train, val; the rest of each seen word is test
 SEED = 0
+SAMPLE_RATE = 16_000
 
 
 @register("dataset", "spoken-digits")
@@ -61,9 +64,11 @@ def build_spoken_digits(root: Path | None = None, *, overwrite: bool = False) ->
 
 
 def speak(espeak: str, row: dict[str, str], path: Path) -> None:
-    """Write one clip: espeak-ng with the row's voice, speed (words/min) and pitch."""
+    """Write one 16 kHz clip: espeak-ng with the row's voice, speed (words/min) and pitch."""
     command = [espeak, "-v", row["voice"], "-s", row["speed"], "-p", row["pitch"], "-w", str(path)]
     subprocess.run([*command, row["word"]], check=True, capture_output=True, timeout=30)
+    # espeak-ng writes 22,050 Hz: resample once here rather than on every read.
+    soundfile.write(path, load_audio(path, SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
 
 
 def manifest_rows() -> list[dict[str, str]]:

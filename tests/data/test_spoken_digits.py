@@ -1,0 +1,54 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from jointspace.data import build_dataset, load_audio, read_manifest
+from jointspace.data.builtin import spoken_digits
+
+
+@pytest.fixture(scope="session")
+def spoken_manifest(tmp_path_factory):
+    return build_dataset("spoken-digits", root=tmp_path_factory.mktemp("spoken"))
+
+
+def test_every_clip_is_speech_of_its_word(spoken_manifest):
+    manifest = read_manifest(spoken_manifest, required=("text", "audio"))
+    assert len(manifest) == 10 * spoken_digits.CLIPS_PER_WORD
+    for row in manifest.rows[:: spoken_digits.CLIPS_PER_WORD // 4]:
+        assert (
+            row["label"] in row["text"]
+            or str(spoken_digits.WORDS.index(row["label"])) in row["text"]
+        )
+        wave = load_audio(manifest.resolve(row["audio"]), 16_000)
+        assert 0.3 < len(wave) / 16_000 < 2.0 and np.abs(wave).max() > 0.05  # a spoken word
+    for row in manifest.rows:
+        assert (row["label"] in ("eight", "nine")) == (row["split"] == "zeroshot")
+    counts = {s: len(manifest.split(s)) for s in ("train", "val", "test")}
+    assert counts == {"train": 448, "val": 96, "test": 96}
+
+
+def test_clips_are_reproducible(spoken_manifest, tmp_path):
+    rows = spoken_digits.manifest_rows()
+    espeak = shutil.which("espeak-ng")
+    for row in rows[::97]:
+        spoken_digits.speak(espeak, row, tmp_path / "again.wav")
+        original = spoken_manifest.parent / row["audio"]
+        assert (tmp_path / "again.wav").read_bytes() == original.read_bytes()
+
+
+def test_a_small_audio_model_learns_the_words(spoken_manifest, tmp_path):
+    from jointspace import evaluate_model, fit, load, load_manifest
+    from jointspace.config import ExperimentConfig, builtin_config
+    from jointspace.evaluate import chance_retrieval
+
+    config = ExperimentConfig.from_yaml(builtin_config("spoken-digits"))
+    config.model.towers["audio"].params.update(n_mels=40, widths=[16, 32])
+    config.model.towers["text"].params.update(width=32, depth=1)
+    config.train.epochs, config.train.progress = 12, False
+    config.data.val_split = None
+    fit(config, tmp_path / "run", manifest=spoken_manifest)
+    test = load_manifest(spoken_manifest, ["text", "audio"], split="test")
+    metrics = evaluate_model(load(tmp_path / "run"), test, config.eval)
+    chance = chance_retrieval(test, modalities=["text", "audio"], relevance="label")
+    assert metrics["text_to_audio/mAP"] > 0.5 > 3 * chance["text_to_audio/mAP"], chance
