@@ -118,6 +118,15 @@ def test_many_small_shards_are_merged(tmp_path, images, monkeypatch):
     reread = FeatureCache(tmp_path)
     reread.features(tower, images)
     assert reread.misses == 0
+    # Another process's entry, written after this one loaded its table, survives a merge.
+    other, extra = FeatureCache(tmp_path), images[0].with_name("extra.png")
+    Image.new("RGB", (20, 20), "red").save(extra)
+    other.features(tower, [extra])
+    Image.new("RGB", (20, 20), "blue").save(images[0].with_name("more.png"))
+    cache.features(tower, [images[0].with_name("more.png")])  # triggers a merge
+    last = FeatureCache(tmp_path)
+    last.features(tower, [extra, *images])
+    assert last.misses == 0
 
 
 def frozen_image_config(feature_cache):

@@ -138,6 +138,8 @@ class FeatureCache:
         table = self._table(fingerprint)
         table.update(zip(keys, rows, strict=True))
         if len(shards) >= MAX_SHARDS:  # merge everything into one shard, then drop the old ones
+            for shard in shards:  # re-read: another process may have written some of them
+                table.update(zip(*_read_shard(shard), strict=True))
             keys, rows = list(table), torch.stack(list(table.values()))
         _write_shard(directory / f"shard-{uuid.uuid4().hex}.safetensors", keys, rows)
         for old in shards if len(shards) >= MAX_SHARDS else []:
