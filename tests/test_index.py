@@ -1,13 +1,46 @@
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
 import numpy as np
 import pytest
 
 from jointspace.index import FilterError, open_index
 from jointspace.index.filters import parse_filter, to_milvus, to_sql
 
-BACKENDS = ["faiss", "faiss-hnsw", "faiss-ivfpq", "milvus"]
+BACKENDS = ["faiss", "faiss-hnsw", "faiss-ivfpq", "milvus", "milvus-server"]
 
 
-def uri_for(backend, tmp_path):
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory):
+    """A Milvus gRPC server in its own process on a loopback port (Milvus Lite's server mode)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = tmp_path_factory.mktemp("milvus-server")
+    command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data)]
+    server = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)])
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("the Milvus server did not start") from None
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    server.terminate()
+    server.wait(10)
+
+
+def uri_for(backend, tmp_path, request=None):
+    if backend == "milvus-server":  # the network path: host:port, a fresh collection per test
+        address = request.getfixturevalue("milvus_server")
+        return f"milvus://{address}?collection=c{uuid.uuid4().hex[:12]}"
     return {
         "faiss": f"faiss://{tmp_path / 'idx'}",
         "faiss-hnsw": f"faiss://{tmp_path / 'idx'}?kind=hnsw",
@@ -23,7 +56,7 @@ def unit_vectors(n, d, seed):
 
 @pytest.fixture(params=BACKENDS)
 def filled(request, tmp_path):
-    uri = uri_for(request.param, tmp_path)
+    uri = uri_for(request.param, tmp_path, request)
     vectors = unit_vectors(60, 8, 0)
     ids = [f"item-{i}" for i in range(60)]
     meta = [{"label": str(i % 3), "split": ["train", "test"][i % 2]} for i in range(60)]
