@@ -15,7 +15,7 @@ from jointspace.config import ExperimentConfig, ObjectiveConfig, dumps_json
 from jointspace.models import load
 from jointspace.models.build import build_model
 from jointspace.models.io import save_model
-from jointspace.pipeline import evaluate_model, fit, load_manifest
+from jointspace.pipeline import evaluate_model, fit, load_manifest, load_trained
 from jointspace.registry import available
 from jointspace.train.closed_form import fit_linear_cca
 
@@ -72,7 +72,7 @@ def _train(config: ExperimentConfig, name: str, run_dir: Path, spec: str | Path)
     if name not in CLOSED_FORM:
         config.objectives = objectives_for(name)
         fit(config, run_dir, manifest=spec)
-        model = load(run_dir)
+        model = load_trained(run_dir)
         if name == "dcca":  # deep CCA's embeddings are correlated, not aligned: add linear CCA
             train = load_manifest(spec, config.data.modalities, split=config.data.train_split)
             fit_linear_cca(model, train, tuple(config.data.modalities), after_head=True)
