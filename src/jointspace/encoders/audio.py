@@ -12,7 +12,7 @@ from torch import nn
 from jointspace.data.audio import AudioTransform, load_audio
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
-from jointspace.encoders.image import conv_block
+from jointspace.encoders.image import conv_stages
 from jointspace.registry import register
 
 
@@ -73,12 +73,8 @@ class AudioCNN(Tower):
         super().__init__(embed_dim, params | dict(hop=hop, widths=list(widths), head=head))
         self.transform = AudioTransform(sample_rate, seconds)
         self.logmel = LogMel(sample_rate, n_fft, hop, n_mels)
-        layers, c_in = [], 1
-        for i, width in enumerate(widths):
-            layers += [conv_block(c_in, width, 1 if i == 0 else 2), conv_block(width, width, 1)]
-            c_in = width
-        self.features = nn.Sequential(*layers)
-        self.head = projection_head(c_in, embed_dim, head)
+        self.features = conv_stages(1, widths)
+        self.head = projection_head(widths[-1], embed_dim, head)
 
     def layers(self) -> list[nn.Module]:
         return list(self.features)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,15 @@ def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     )
 
 
+def conv_stages(c_in: int, widths: Sequence[int]) -> nn.Sequential:
+    """Two conv blocks per width; every stage after the first halves the resolution."""
+    layers = []
+    for i, width in enumerate(widths):
+        layers += [conv_block(c_in, width, 1 if i == 0 else 2), conv_block(width, width, 1)]
+        c_in = width
+    return nn.Sequential(*layers)
+
+
 @register("encoder", "cnn")
 class SmallCNN(ImageTower):
     """Stages of two 3×3 conv blocks, each stage halving resolution, then global average pool."""
@@ -56,12 +66,8 @@ class SmallCNN(ImageTower):
         head: str = "linear",
     ):
         super().__init__(embed_dim, dict(image_size=image_size, widths=list(widths), head=head))
-        layers, c_in = [], 3
-        for i, width in enumerate(widths):
-            layers += [conv_block(c_in, width, 1 if i == 0 else 2), conv_block(width, width, 1)]
-            c_in = width
-        self.features = nn.Sequential(*layers)
-        self.head = projection_head(c_in, embed_dim, head)
+        self.features = conv_stages(3, widths)
+        self.head = projection_head(widths[-1], embed_dim, head)
 
     def layers(self) -> list[nn.Module]:
         return list(self.features)
