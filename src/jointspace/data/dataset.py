@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from jointspace.data.manifest import Manifest, ManifestError
+from jointspace.data.manifest import FILE_COLUMNS, Manifest, ManifestError
 
 Preprocess = Callable[[Any, np.random.Generator | None], Any]
-FILE_COLUMNS = ("image", "audio")
 
 
 class PairedDataset(Dataset):

@@ -16,10 +16,9 @@ import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 from jointspace.atomic import atomic_path
-from jointspace.data.manifest import KNOWN_COLUMNS, SUFFIXES, ManifestError
+from jointspace.data.manifest import FILE_COLUMNS, KNOWN_COLUMNS, SUFFIXES, ManifestError
 from jointspace.registry import available, lookup, register
 
-FILE_COLUMNS = ("image", "audio")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 TEXT_COLUMNS = ("text", "caption", "sentence", "captions")
 IMAGE_COLUMNS = ("image", "img", "image_path")

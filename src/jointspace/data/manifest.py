@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 MODALITY_COLUMNS = ("text", "image", "audio")
+FILE_COLUMNS = ("image", "audio")  # cells are paths, relative to the manifest
 KNOWN_COLUMNS = ("id", "text", "image", "audio", "label", "split")
 META_PREFIX = "meta_"
 SUFFIXES = {

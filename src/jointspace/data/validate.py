@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from jointspace.data.audio import AudioError, check_audio
 from jointspace.data.image import ImageError, load_image
 from jointspace.data.manifest import (
+    FILE_COLUMNS,
     KNOWN_COLUMNS,
     META_PREFIX,
     MODALITY_COLUMNS,
@@ -51,7 +52,7 @@ def find_problems(
             for n, row in enumerate(manifest.rows, start=1)
             if not row["text"].strip()
         ]
-    for column in ("image", "audio"):
+    for column in FILE_COLUMNS:
         if column in manifest.columns:
             problems += _file_problems(manifest, column, check_files)
     return sorted(problems, key=lambda p: p.row)

@@ -23,9 +23,9 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from jointspace.atomic import atomic_path
+from jointspace.data.manifest import FILE_COLUMNS
 from jointspace.encoders.base import Tower
 
-FILE_MODALITIES = ("image", "audio")
 FORMAT = "1"  # bump when the key scheme or shard layout changes
 SHARD_ROWS = 1024
 MAX_SHARDS = 32  # more than this many small shards are merged into one on the next write
@@ -61,8 +61,8 @@ class FeatureCache:
         table = self._table(fingerprint)
         keys = [self.content_key(tower.modality, raw) for raw in raws]
         todo = {key: raw for key, raw in zip(keys, raws, strict=True) if key not in table}
-        self.hits += len(keys) - sum(key in todo for key in keys)
-        self.misses += sum(key in todo for key in keys)
+        missing = sum(key in todo for key in keys)
+        self.hits, self.misses = self.hits + len(keys) - missing, self.misses + missing
         if todo:
             self._compute(tower, fingerprint, todo)
         if not keys:
@@ -95,7 +95,7 @@ class FeatureCache:
 
     def content_key(self, modality: str, raw: Any) -> str:
         """A hash of what the input holds: file bytes for paths, the text, or the pixels."""
-        if modality in FILE_MODALITIES and isinstance(raw, (str, Path)):
+        if modality in FILE_COLUMNS and isinstance(raw, (str, Path)):
             return self._file_key(Path(raw))
         digest = hashlib.blake2b(digest_size=16)
         if isinstance(raw, str):
