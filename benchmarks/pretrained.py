@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
+from held_out import train_and_score
+
 from jointspace.config import ExperimentConfig, builtin_config
-from jointspace.data import build_dataset
-from jointspace.evaluate.retrieval import chance_retrieval
-from jointspace.evaluate.zeroshot import evaluate_zero_shot
-from jointspace.pipeline import evaluate_model, fit, load_manifest, load_trained
 
 VARIANTS = {
     "scratch": "",
@@ -50,16 +47,8 @@ def variant_config(dataset: str, variant: str, args: argparse.Namespace) -> Expe
 
 def run(dataset: str, variant: str, args: argparse.Namespace, workdir: Path) -> dict:
     config = variant_config(dataset, variant, args)
-    manifest = build_dataset(dataset)
-    run_dir = workdir / f"{dataset}-{variant}"
-    started = time.perf_counter()
-    fit(config, run_dir, manifest=manifest)
-    seconds = time.perf_counter() - started
-    model = load_trained(run_dir)
-    held_out = load_manifest(manifest, config.data.modalities, split="zeroshot")
-    zero_shot = evaluate_zero_shot(model, held_out).metrics
-    retrieval = evaluate_model(model, held_out, config.eval)
-    chance = chance_retrieval(held_out, relevance=config.eval.relevance)
+    scores = train_and_score(config, dataset, workdir / f"{dataset}-{variant}")
+    zero_shot, retrieval, chance = scores.zero_shot.metrics, scores.retrieval, scores.chance
     image = config.model.towers["image"]
     return {
         "dataset": dataset,
@@ -73,7 +62,7 @@ def run(dataset: str, variant: str, args: argparse.Namespace, workdir: Path) -> 
         "t→i R@1": 100 * retrieval["text_to_image/R@1"],
         "t→i R@10": 100 * retrieval["text_to_image/R@10"],
         "chance t→i R@10": 100 * chance["text_to_image/R@10"],
-        "train s": seconds,
+        "train s": scores.seconds,
     }
 
 

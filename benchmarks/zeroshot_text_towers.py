@@ -10,17 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from held_out import train_and_score
 
 from jointspace.config import ExperimentConfig, TowerConfig, builtin_config
-from jointspace.data import build_dataset
-from jointspace.evaluate.retrieval import chance_retrieval
-from jointspace.evaluate.zeroshot import evaluate_zero_shot
-from jointspace.models import load
-from jointspace.pipeline import evaluate_model, fit, load_manifest
 
 # scratch: the dataset's config; minilm-*: the locked MiniLM text tower with a linear or MLP
 # head, or with an MLP head and its last two layers unlocked.
@@ -47,16 +42,9 @@ def run(
         config.model.towers["image"] = TowerConfig("efficientnet_lite0", params, lock=True)
     config.train.progress, config.train.seed = False, seed
     config.train.epochs = epochs or config.train.epochs
-    manifest = build_dataset(dataset)
     run_dir = workdir / f"{dataset}-{VARIANTS.index(variant)}-{seed}"
-    started = time.perf_counter()
-    fit(config, run_dir, manifest=manifest)
-    seconds = time.perf_counter() - started
-    model = load(run_dir)
-    held_out = load_manifest(manifest, config.data.modalities, split="zeroshot")
-    zero_shot = evaluate_zero_shot(model, held_out)
-    retrieval = evaluate_model(model, held_out, config.eval)
-    chance = chance_retrieval(held_out, relevance=config.eval.relevance)
+    scores = train_and_score(config, dataset, run_dir)
+    zero_shot, retrieval, chance = scores.zero_shot, scores.retrieval, scores.chance
     return {
         "dataset": dataset,
         "text tower": variant,
@@ -70,7 +58,7 @@ def run(
         "chance top1": zero_shot.metrics["chance_top1"],
         "t→i R@10": retrieval["text_to_image/R@10"],
         "chance t→i R@10": chance["text_to_image/R@10"],
-        "train s": seconds,
+        "train s": scores.seconds,
     }
 
 
