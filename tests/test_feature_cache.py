@@ -108,6 +108,12 @@ def test_unfrozen_towers_and_damaged_shards(tmp_path, images):
     assert again.misses == 5 and shard.with_suffix(".damaged").is_file()
 
 
+def test_inputs_without_a_content_key_are_refused(tmp_path):
+    tower = locked_model(lock=True).towers["image"]
+    with pytest.raises(TypeError, match="cannot cache features of a dict input"):
+        FeatureCache(tmp_path).features(tower, [{"not": "an image"}])
+
+
 def test_many_small_shards_are_merged(tmp_path, images, monkeypatch):
     monkeypatch.setattr("jointspace.models.feature_cache.MAX_SHARDS", 2)
     tower = locked_model(lock=True).towers["image"]

