@@ -174,6 +174,33 @@ def report(
 
 @app.command()
 @user_errors
+def rerank(
+    model_dir: ModelDir,
+    data: Annotated[str | None, typer.Option(help="Override the run's manifest.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override rerank.epochs.")] = None,
+    candidates: Annotated[
+        int | None, typer.Option(help="Bi-encoder results re-scored per query.")
+    ] = None,
+    json_path: JsonOut = None,
+) -> None:
+    """Train a cross-modal matcher that re-ranks the model's top results (MODEL_DIR/matcher)."""
+    from jointspace.atomic import write_text_atomic
+    from jointspace.evaluate.report import rerank_table
+    from jointspace.pipeline import fit_reranker, run_config
+
+    saved = run_config(model_dir) or ExperimentConfig()
+    cfg = saved.rerank
+    cfg.epochs = epochs if epochs is not None else cfg.epochs
+    cfg.candidates = candidates if candidates is not None else cfg.candidates
+    metrics = fit_reranker(model_dir, cfg, manifest=data)
+    for split, stages in metrics.items():
+        out.print(rerank_table(stages, f"{split} split, top {cfg.candidates} re-ranked"))
+    if json_path:
+        write_text_atomic(json_path, json.dumps(metrics, indent=2))
+
+
+@app.command()
+@user_errors
 def embed(
     model_dir: ModelDir,
     data: Data,

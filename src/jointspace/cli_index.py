@@ -56,8 +56,9 @@ def search(
     """Search an index with a text query (the model must be the one that built it)."""
     from rich.table import Table
 
-    from jointspace.index.build import model_fingerprint, open_for_model
+    from jointspace.index.build import open_for_model
     from jointspace.models import load
+    from jointspace.models.io import model_fingerprint
 
     model = load(model_dir)
     opened = open_for_model(index, model_fingerprint(model_dir))

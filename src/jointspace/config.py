@@ -104,6 +104,26 @@ class EvalConfig:
 
 
 @dataclass
+class RerankConfig:
+    """The optional second stage: a cross-modal matcher that re-scores the top ``candidates``."""
+
+    width: int = 128
+    depth: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 20
+    negatives: int = 7  # hard negatives per query in each training step
+    pool: int = 32  # ... drawn from the bi-encoder's best non-matches up to this rank
+    candidates: int = 20  # bi-encoder results re-scored per query (validation and test)
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
 class ExperimentConfig:
     """Everything one training run needs; ``to_yaml``/``from_yaml`` round-trip exactly."""
 
@@ -112,6 +132,7 @@ class ExperimentConfig:
     objectives: list[ObjectiveConfig] = field(default_factory=lambda: [ObjectiveConfig("clip")])
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

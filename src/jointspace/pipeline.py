@@ -9,15 +9,18 @@ from pathlib import Path
 import torch
 
 from jointspace.atomic import write_text_atomic
-from jointspace.config import EvalConfig, ExperimentConfig
+from jointspace.config import EvalConfig, ExperimentConfig, RerankConfig
 from jointspace.data import Manifest, PairedDataset, read_manifest, resolve_manifest
+from jointspace.evaluate.rerank import fit_prior_weight, matching_set, rerank_metrics
 from jointspace.evaluate.retrieval import evaluate_retrieval
 from jointspace.models.build import build_model
 from jointspace.models.feature_cache import FeatureCache
-from jointspace.models.io import load
+from jointspace.models.io import load, model_fingerprint, resolve_model_dir
 from jointspace.models.joint import JointModel
+from jointspace.models.matcher import MATCHER_DIR, CrossModalMatcher, save_matcher
 from jointspace.objectives.combined import build_objective
 from jointspace.train import checkpoint as ckpt
+from jointspace.train.matcher import fit_matcher
 from jointspace.train.trainer import Callback, Trainer, TrainResult
 
 RUN_CONFIG = "config.yaml"
@@ -121,3 +124,51 @@ def run_config(model_dir: str | Path) -> ExperimentConfig | None:
         if candidate.is_file():
             return ExperimentConfig.from_yaml(candidate)
     return None
+
+
+def fit_reranker(
+    model_dir: str | Path,
+    config: RerankConfig | None = None,
+    *,
+    manifest: str | Path | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Train a matcher on top of a trained model and save it in ``MODEL_DIR/matcher``.
+
+    Trained on the run's train split; the epoch and the weight of the bi-encoder's score in the
+    final score are chosen on its val split; the returned (and saved) metrics compare the
+    bi-encoder alone with re-ranking on val and test.
+    """
+    model = load_trained(model_dir)
+    saved = run_config(model_dir) or ExperimentConfig()
+    config = config or saved.rerank
+    data = saved.data
+    modalities = [m for m in data.modalities if m in model.modalities]
+    full = load_manifest(manifest or data.manifest, modalities, skip_bad=data.skip_bad)
+    named = {"train": data.train_split, "val": data.val_split, "test": data.test_split}
+    splits = {k: full.split(s) for k, s in named.items() if s is not None and s in full.splits()}
+    if "train" not in splits:
+        raise ValueError(f"no {data.train_split!r} split in {full.path} to train a re-ranker on")
+    train_set = matching_set(model, splits.pop("train"), modalities)
+    scored = {
+        k: matching_set(model, m, modalities, saved.eval.relevance) for k, m in splits.items()
+    }
+
+    scale = float(model.logit_scale.detach().exp())
+
+    def validate(matcher: CrossModalMatcher) -> float:
+        return fit_prior_weight(matcher, scored["val"], config.candidates, scale, saved.eval.ks)
+
+    fit = fit_matcher(train_set, config, evaluator=validate if "val" in scored else None)
+    if "val" not in scored:  # nothing to choose the blend on: weigh both scores alike
+        fit.matcher.prior_weight.fill_(scale)
+    metrics = {
+        split: {
+            "bi_encoder": rerank_metrics(None, s, config.candidates, saved.eval.ks),
+            "reranked": rerank_metrics(fit.matcher, s, config.candidates, saved.eval.ks),
+        }
+        for split, s in scored.items()
+    }
+    fit.matcher.config.model_fingerprint = model_fingerprint(model_dir)
+    target = resolve_model_dir(model_dir) / MATCHER_DIR
+    save_matcher(fit.matcher, target, {"candidates": config.candidates, **metrics})
+    return metrics

@@ -12,7 +12,7 @@ from torch import nn
 from jointspace.data.audio import AudioTransform, load_audio
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
-from jointspace.encoders.image import conv_stages
+from jointspace.encoders.image import conv_stages, map_tokens
 from jointspace.registry import register
 
 
@@ -87,9 +87,15 @@ class AudioCNN(Tower):
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(items)
 
-    def pooled(self, waves: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, waves: torch.Tensor) -> torch.Tensor:
         spec = self.logmel(waves)
         # Per-clip standardisation: loudness and recording level do not change the embedding.
         mean = spec.mean(dim=(2, 3), keepdim=True)
         std = spec.std(dim=(2, 3), keepdim=True).clamp_min(1e-5)
-        return self.features((spec - mean) / std).mean(dim=(2, 3))
+        return self.features((spec - mean) / std)
+
+    def pooled(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(waves).mean(dim=(2, 3))
+
+    def tokens(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return map_tokens(self.feature_map(waves))

@@ -88,6 +88,10 @@ class Tower(nn.Module):
         """Backbone features for a collated batch, before the projection head."""
         raise NotImplementedError
 
+    def tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token or patch states ``[batch, length, dim]`` and their validity mask, for matchers."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose token states")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(x))
 

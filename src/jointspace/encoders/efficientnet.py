@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from jointspace.encoders.heads import projection_head
-from jointspace.encoders.image import ImageTower
+from jointspace.encoders.image import ImageTower, map_tokens
 from jointspace.registry import register
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage.
@@ -84,10 +84,12 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(FEATURES, classes)
         self.act = nn.ReLU6(inplace=True)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self._bn0(self._conv_stem(x)))
-        x = self.act(self._bn1(self._conv_head(self._blocks(x))))
-        return x.mean(dim=(2, 3))
+        return self.act(self._bn1(self._conv_head(self._blocks(x))))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.features(x))
@@ -150,3 +152,6 @@ class EfficientNetTower(ImageTower):
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone.features(images)
+
+    def tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return map_tokens(self.backbone.feature_map(images))

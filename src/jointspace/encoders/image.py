@@ -54,6 +54,12 @@ def conv_stages(c_in: int, widths: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def map_tokens(feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``[batch, channels, h, w]`` map as ``h·w`` tokens in reading order, all valid."""
+    states = feature_map.flatten(2).transpose(1, 2)
+    return states, torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+
+
 @register("encoder", "cnn")
 class SmallCNN(ImageTower):
     """Stages of two 3×3 conv blocks, each stage halving resolution, then global average pool."""
@@ -74,6 +80,9 @@ class SmallCNN(ImageTower):
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(images).mean(dim=(2, 3))
+
+    def tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return map_tokens(self.features(images))
 
 
 @register("encoder", "vit")
@@ -108,7 +117,11 @@ class SmallViT(ImageTower):
     def layers(self) -> list[nn.Module]:
         return list(self.encoder.layers)
 
-    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+    def tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.patch_embed(images).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
-        return self.norm(self.encoder(x))[:, 0]
+        x = self.norm(self.encoder(x))
+        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        return self.tokens(images)[0][:, 0]

@@ -14,6 +14,7 @@ from torch import nn
 
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
+from jointspace.encoders.text import pool_tokens
 from jointspace.registry import register
 
 ASSETS = "hf_text"  # subdirectory of a saved model: backbone config + tokenizer
@@ -105,10 +106,10 @@ class PretrainedText(Tower):
     def collate(self, items: list[str]) -> torch.Tensor:
         return torch.tensor([e.ids for e in self.tokenizer.encode_batch(items)], dtype=torch.long)
 
-    def pooled(self, token_ids: torch.Tensor) -> torch.Tensor:
+    def tokens(self, token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask = token_ids != self.pad_id
         hidden = self.backbone(input_ids=token_ids, attention_mask=mask.long()).last_hidden_state
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return hidden, mask
+
+    def pooled(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return pool_tokens(*self.tokens(token_ids), self.pooling)

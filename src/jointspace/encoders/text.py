@@ -78,11 +78,18 @@ class TextTransformer(Tower):
     def layers(self) -> list[nn.Module]:
         return list(self.encoder.layers)
 
-    def pooled(self, token_ids: torch.Tensor) -> torch.Tensor:
+    def tokens(self, token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         keep = token_ids != PAD_ID
         x = self.token_embed(token_ids) + self.pos_embed[: token_ids.shape[1]]
-        x = self.norm(self.encoder(x, src_key_padding_mask=~keep))
-        if self.pooling == "cls":
-            return x[:, 0]
-        weights = keep.unsqueeze(-1).to(x.dtype)
-        return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return self.norm(self.encoder(x, src_key_padding_mask=~keep)), keep
+
+    def pooled(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return pool_tokens(*self.tokens(token_ids), self.pooling)
+
+
+def pool_tokens(states: torch.Tensor, keep: torch.Tensor, pooling: str) -> torch.Tensor:
+    """The first token (``cls``) or the mean of the valid ones (``mean``)."""
+    if pooling == "cls":
+        return states[:, 0]
+    weights = keep.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)

@@ -23,3 +23,14 @@ def _fmt(name: str, value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.1f}" if name == "median_rank" else f"{100 * value:.1f}"
+
+
+def rerank_table(stages: dict[str, dict[str, float]], title: str = "re-ranking") -> Table:
+    """Rows per direction and stage (e.g. ``bi_encoder`` then ``reranked``), one per metric."""
+    merged = {
+        f"{key.split('/')[0]} ({stage})/{key.split('/', 1)[1]}": value
+        for stage, metrics in stages.items()
+        for key, value in metrics.items()
+        if "/" in key
+    }
+    return metrics_table(merged, title)

@@ -134,5 +134,9 @@ def embed_values(
     model: JointModel, manifest: Manifest, modality: str, values: list[str], batch_size: int = 256
 ) -> np.ndarray:
     """Embeddings of manifest values; file columns are resolved against the manifest."""
-    inputs = values if modality == "text" else [manifest.resolve(v) for v in values]
-    return model.encode(inputs, modality, batch_size=batch_size)
+    return model.encode(raw_values(manifest, modality, values), modality, batch_size=batch_size)
+
+
+def raw_values(manifest: Manifest, modality: str, values: list[str]) -> list:
+    """What a tower takes: texts as they are, file columns as paths resolved by the manifest."""
+    return values if modality == "text" else [manifest.resolve(v) for v in values]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from jointspace.data.manifest import Manifest
 from jointspace.embed import unique_items
 from jointspace.evaluate.retrieval import embed_values
 from jointspace.index import VectorIndex, open_index
-from jointspace.models.io import CONFIG_FILE, WEIGHTS_FILE, resolve_model_dir
+from jointspace.models.io import model_fingerprint
 from jointspace.models.joint import JointModel
 
 METADATA_COLUMNS = ("label", "split")
@@ -20,17 +19,6 @@ METADATA_COLUMNS = ("label", "split")
 
 class ModelMismatchError(ValueError):
     """The index was built by another model: its vectors live in another space."""
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """A short hash of a saved model's weights and config: equal exactly for the same model."""
-    directory = resolve_model_dir(model_dir)
-    digest = hashlib.sha256()
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        with open(directory / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def open_for_model(uri: str, fingerprint: str, dim: int | None = None, **info) -> VectorIndex:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -62,3 +63,14 @@ def load(path: str | Path, device: str = "cpu") -> JointModel:
         first = str(err).strip().splitlines()[-1].strip()
         raise ConfigError(f"{weights}: weights do not match {CONFIG_FILE}: {first}") from None
     return model.to(device).eval()
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """A short hash of a saved model's weights and config: equal exactly for the same model."""
+    directory = resolve_model_dir(model_dir)
+    digest = hashlib.sha256()
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        with open(directory / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

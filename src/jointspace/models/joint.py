@@ -14,6 +14,7 @@ from torch import nn
 from jointspace.config import ModelConfig
 from jointspace.encoders.base import Tower
 from jointspace.models.feature_cache import FeatureCache
+from jointspace.models.matcher import pad_tokens
 
 
 class JointModel(nn.Module):
@@ -77,6 +78,25 @@ class JointModel(nn.Module):
         out = torch.cat(chunks) if chunks else torch.empty(0, self.config.embed_dim, device=device)
         out = F.normalize(out.float(), dim=-1) if normalize else out.float()
         return out.cpu().numpy() if output == "numpy" else out
+
+    @torch.no_grad()
+    def encode_tokens(
+        self, inputs: Sequence[Any], modality: str, *, batch_size: int = 64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token or patch states of raw inputs and their masks, on the CPU, padded to one length."""
+        tower = self.tower(modality)
+        was_training = self.training
+        self.eval()
+        try:
+            chunks = [
+                (states.float().cpu(), mask.cpu())
+                for states, mask in map(tower.tokens, self._batches(tower, inputs, batch_size))
+            ]
+        finally:
+            self.train(was_training)
+        if not chunks:
+            raise ValueError(f"no {modality} inputs to encode")
+        return pad_tokens(chunks)
 
     def _cached(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor) -> bool:
         # Collated tensors carry no content key to look up: only raw inputs use the cache.

@@ -19,8 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from jointspace.data.audio import AudioError, check_audio
 from jointspace.data.image import ImageError, load_image
 from jointspace.index import FilterError
-from jointspace.index.build import model_fingerprint, open_for_model
+from jointspace.index.build import open_for_model
 from jointspace.models import load
+from jointspace.models.io import model_fingerprint, resolve_model_dir
+from jointspace.models.matcher import MATCHER_DIR, load_matcher
+from jointspace.serve.rerank import Reranker
 from jointspace.serve.schemas import Health, Item, SearchResponse, SearchResult
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -37,6 +40,7 @@ def create_app(
     index = open_for_model(index_uri, fingerprint)
     target = index.info.get("modality", "image")
     root = Path(index.info["manifest"]).parent if "manifest" in index.info else None
+    reranker = _reranker(model, model_dir, fingerprint, target, root)
     page_html = (files("jointspace.serve") / "static" / "index.html").read_text()
     app = FastAPI(title="jointspace search", version="1", description=__doc__)
 
@@ -59,7 +63,13 @@ def create_app(
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
-        return Health(status="ok", items=len(index), target=target, model=fingerprint)
+        return Health(
+            status="ok",
+            items=len(index),
+            target=target,
+            model=fingerprint,
+            rerank=reranker.matcher.modalities if reranker else [],
+        )
 
     @app.post("/search", response_model=SearchResponse, responses={400: {}, 413: {}, 415: {}})
     async def search(
@@ -68,19 +78,30 @@ def create_app(
         audio: Annotated[UploadFile | None, File()] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
         filter: Annotated[str | None, Form(max_length=1000)] = None,
+        rerank: Annotated[int, Form(ge=0, le=MAX_K)] = 0,
     ) -> SearchResponse:
         uploads = {"image": image, "audio": audio}
-        query_modality, vector = await _embed_query(model, text, uploads, max_upload_bytes)
+        query_modality, raw = await _read_query(model, text, uploads, max_upload_bytes)
+        if rerank and (reranker is None or not reranker.supports(query_modality)):
+            raise HTTPException(422, _no_reranker(reranker, query_modality, target))
+        # CPU-bound work runs off the event loop, so /health and uploads keep being served.
+        vector = await run_in_threadpool(model.encode, [raw], query_modality)
         try:
-            # CPU-bound: off the event loop, so /health and uploads keep being served meanwhile.
-            hits = (await run_in_threadpool(index.search, vector, k, filter or None))[0]
+            found = await run_in_threadpool(index.search, vector, max(k, rerank), filter or None)
         except FilterError as err:
             raise HTTPException(400, str(err)) from None
+        ranked = [(hit, None) for hit in found[0]]
+        if rerank:
+            ranked = await run_in_threadpool(reranker.rerank, query_modality, raw, found[0], rerank)
         results = [
             SearchResult(
-                id=h.id, score=h.score, metadata=h.metadata, media=_media_url(h.id, target)
+                id=hit.id,
+                score=hit.score,
+                rerank_score=matched,
+                metadata=hit.metadata,
+                media=_media_url(hit.id, target),
             )
-            for h in hits
+            for hit, matched in ranked[:k]
         ]
         return SearchResponse(query=query_modality, target=target, results=results)
 
@@ -110,7 +131,20 @@ def create_app(
     return app
 
 
-async def _embed_query(model, text: str | None, uploads: dict, limit: int):
+def _reranker(model, model_dir, fingerprint: str, target: str, root: Path | None):
+    directory = resolve_model_dir(model_dir) / MATCHER_DIR
+    if not directory.is_dir():
+        return None
+    return Reranker(model, load_matcher(directory, fingerprint), target, root)
+
+
+def _no_reranker(reranker: Reranker | None, query: str, target: str) -> str:
+    if reranker is None:
+        return "this model has no re-ranker: train one with `jointspace rerank MODEL_DIR`"
+    return f"the re-ranker pairs {reranker.matcher.modalities}, not {query} with {target}"
+
+
+async def _read_query(model, text: str | None, uploads: dict, limit: int):
     given = {m: f for m, f in uploads.items() if f is not None}
     if text is not None and text.strip():
         given["text"] = text
@@ -120,7 +154,7 @@ async def _embed_query(model, text: str | None, uploads: dict, limit: int):
         )
     ((modality, query),) = given.items()
     if modality == "text":
-        return "text", await run_in_threadpool(model.encode, [text], "text")
+        return "text", text
     if query.content_type is None or not query.content_type.startswith(f"{modality}/"):
         raise HTTPException(
             415, f"'{modality}' must be an {modality} file, got {query.content_type!r}"
@@ -134,7 +168,7 @@ async def _embed_query(model, text: str | None, uploads: dict, limit: int):
         raise HTTPException(422, f"unreadable {modality}: {err}") from None
     if modality not in model.modalities:
         raise HTTPException(422, f"this model has no {modality} tower")
-    return modality, await run_in_threadpool(model.encode, [decoded], modality)
+    return modality, decoded
 
 
 def _decode_audio(data: bytes) -> bytes:

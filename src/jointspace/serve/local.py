@@ -34,10 +34,15 @@ def running_server(app: FastAPI, host: str = "127.0.0.1", timeout: float = 30) -
 
 
 def search_in_browser(
-    url: str, query: str, screenshot: Path | None = None, timeout_ms: int = 30_000
+    url: str,
+    query: str,
+    screenshot: Path | None = None,
+    timeout_ms: int = 30_000,
+    rerank: int = 0,
 ) -> list[dict]:
     """Type ``query`` into the page, submit, wait for results; each card's media and caption.
 
+    With ``rerank``, the page's re-rank control (shown only for a model with a matcher) is set.
     A card gives ``width`` (its image's natural width, once loaded) or ``audio`` (its player's
     source URL), and ``caption``.
     """
@@ -49,6 +54,9 @@ def search_in_browser(
             page = browser.new_page(viewport={"width": 1100, "height": 800})
             page.goto(url)
             page.fill("#text", query)
+            if rerank:
+                page.wait_for_selector("#rerank-box:not([hidden])", timeout=timeout_ms)
+                page.fill("#rerank", str(rerank))
             page.click("button[type=submit]")
             page.wait_for_selector(".hit", timeout=timeout_ms)
             page.wait_for_function(

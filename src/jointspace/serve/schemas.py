@@ -17,6 +17,7 @@ class Item(BaseModel):
 
 class SearchResult(Item):
     score: float
+    rerank_score: float | None = None  # the matcher's score, when the result was re-ranked
 
 
 class SearchResponse(BaseModel):
@@ -30,3 +31,4 @@ class Health(BaseModel):
     items: int
     target: str
     model: str
+    rerank: list[str] = []  # the modalities the re-ranker pairs; empty without one

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from jointspace.data.builtin.digits import build_digits, default_cache_dir
 from jointspace.data.builtin.emoji import build_emoji
+from jointspace.data.builtin.emoji_pairs import build_emoji_pairs
 from jointspace.data.builtin.spoken_digits import build_spoken_digits
 from jointspace.data.manifest import ManifestError
 from jointspace.registry import available, lookup
@@ -40,6 +41,7 @@ __all__ = [
     "build_dataset",
     "build_digits",
     "build_emoji",
+    "build_emoji_pairs",
     "build_spoken_digits",
     "default_cache_dir",
     "resolve_manifest",

@@ -1,0 +1,77 @@
+"""Built-in ``emoji-pairs``: two emoji side by side, captioned "A left of B" — word order matters.
+
+Every unordered pair appears in both orders within one split, so a model that reads captions
+and images as bags of words (as bi-encoders tend to, Yuksekgonul et al. 2023) cannot tell an
+image from its mirror. Emoji are shared by all splits; the pairs are not (new combinations).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageFont
+
+from jointspace.atomic import atomic_dir
+from jointspace.data.builtin.digits import default_cache_dir
+from jointspace.data.builtin.emoji import FONT, FONT_SIZE, load_emoji, png_bytes, render
+from jointspace.registry import register
+
+GROUPS = ("Animals & Nature", "Food & Drink", "Travel & Places", "Objects")
+EMOJI, PAIRS = 120, 1200  # emoji drawn, unordered pairs drawn (each gives two images)
+FRACTIONS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
+SEED = 0
+
+
+def pick_emoji(count: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """``count`` single-glyph emoji (no skin-tone or gender variants) as (chars, name)."""
+    pool = [(e.chars, e.name) for e in load_emoji() if e.group in GROUPS and ":" not in e.name]
+    return [pool[i] for i in sorted(rng.choice(len(pool), count, replace=False))]
+
+
+def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    """A square: ``left`` in the left half, ``right`` in the right half, centred vertically."""
+    half = left.width
+    canvas = Image.new("RGB", (2 * half, 2 * half), (255, 255, 255))
+    canvas.paste(left, (0, half // 2))
+    canvas.paste(right, (half, half // 2))
+    return canvas
+
+
+@register("dataset", "emoji-pairs")
+def build_emoji_pairs(root: Path | None = None, *, size: int = 64, overwrite: bool = False) -> Path:
+    """Render the dataset under ``root/emoji-pairs-SIZE`` once (atomically); return its manifest."""
+    target = Path(root or default_cache_dir() / "datasets") / f"emoji-pairs-{size}"
+    manifest = target / "manifest.csv"
+    if manifest.is_file() and not overwrite:
+        return manifest
+    rng = np.random.default_rng(SEED)
+    font = ImageFont.truetype(str(FONT), FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)
+    glyphs = [(name, render(chars, font, size // 2)) for chars, name in pick_emoji(EMOJI, rng)]
+    glyphs = [(name, image) for name, image in glyphs if image is not None]
+    pairs = list(itertools.combinations(range(len(glyphs)), 2))
+    chosen = [pairs[i] for i in rng.choice(len(pairs), PAIRS, replace=False)]
+    cut_train = round(FRACTIONS[0][1] * PAIRS)
+    cut_val = cut_train + round(FRACTIONS[1][1] * PAIRS)
+    rows = []
+    with atomic_dir(target) as tmp:
+        (tmp / "images").mkdir()
+        for rank, pair in enumerate(chosen):
+            split = "train" if rank < cut_train else "val" if rank < cut_val else "test"
+            for a, b in (pair, pair[::-1]):
+                (name_a, left), (name_b, right) = glyphs[a], glyphs[b]
+                key = f"{a:03d}-{b:03d}"
+                (tmp / "images" / f"{key}.png").write_bytes(png_bytes(side_by_side(left, right)))
+                rows.append(
+                    {
+                        "id": key,
+                        "image": f"images/{key}.png",
+                        "text": f"{name_a} left of {name_b}",
+                        "label": name_a,
+                        "split": split,
+                    }
+                )
+        pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
+    return manifest

@@ -1,0 +1,139 @@
+"""Train a CrossModalMatcher on a fixed bi-encoder's hard negatives (the re-ranking stage)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from jointspace.config import RerankConfig
+from jointspace.models.matcher import CrossModalMatcher, MatcherConfig, Tokens
+from jointspace.objectives.itm import hard_negatives, itm_loss, sample_positives
+from jointspace.train.optim import lr_factor, param_groups, set_lr
+
+log = logging.getLogger("jointspace")
+
+
+@dataclass
+class MatchingSet:
+    """One split as a matcher sees it: token states per modality, bi-encoder scores, matches."""
+
+    modalities: tuple[str, str]
+    tokens: dict[str, Tokens]
+    scores: torch.Tensor  # [len(a), len(b)] bi-encoder similarities
+    relevant: torch.Tensor  # [len(a), len(b)] bool
+
+    def direction(self, query: str) -> tuple[str, torch.Tensor, torch.Tensor]:
+        """The target modality, scores and matches with ``query`` as the rows."""
+        a, b = self.modalities
+        if query == a:
+            return b, self.scores, self.relevant
+        return a, self.scores.T, self.relevant.T
+
+    def pair_tokens(
+        self, query: str, rows: torch.Tensor, target: str, columns: torch.Tensor
+    ) -> dict[str, Tokens]:
+        """Token states of ``query`` item ``rows[i]`` beside ``target`` item ``columns[i]``."""
+        return {
+            query: tuple(t[rows] for t in self.tokens[query]),
+            target: tuple(t[columns] for t in self.tokens[target]),
+        }
+
+
+@dataclass
+class MatcherFit:
+    """The selected matcher, per-step losses and per-epoch validation scores."""
+
+    matcher: CrossModalMatcher
+    history: list[dict[str, float]] = field(default_factory=list)
+    evals: list[float] = field(default_factory=list)
+
+
+def new_matcher(data: MatchingSet, config: RerankConfig) -> CrossModalMatcher:
+    """A matcher sized for ``data``'s token states."""
+    tokens = data.tokens
+    return CrossModalMatcher(
+        MatcherConfig(
+            modalities=list(data.modalities),
+            token_dims={m: tokens[m][0].shape[2] for m in data.modalities},
+            max_tokens={m: tokens[m][0].shape[1] for m in data.modalities},
+            width=config.width,
+            depth=config.depth,
+            heads=config.heads,
+            dropout=config.dropout,
+        )
+    )
+
+
+def fit_matcher(
+    data: MatchingSet,
+    config: RerankConfig,
+    *,
+    evaluator: Callable[[CrossModalMatcher], float] | None = None,
+) -> MatcherFit:
+    """Train on both directions' queries; keep the epoch ``evaluator`` scores best.
+
+    The matcher learns from tokens alone: on its own training split a bi-encoder is close to
+    perfect, so its scores as an input would leave the matcher nothing to learn.
+    """
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    matcher = new_matcher(data, config)
+    optimizer = torch.optim.AdamW(param_groups([matcher], config.weight_decay), lr=config.lr)
+    queries = [(m, i) for m in data.modalities for i in range(len(data.tokens[m][0]))]
+    per_epoch = -(-len(queries) // config.batch_size)
+    total = config.epochs * per_epoch
+    fit = MatcherFit(matcher)
+    best_score, best_state = float("-inf"), None
+    bar = tqdm(total=total, desc="rerank", unit="step", disable=None if config.progress else True)
+    for epoch in range(config.epochs):
+        matcher.train()
+        order = torch.randperm(len(queries), generator=generator)
+        for start in range(0, len(order), config.batch_size):
+            step = epoch * per_epoch + start // config.batch_size
+            set_lr(optimizer, config.lr * lr_factor(step, total, config.warmup_steps, 0.05))
+            batch = [queries[j] for j in order[start : start + config.batch_size].tolist()]
+            loss = sum(
+                _direction_loss(matcher, data, m, rows, config, generator) * len(rows)
+                for m, rows in _by_modality(batch).items()
+            ) / len(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(matcher.parameters(), 1.0)
+            optimizer.step()
+            fit.history.append({"step": step + 1, "itm_loss": float(loss.detach())})
+            bar.update(1)
+            bar.set_postfix(loss=f"{fit.history[-1]['itm_loss']:.4f}")
+        if evaluator is not None:
+            score = evaluator(matcher)
+            fit.evals.append(score)
+            log.info("rerank epoch %d: validation %.4f", epoch + 1, score)
+            if score > best_score:
+                best_score, best_state = score, copy.deepcopy(matcher.state_dict())
+    bar.close()
+    if best_state is not None:
+        matcher.load_state_dict(best_state)
+    return fit
+
+
+def _by_modality(batch: list[tuple[str, int]]) -> dict[str, torch.Tensor]:
+    rows: dict[str, list[int]] = {}
+    for modality, index in batch:
+        rows.setdefault(modality, []).append(index)
+    return {m: torch.tensor(r) for m, r in rows.items()}
+
+
+def _direction_loss(matcher, data, query, rows, config, generator) -> torch.Tensor:
+    target, scores, relevant = data.direction(query)
+    positives = sample_positives(relevant[rows], generator)
+    negatives = hard_negatives(
+        scores[rows], relevant[rows], config.negatives, config.pool, generator
+    )
+    columns = torch.cat([positives[:, None], negatives], dim=1)  # the match in column 0
+    width = columns.shape[1]
+    tokens = data.pair_tokens(query, rows.repeat_interleave(width), target, columns.reshape(-1))
+    return itm_loss(matcher(tokens).view(-1, width))
