@@ -1,6 +1,7 @@
 import itertools
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -142,11 +143,11 @@ def reranked_run(tmp_path_factory, digits_manifest):
     build_index(load(root / "run"), root / "run", manifest, "image", plain, progress=False).close()
     bare_app = create_app(root / "run", plain)
     metrics = fit_reranker(root / "run", manifest=digits_manifest)
-    return root / "run", metrics, create_app(root / "run", plain), bare_app
+    return root / "run", metrics, create_app(root / "run", plain), bare_app, plain
 
 
 def test_fit_reranker_saves_a_matcher_with_before_and_after_metrics(reranked_run):
-    run, metrics, _, _ = reranked_run
+    run, metrics, *_ = reranked_run
     assert set(metrics) == {"val", "test"}
     for stages in metrics.values():
         assert set(stages) == {"bi_encoder", "reranked"}
@@ -156,7 +157,7 @@ def test_fit_reranker_saves_a_matcher_with_before_and_after_metrics(reranked_run
 
 
 def test_search_reranks_the_top_candidates(reranked_run):
-    run, _, app, _ = reranked_run
+    run, _, app, *_ = reranked_run
     with TestClient(app) as client:
         assert client.get("/health").json()["rerank"] == ["text", "image"]
         query = {"text": "a handwritten seven", "k": "3"}
@@ -172,7 +173,7 @@ def test_search_reranks_the_top_candidates(reranked_run):
 
 
 def test_rerank_errors_are_clear_4xx(reranked_run):
-    _, _, app, bare_app = reranked_run
+    _, _, app, bare_app, _ = reranked_run
     with TestClient(app) as client:
         too_many = client.post("/search", data={"text": "a 3", "rerank": "101"})
         assert too_many.status_code == 422
@@ -190,7 +191,7 @@ def test_rerank_errors_are_clear_4xx(reranked_run):
 def test_search_page_reranks_in_headless_chromium(reranked_run, tmp_path):
     from jointspace.serve.local import running_server, search_in_browser
 
-    _, _, app, _ = reranked_run
+    _, _, app, *_ = reranked_run
     with running_server(app) as url:
         hits = search_in_browser(url, "a handwritten seven", rerank=12)
     assert len(hits) == 12 and all("match" in h["caption"] for h in hits)
@@ -203,9 +204,32 @@ def test_rerank_command_prints_before_and_after(reranked_run, tmp_path):
 
     from jointspace.cli import app
 
-    run, _, _, _ = reranked_run
+    run, *_ = reranked_run
     out = tmp_path / "rerank.json"
     result = CliRunner().invoke(app, ["rerank", str(run), "--epochs", "1", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "text → image (reranked)" in result.output and "bi_encoder" in result.output
     assert set(json.loads(out.read_text())) == {"val", "test"}
+
+
+def test_index_search_command_reranks(reranked_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from jointspace.cli import app
+
+    run, _, _, _, uri = reranked_run
+    args = ["index", "search", str(run), "--index", uri, "--query", "the digit 3", "--k", "3"]
+    plain = CliRunner().invoke(app, args)
+    reranked = CliRunner().invoke(app, [*args, "--rerank", "5"])
+    assert plain.exit_code == 0 and reranked.exit_code == 0, reranked.output
+    # Table rows that start a result (a wrapped metadata cell continues on rank-less lines).
+    cells = [line.split("│") for line in reranked.output.splitlines() if line.startswith("│")]
+    matches = [float(c[3]) for c in cells if c[1].strip()]
+    assert len(matches) == 3 and matches == sorted(matches, reverse=True)
+    other = tmp_path / "no-matcher"
+    shutil.copytree(run, other)
+    shutil.rmtree(other / "model" / MATCHER_DIR)
+    refused = CliRunner().invoke(
+        app, ["index", "search", str(other), "--index", uri, "--query", "a 3", "--rerank", "5"]
+    )
+    assert refused.exit_code == 1 and "jointspace rerank" in refused.output

@@ -52,6 +52,9 @@ def search(
     filter: Annotated[
         str | None, typer.Option(help='e.g. label == "7" and split in ["test"]')
     ] = None,
+    rerank: Annotated[
+        int, typer.Option(help="Re-score the top N with the model's matcher (`jointspace rerank`).")
+    ] = 0,
 ) -> None:
     """Search an index with a text query (the model must be the one that built it)."""
     from rich.table import Table
@@ -62,12 +65,29 @@ def search(
 
     model = load(model_dir)
     opened = open_for_model(index, model_fingerprint(model_dir))
-    hits = opened.search(model.encode([query], "text"), k=k, filter=filter)[0]
+    hits = opened.search(model.encode([query], "text"), k=max(k, rerank), filter=filter)[0]
+    ranked = (
+        _rerank(model, model_dir, opened, query, hits, rerank)
+        if rerank
+        else [(hit, None) for hit in hits]
+    )
     opened.close()
     table = Table(title=f"query: {query!r}")
-    for name in ("rank", "score", "id", "metadata"):
+    for name in ("rank", "score", "match", "id", "metadata"):
         table.add_column(name)
-    for rank, hit in enumerate(hits, start=1):
+    for rank, (hit, matched) in enumerate(ranked[:k], start=1):
         meta = ", ".join(f"{key}={value}" for key, value in hit.metadata.items())
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.id, meta)
+        shown = "" if matched is None else f"{matched:.2f}"
+        table.add_row(str(rank), f"{hit.score:.3f}", shown, hit.id, meta)
     out.print(table)
+
+
+def _rerank(model, model_dir, opened, query: str, hits: list, depth: int) -> list:
+    from jointspace.index.build import indexed_media
+    from jointspace.serve.rerank import Reranker
+
+    target, root = indexed_media(opened)
+    reranker = Reranker.for_model(model, model_dir, target, root)
+    if reranker is None or not reranker.supports("text"):
+        raise ValueError(f"{model_dir} has no text–{target} re-ranker: run `jointspace rerank`")
+    return reranker.rerank("text", query, hits, depth)

@@ -21,6 +21,12 @@ class ModelMismatchError(ValueError):
     """The index was built by another model: its vectors live in another space."""
 
 
+def indexed_media(index: VectorIndex) -> tuple[str, Path | None]:
+    """The modality an index holds and the folder its stored media paths are relative to."""
+    root = Path(index.info["manifest"]).parent if "manifest" in index.info else None
+    return index.info.get("modality", "image"), root
+
+
 def open_for_model(uri: str, fingerprint: str, dim: int | None = None, **info) -> VectorIndex:
     """Open an index, refusing it clearly when another model built it."""
     index = open_index(uri, dim, model_fingerprint=fingerprint, **info)

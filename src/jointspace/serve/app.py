@@ -19,10 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from jointspace.data.audio import AudioError, check_audio
 from jointspace.data.image import ImageError, load_image
 from jointspace.index import FilterError
-from jointspace.index.build import open_for_model
+from jointspace.index.build import indexed_media, open_for_model
 from jointspace.models import load
-from jointspace.models.io import model_fingerprint, resolve_model_dir
-from jointspace.models.matcher import MATCHER_DIR, load_matcher
+from jointspace.models.io import model_fingerprint
 from jointspace.serve.rerank import Reranker
 from jointspace.serve.schemas import Health, Item, SearchResponse, SearchResult
 
@@ -38,9 +37,8 @@ def create_app(
     model = load(model_dir)
     fingerprint = model_fingerprint(model_dir)
     index = open_for_model(index_uri, fingerprint)
-    target = index.info.get("modality", "image")
-    root = Path(index.info["manifest"]).parent if "manifest" in index.info else None
-    reranker = _reranker(model, model_dir, fingerprint, target, root)
+    target, root = indexed_media(index)
+    reranker = Reranker.for_model(model, model_dir, target, root)
     page_html = (files("jointspace.serve") / "static" / "index.html").read_text()
     app = FastAPI(title="jointspace search", version="1", description=__doc__)
 
@@ -129,13 +127,6 @@ def create_app(
 
     app.state.index, app.state.model = index, model
     return app
-
-
-def _reranker(model, model_dir, fingerprint: str, target: str, root: Path | None):
-    directory = resolve_model_dir(model_dir) / MATCHER_DIR
-    if not directory.is_dir():
-        return None
-    return Reranker(model, load_matcher(directory, fingerprint), target, root)
 
 
 def _no_reranker(reranker: Reranker | None, query: str, target: str) -> str:

@@ -9,8 +9,15 @@ from typing import Any
 import torch
 
 from jointspace.index import IndexHit
+from jointspace.models.io import model_fingerprint, resolve_model_dir
 from jointspace.models.joint import JointModel
-from jointspace.models.matcher import CrossModalMatcher, Tokens, pad_tokens
+from jointspace.models.matcher import (
+    MATCHER_DIR,
+    CrossModalMatcher,
+    Tokens,
+    load_matcher,
+    pad_tokens,
+)
 
 
 class Reranker:
@@ -27,6 +34,16 @@ class Reranker:
         self.model, self.matcher, self.target, self.root = model, matcher, target, root
         self.cache_items = cache_items
         self._tokens: OrderedDict[str, Tokens] = OrderedDict()
+
+    @classmethod
+    def for_model(
+        cls, model: JointModel, model_dir: str | Path, target: str, root: Path | None
+    ) -> Reranker | None:
+        """The re-ranker saved beside a model (``MODEL_DIR/matcher``), or None if it has none."""
+        directory = resolve_model_dir(model_dir) / MATCHER_DIR
+        if not directory.is_dir():
+            return None
+        return cls(model, load_matcher(directory, model_fingerprint(model_dir)), target, root)
 
     def supports(self, query: str) -> bool:
         return sorted([query, self.target]) == sorted(self.matcher.modalities)
