@@ -233,3 +233,12 @@ def test_index_search_command_reranks(reranked_run, tmp_path):
         app, ["index", "search", str(other), "--index", uri, "--query", "a 3", "--rerank", "5"]
     )
     assert refused.exit_code == 1 and "jointspace rerank" in refused.output
+
+
+def test_a_bare_model_dir_needs_the_data_named(reranked_run, tmp_path):
+    from jointspace.pipeline import fit_reranker
+
+    run, *_ = reranked_run
+    shutil.copytree(run / "model", tmp_path / "model")
+    with pytest.raises(ValueError, match="--data"):
+        fit_reranker(tmp_path / "model")

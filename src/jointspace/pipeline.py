@@ -139,7 +139,13 @@ def fit_reranker(
     bi-encoder alone with re-ranking on val and test.
     """
     model = load_trained(model_dir)
-    saved = run_config(model_dir) or ExperimentConfig()
+    saved = run_config(model_dir)
+    if saved is None and manifest is None:
+        raise ValueError(
+            f"no {RUN_CONFIG} beside {model_dir} to say what it was trained on: "
+            "pass the manifest (--data)"
+        )
+    saved = saved or ExperimentConfig()
     config = config or saved.rerank
     data = saved.data
     modalities = [m for m in data.modalities if m in model.modalities]
