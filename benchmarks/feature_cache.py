@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jointspace.config import ExperimentConfig, builtin_config
 from jointspace.data import build_dataset
+from jointspace.evaluate.report import markdown_table
 from jointspace.pipeline import fit
 
 
@@ -55,14 +56,17 @@ def main() -> None:
 
 
 def table(rows: list[dict], epochs: int) -> str:
-    lines = [f"| feature cache | {epochs}-epoch time (s) | speed-up vs off | final loss |"]
-    lines.append("|---|---|---|---|")
-    for row in rows:
-        lines.append(
-            f"| {row['cache']} | {row['seconds']:.1f} | {row['speed-up vs off']:.1f}× "
-            f"| {row['final loss']:.4f} |"
-        )
-    return "\n".join(lines)
+    header = ["feature cache", f"{epochs}-epoch time (s)", "speed-up vs off", "final loss"]
+    body = [
+        [
+            r["cache"],
+            f"{r['seconds']:.1f}",
+            f"{r['speed-up vs off']:.1f}×",
+            f"{r['final loss']:.4f}",
+        ]
+        for r in rows
+    ]
+    return markdown_table(header, body)
 
 
 if __name__ == "__main__":

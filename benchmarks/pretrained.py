@@ -18,6 +18,7 @@ from pathlib import Path
 from held_out import train_and_score
 
 from jointspace.config import ExperimentConfig, builtin_config
+from jointspace.evaluate.report import markdown_table
 
 VARIANTS = {
     "scratch": "",
@@ -92,11 +93,12 @@ def main() -> None:
 
 def table(rows: list[dict]) -> str:
     keys = [k for k in rows[0] if k not in ("dataset", "variant")]
-    lines = [f"| dataset | variant | {' | '.join(keys)} |", f"|{'---|' * (len(keys) + 2)}"]
-    for row in rows:
-        cells = [f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in keys]
-        lines.append(f"| {row['dataset']} | {row['variant']} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+    body = [
+        [row["dataset"], row["variant"]]
+        + [f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in keys]
+        for row in rows
+    ]
+    return markdown_table(["dataset", "variant", *keys], body)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from jointspace.config import ExperimentConfig, builtin_config
 from jointspace.data import build_dataset, read_manifest
+from jointspace.evaluate.report import markdown_table
 from jointspace.index.build import build_index
 from jointspace.pipeline import fit, fit_reranker, load_trained
 from jointspace.serve import create_app
@@ -100,29 +101,23 @@ def main() -> None:
 
 
 def quality_table(metrics: dict) -> str:
-    lines = ["| split | direction | stage | " + " | ".join(METRICS) + " |"]
-    lines.append("|---" * (3 + len(METRICS)) + "|")
+    body = []
     for split, stages in metrics.items():
         directions = sorted({k.split("/")[0] for k in stages["bi_encoder"] if "/" in k})
         for direction in directions:
             for stage, values in stages.items():
                 cells = [f"{100 * values[f'{direction}/{m}']:.1f}" for m in METRICS]
-                name = direction.replace("_to_", " → ")
-                lines.append(f"| {split} | {name} | {stage} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+                body.append([split, direction.replace("_to_", " → "), stage, *cells])
+    return markdown_table(["split", "direction", "stage", *METRICS], body)
 
 
 def latency_table(rows: list[dict]) -> str:
-    lines = [
-        "| re-ranked candidates | p50 ms | p95 ms | p50 vs no re-ranking |",
-        "|---|---|---|---|",
+    header = ["re-ranked candidates", "p50 ms", "p95 ms", "p50 vs no re-ranking"]
+    body = [
+        [str(r["rerank"]), f"{r['p50 ms']:.1f}", f"{r['p95 ms']:.1f}", f"{r[header[3]]:.2f}×"]
+        for r in rows
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['rerank']} | {row['p50 ms']:.1f} | {row['p95 ms']:.1f} "
-            f"| {row['p50 vs no re-ranking']:.2f}× |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, body)
 
 
 if __name__ == "__main__":

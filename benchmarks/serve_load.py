@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from jointspace.evaluate.report import markdown_table
+
 QUERIES = ("a handwritten seven", "the digit 3", "the number zero", "a scanned 5", "digit four")
 
 
@@ -116,9 +118,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-    print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row.values()) + " |")
+    print(markdown_table(list(rows[0]), [[str(v) for v in row.values()] for row in rows]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
 

@@ -16,6 +16,7 @@ import numpy as np
 from held_out import train_and_score
 
 from jointspace.config import ExperimentConfig, TowerConfig, builtin_config
+from jointspace.evaluate.report import markdown_table
 
 # scratch: the dataset's config; minilm-*: the locked MiniLM text tower with a linear or MLP
 # head, or with an MLP head and its last two layers unlocked.
@@ -91,14 +92,11 @@ def summary(rows: list[dict]) -> str:
     for row in rows:
         groups.setdefault((row["dataset"], row["text tower"]), []).append(row)
     keys = [k for k in rows[0] if k not in ("dataset", "text tower", "seed", "image tower")]
-    lines = [
-        f"| dataset | text tower | seeds | {' | '.join(keys)} |",
-        f"|{'---|' * (len(keys) + 3)}",
+    body = [
+        [dataset, variant, str(len(group)), *(_cell(k, [r[k] for r in group]) for k in keys)]
+        for (dataset, variant), group in groups.items()
     ]
-    for (dataset, variant), group in groups.items():
-        cells = [_cell(k, [r[k] for r in group]) for k in keys]
-        lines.append(f"| {dataset} | {variant} | {len(group)} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+    return markdown_table(["dataset", "text tower", "seeds", *keys], body)
 
 
 def _cell(key: str, values: list) -> str:

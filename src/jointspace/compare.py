@@ -12,6 +12,7 @@ import torch
 
 from jointspace.atomic import write_text_atomic
 from jointspace.config import ExperimentConfig, ObjectiveConfig, dumps_json
+from jointspace.evaluate.report import markdown_table as markdown_rows
 from jointspace.models import load
 from jointspace.models.build import build_model
 from jointspace.models.io import save_model
@@ -95,8 +96,10 @@ def markdown_table(rows: list[dict[str, Any]], modalities: Sequence[str]) -> str
     header = ["objective"]
     header += [f"{d.replace('_to_', '→')} {c}" for d in directions for c in COLUMNS]
     header.append("train s")
-    lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
-    for row in rows:
-        cells = [f"{100 * row[f'{d}/{c}']:.1f}" for d in directions for c in COLUMNS]
-        lines.append(f"| {row['objective']} | {' | '.join(cells)} | {row['train_seconds']:.0f} |")
-    return "\n".join(lines) + "\n"
+    body = [
+        [row["objective"]]
+        + [f"{100 * row[f'{d}/{c}']:.1f}" for d in directions for c in COLUMNS]
+        + [f"{row['train_seconds']:.0f}"]
+        for row in rows
+    ]
+    return markdown_rows(header, body) + "\n"

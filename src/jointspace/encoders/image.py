@@ -56,7 +56,11 @@ def conv_stages(c_in: int, widths: Sequence[int]) -> nn.Sequential:
 
 def map_tokens(feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A ``[batch, channels, h, w]`` map as ``h·w`` tokens in reading order, all valid."""
-    states = feature_map.flatten(2).transpose(1, 2)
+    return all_valid(feature_map.flatten(2).transpose(1, 2))
+
+
+def all_valid(states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``states`` with a mask that marks every token valid (no padding)."""
     return states, torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
 
 
@@ -120,8 +124,7 @@ class SmallViT(ImageTower):
     def tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.patch_embed(images).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
-        x = self.norm(self.encoder(x))
-        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return all_valid(self.norm(self.encoder(x)))
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         return self.tokens(images)[0][:, 0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from rich.table import Table
 
 
@@ -17,6 +19,13 @@ def metrics_table(metrics: dict[str, float], title: str = "retrieval") -> Table:
         cells = [_fmt(name, metrics.get(f"{direction}/{name}")) for name in names]
         table.add_row(direction.replace("_to_", " → "), *cells)
     return table
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table of already formatted cells (benchmarks and docs print these)."""
+    lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join(lines)
 
 
 def _fmt(name: str, value: float | None) -> str:

@@ -13,6 +13,7 @@ from jointspace.evaluate.metrics import retrieval_metrics
 from jointspace.evaluate.retrieval import embed_values, raw_values, relevance_matrix
 from jointspace.models.joint import JointModel
 from jointspace.models.matcher import CrossModalMatcher
+from jointspace.models.modes import evaluating
 from jointspace.train.matcher import MatchingSet
 
 PAIR_CHUNK = 512  # pairs per matcher forward pass when re-scoring
@@ -74,15 +75,15 @@ def directions(
 def _logits(matcher, data, query, target, top) -> torch.Tensor:
     rows = torch.arange(len(top)).repeat_interleave(top.shape[1])
     columns = top.reshape(-1)
-    was_training = matcher.training
-    matcher.eval()
-    chunks = [
-        matcher(
-            data.pair_tokens(query, rows[s : s + PAIR_CHUNK], target, columns[s : s + PAIR_CHUNK])
-        )
-        for s in range(0, len(rows), PAIR_CHUNK)
-    ]
-    matcher.train(was_training)
+    with evaluating(matcher):
+        chunks = [
+            matcher(
+                data.pair_tokens(
+                    query, rows[s : s + PAIR_CHUNK], target, columns[s : s + PAIR_CHUNK]
+                )
+            )
+            for s in range(0, len(rows), PAIR_CHUNK)
+        ]
     return torch.cat(chunks).view(top.shape)
 
 

@@ -27,6 +27,15 @@ def indexed_media(index: VectorIndex) -> tuple[str, Path | None]:
     return index.info.get("modality", "image"), root
 
 
+def media_path(root: Path | None, stored: str) -> Path | None:
+    """The file an item's stored path names, or None unless it is a file under ``root``."""
+    if root is None:
+        return None
+    # Stored paths come from manifests: one must not reach outside the dataset's folder.
+    path = (root / stored).resolve()
+    return path if path.is_relative_to(root.resolve()) and path.is_file() else None
+
+
 def open_for_model(uri: str, fingerprint: str, dim: int | None = None, **info) -> VectorIndex:
     """Open an index, refusing it clearly when another model built it."""
     index = open_index(uri, dim, model_fingerprint=fingerprint, **info)

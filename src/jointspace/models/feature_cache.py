@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from jointspace.atomic import atomic_path
 from jointspace.data.manifest import FILE_COLUMNS
 from jointspace.encoders.base import Tower
+from jointspace.models.modes import evaluating
 
 FORMAT = "1"  # bump when the key scheme or shard layout changes
 SHARD_ROWS = 1024
@@ -71,8 +72,6 @@ class FeatureCache:
 
     def _compute(self, tower: Tower, fingerprint: str, todo: dict[str, Any]) -> None:
         device = next(tower.parameters()).device
-        was_training = tower.training
-        tower.eval()
         items = list(todo.items())
         bar = tqdm(
             total=len(items),
@@ -80,7 +79,7 @@ class FeatureCache:
             unit="item",
             disable=None if self.progress and len(items) > self.batch_size else True,
         )
-        try:
+        with bar, evaluating(tower):
             for start in range(0, len(items), SHARD_ROWS):
                 shard = items[start : start + SHARD_ROWS]
                 chunks = []
@@ -89,9 +88,6 @@ class FeatureCache:
                     chunks.append(tower.pooled(tower.collate(batch).to(device)).float().cpu())
                     bar.update(len(batch))
                 self._store(fingerprint, [key for key, _ in shard], torch.cat(chunks))
-        finally:
-            bar.close()
-            tower.train(was_training)
 
     def content_key(self, modality: str, raw: Any) -> str:
         """A hash of what the input holds: file bytes for paths, the text, or the pixels."""

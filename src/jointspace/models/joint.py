@@ -15,6 +15,7 @@ from jointspace.config import ModelConfig
 from jointspace.encoders.base import Tower
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.matcher import pad_tokens
+from jointspace.models.modes import evaluating
 
 
 class JointModel(nn.Module):
@@ -65,16 +66,12 @@ class JointModel(nn.Module):
         """Embed raw inputs (strings, image paths or PIL images) or an already collated tensor."""
         tower = self.tower(modality)
         device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             if self._cached(tower, inputs):
                 features = self.feature_cache.features(tower, _as_list(inputs))
                 chunks = [tower.head(x.to(device)) for x in features.split(batch_size)]
             else:
                 chunks = [tower(x) for x in self._batches(tower, inputs, batch_size)]
-        finally:
-            self.train(was_training)
         out = torch.cat(chunks) if chunks else torch.empty(0, self.config.embed_dim, device=device)
         out = F.normalize(out.float(), dim=-1) if normalize else out.float()
         return out.cpu().numpy() if output == "numpy" else out
@@ -85,15 +82,11 @@ class JointModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token or patch states of raw inputs and their masks, on the CPU, padded to one length."""
         tower = self.tower(modality)
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             chunks = [
                 (states.float().cpu(), mask.cpu())
                 for states, mask in map(tower.tokens, self._batches(tower, inputs, batch_size))
             ]
-        finally:
-            self.train(was_training)
         if not chunks:
             raise ValueError(f"no {modality} inputs to encode")
         return pad_tokens(chunks)

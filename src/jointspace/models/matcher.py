@@ -58,12 +58,17 @@ class CrossModalMatcher(nn.Module):
         self.config = config
         width = config.width
         self.project = nn.ModuleDict(
-            {m: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, width)) for m, d in _dims(config)}
+            {
+                m: nn.Sequential(
+                    nn.LayerNorm(config.token_dims[m]), nn.Linear(config.token_dims[m], width)
+                )
+                for m in config.modalities
+            }
         )
         self.pos_embed = nn.ParameterDict(
             {
                 m: nn.Parameter(torch.randn(config.max_tokens[m], width) * 0.02)
-                for m, _ in _dims(config)
+                for m in config.modalities
             }
         )
         self.kind_embed = nn.ParameterDict(
@@ -87,7 +92,7 @@ class CrossModalMatcher(nn.Module):
         """One matching logit per row of ``tokens[a]`` paired with the same row of ``tokens[b]``."""
         parts, keep = [], []
         for m in self.config.modalities:
-            states, mask = _trim(*tokens[m])
+            states, mask = trim_tokens(*tokens[m])
             length = states.shape[1]
             if length > self.config.max_tokens[m]:
                 raise ValueError(
@@ -106,15 +111,11 @@ class CrossModalMatcher(nn.Module):
         return self.out(self.norm(x[:, 0])).squeeze(-1)
 
 
-def _trim(states: torch.Tensor, mask: torch.Tensor) -> Tokens:
-    # Columns padded in every row change nothing but cost time: drop them.
+def trim_tokens(states: torch.Tensor, mask: torch.Tensor) -> Tokens:
+    """Drop the trailing columns that are padding in every row (they change nothing, cost time)."""
     valid = mask.any(dim=0).nonzero()
     length = int(valid.max()) + 1 if len(valid) else 1
     return states[:, :length], mask[:, :length]
-
-
-def _dims(config: MatcherConfig) -> list[tuple[str, int]]:
-    return [(m, config.token_dims[m]) for m in config.modalities]
 
 
 def pad_tokens(chunks: Sequence[Tokens]) -> Tokens:

@@ -45,7 +45,9 @@ def hard_negatives(
     return top.gather(1, picks)
 
 
-def sample_positives(relevant: torch.Tensor, generator: torch.Generator | None = None):
+def sample_positives(
+    relevant: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """One matching column per row, uniformly among its matches."""
     if not relevant.any(dim=1).all():
         raise ValueError("every query needs at least one matching item")

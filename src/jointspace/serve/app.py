@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from jointspace.data.audio import AudioError, check_audio
 from jointspace.data.image import ImageError, load_image
 from jointspace.index import FilterError
-from jointspace.index.build import indexed_media, open_for_model
+from jointspace.index.build import indexed_media, media_path, open_for_model
 from jointspace.models import load
 from jointspace.models.io import model_fingerprint
 from jointspace.serve.rerank import Reranker
@@ -113,11 +113,9 @@ def create_app(
     @app.get("/media/{item_id}", responses={404: {}})
     def media(item_id: str) -> FileResponse:
         metadata = index.get([item_id]).get(item_id)
-        if metadata is None or target == "text" or root is None:
-            raise HTTPException(404, f"no media for item {item_id!r}")
         # Ids, never paths, come from the client; the stored path must stay under the root.
-        path = (root / metadata[target]).resolve()
-        if not path.is_relative_to(root.resolve()) or not path.is_file():
+        path = None if metadata is None or target == "text" else media_path(root, metadata[target])
+        if path is None:
             raise HTTPException(404, f"no media for item {item_id!r}")
         return FileResponse(path)
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from jointspace.index import IndexHit
+from jointspace.index.build import media_path
 from jointspace.models.io import model_fingerprint, resolve_model_dir
 from jointspace.models.joint import JointModel
 from jointspace.models.matcher import (
@@ -17,6 +18,7 @@ from jointspace.models.matcher import (
     Tokens,
     load_matcher,
     pad_tokens,
+    trim_tokens,
 )
 
 
@@ -77,8 +79,7 @@ class Reranker:
             inputs = [self._input(h.metadata) for h in missing]
             states, mask = self.model.encode_tokens(inputs, self.target)
             for i, hit in enumerate(missing):
-                length = int(mask[i].nonzero().max()) + 1 if mask[i].any() else 1
-                self._tokens[hit.id] = (states[i : i + 1, :length], mask[i : i + 1, :length])
+                self._tokens[hit.id] = trim_tokens(states[i : i + 1], mask[i : i + 1])
         for hit in hits:
             self._tokens.move_to_end(hit.id)
         while len(self._tokens) > self.cache_items:
@@ -91,9 +92,7 @@ class Reranker:
             raise ValueError(f"an indexed item has no {self.target!r} to re-rank with")
         if self.target == "text":
             return str(value)
-        if self.root is None:
-            raise ValueError("the index does not record its manifest, so media cannot be read")
-        path = (self.root / value).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise ValueError(f"indexed media {value!r} lies outside the dataset")
+        path = media_path(self.root, value)
+        if path is None:
+            raise ValueError(f"indexed media {value!r} is not a file under {self.root}")
         return path
