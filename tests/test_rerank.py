@@ -242,3 +242,36 @@ def test_a_bare_model_dir_needs_the_data_named(reranked_run, tmp_path):
     shutil.copytree(run / "model", tmp_path / "model")
     with pytest.raises(ValueError, match="--data"):
         fit_reranker(tmp_path / "model")
+
+
+def test_reranker_input_errors_are_clear(reranked_run, tmp_path):
+    from jointspace.index import IndexHit
+    from jointspace.models import load
+    from jointspace.serve.rerank import Reranker
+
+    run, *_ = reranked_run
+    model = load(run)
+    reranker = Reranker.for_model(model, run, "image", tmp_path)
+    with pytest.raises(ValueError, match="not a file under"):
+        reranker.scores("text", "a 3", [IndexHit("x", 0.5, {"image": "../outside.png"})])
+    with pytest.raises(ValueError, match="has no 'image'"):
+        reranker.scores("text", "a 3", [IndexHit("y", 0.5, {"text": "a 3"})])
+    with pytest.raises(ValueError, match="no image inputs"):
+        model.encode_tokens([], "image")
+    with pytest.raises(ValueError, match="at least one matching"):
+        sample_positives(torch.zeros(2, 3, dtype=torch.bool))
+
+
+def test_fit_reranker_needs_a_train_split(reranked_run, digits_manifest, tmp_path):
+    import pandas as pd
+
+    from jointspace.pipeline import fit_reranker
+
+    run, *_ = reranked_run
+    rows = pd.read_csv(digits_manifest)
+    rows = rows[rows["split"] == "test"].assign(
+        image=lambda d: [str(digits_manifest.parent / p) for p in d["image"]]
+    )
+    rows.to_csv(tmp_path / "test-only.csv", index=False)
+    with pytest.raises(ValueError, match="no 'train' split"):
+        fit_reranker(run, manifest=tmp_path / "test-only.csv")

@@ -2,7 +2,7 @@
 
 Every unordered pair appears in both orders within one split, so a model that reads captions
 and images as bags of words (as bi-encoders tend to, Yuksekgonul et al. 2023) cannot tell an
-image from its mirror. Emoji are shared by all splits; the pairs are not (new combinations).
+image from its mirror. Val and test pairs are new combinations of emoji that training shows.
 """
 
 from __future__ import annotations
