@@ -9,8 +9,10 @@ from rich.console import Console
 
 from jointspace.config import ConfigError
 from jointspace.data import ImageError, ManifestError
+from jointspace.errors import JointspaceError
 
 USER_ERRORS = (
+    JointspaceError,
     ConfigError,
     ManifestError,
     ImageError,

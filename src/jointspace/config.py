@@ -13,10 +13,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from jointspace.errors import JointspaceError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(JointspaceError, ValueError):
     """A configuration value or key is wrong; the message names where."""
 
 

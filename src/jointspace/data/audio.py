@@ -15,11 +15,13 @@ import soundfile
 import torch
 from scipy.signal import resample_poly
 
+from jointspace.errors import JointspaceError
+
 # Refuse clips longer than this before decoding them (a 10-minute WAV is 19 MB at 16 kHz).
 MAX_SECONDS = float(os.environ.get("JOINTSPACE_MAX_AUDIO_SECONDS", 600))
 
 
-class AudioError(ValueError):
+class AudioError(JointspaceError, ValueError):
     """An audio file that cannot be read; the message names the file and the reason."""
 
     def __init__(self, name: str, reason: str):

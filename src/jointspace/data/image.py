@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from jointspace.errors import JointspaceError
+
 # Decompression bombs: refuse images above this many pixels before decoding them.
 MAX_PIXELS = int(os.environ.get("JOINTSPACE_MAX_IMAGE_PIXELS", 64_000_000))
 _DECODE_ERRORS = (
@@ -25,7 +27,7 @@ _DECODE_ERRORS = (
 _TRUNCATION_LOCK = threading.Lock()
 
 
-class ImageError(ValueError):
+class ImageError(JointspaceError, ValueError):
     """An image that cannot be read; the message names the file and the reason."""
 
     def __init__(self, name: str, reason: str):

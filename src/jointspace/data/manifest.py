@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from jointspace.errors import JointspaceError
+
 MODALITY_COLUMNS = ("text", "image", "audio")
 FILE_COLUMNS = ("image", "audio")  # cells are paths, relative to the manifest
 KNOWN_COLUMNS = ("id", "text", "image", "audio", "label", "split")
@@ -25,7 +27,7 @@ MAX_LISTED = 10
 log = logging.getLogger("jointspace")
 
 
-class ManifestError(ValueError):
+class ManifestError(JointspaceError, ValueError):
     """A manifest that cannot be used; the message names the file, row and column."""
 
 

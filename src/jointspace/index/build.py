@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from jointspace.data.manifest import Manifest
 from jointspace.embed import unique_items
+from jointspace.errors import JointspaceError
 from jointspace.evaluate.retrieval import embed_values
 from jointspace.index import VectorIndex, open_index
 from jointspace.models.io import model_fingerprint
@@ -17,7 +18,7 @@ from jointspace.models.joint import JointModel
 METADATA_COLUMNS = ("label", "split")
 
 
-class ModelMismatchError(ValueError):
+class ModelMismatchError(JointspaceError, ValueError):
     """The index was built by another model: its vectors live in another space."""
 
 

@@ -11,11 +11,13 @@ import json
 import re
 from dataclasses import dataclass
 
+from jointspace.errors import JointspaceError
+
 FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OPERATORS = {ast.Eq: "==", ast.NotEq: "!=", ast.In: "in", ast.NotIn: "not in"}
 
 
-class FilterError(ValueError):
+class FilterError(JointspaceError, ValueError):
     """A filter expression outside the grammar; the message says what was not understood."""
 
 
