@@ -76,3 +76,28 @@ def test_bad_inputs_raise(kwargs, pattern):
     args = {"train_x": tx, "train_y": ty, "val_x": vx, "val_y": vy} | kwargs
     with pytest.raises(ValueError, match=pattern):
         linear_probe(**args)
+
+
+def test_without_val_c_is_cross_validated_on_train():
+    from jointspace.evaluate.probe import linear_probe_cv
+
+    (tx, ty), (sx, sy) = blobs(20, 0), blobs(10, 2)
+    out = linear_probe_cv(tx, ty, sx, sy)
+    assert out["selection"] == "5-fold cross-validation on train"
+    assert out["test_accuracy"] == 1.0 and out["best_C"] == 0.01  # every C separates: smallest
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 10))
+    y = (x[:, 0] + 0.8 * rng.normal(size=200) > 0).astype(int)
+    out = linear_probe_cv(x[:120], y[:120], x[120:], y[120:], cs=(1e-4, 1e-2, 1.0))
+    assert out["val_accuracy"] == max(out["sweep"].values()) > out["sweep"]["0.0001"]
+
+
+def test_cross_validation_needs_two_examples_per_class():
+    from jointspace.evaluate.errors import EvaluationError
+    from jointspace.evaluate.probe import linear_probe_cv
+
+    x, y = blobs(3, 0)
+    out = linear_probe_cv(x, y, x, y)
+    assert out["selection"] == "3-fold cross-validation on train"
+    with pytest.raises(EvaluationError, match="'eel' has 1"):
+        linear_probe_cv(x[:7], y[:7], x, y)

@@ -13,8 +13,10 @@ import torch
 from jointspace.atomic import write_text_atomic
 from jointspace.config import ExperimentConfig, ObjectiveConfig, dumps_json
 from jointspace.evaluate.report import markdown_table as markdown_rows
+from jointspace.evaluate.report import relevance_note
 from jointspace.models import load
 from jointspace.models.build import build_model
+from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import save_model
 from jointspace.pipeline import evaluate_model, fit, load_manifest, load_trained
 from jointspace.registry import available
@@ -84,13 +86,19 @@ def _train(config: ExperimentConfig, name: str, run_dir: Path, spec: str | Path)
     torch.manual_seed(config.train.seed)
     corpus = train.column("text") if "text" in train.columns else None
     model = build_model(config.model, corpus=corpus).eval()
+    # Frozen towers' features come from the cache training uses: a rerun runs no backbone.
+    cache = FeatureCache.from_setting(config.train.feature_cache)
+    model.feature_cache = cache
     fit_linear_cca(model, train, tuple(config.data.modalities))
     save_model(model, run_dir / "model")
-    return load(run_dir)
+    model = load(run_dir)
+    model.feature_cache = cache
+    return model
 
 
 def markdown_table(rows: list[dict[str, Any]], modalities: Sequence[str]) -> str:
-    """One row per objective: recall and mAP in both directions (%), and training time."""
+    """One row per objective: recall and mAP in both directions (%), and training time; a last
+    row with the exact chance level, and a line naming the relevance."""
     a, b = modalities
     directions = (f"{a}_to_{b}", f"{b}_to_{a}")
     header = ["objective"]
@@ -102,4 +110,8 @@ def markdown_table(rows: list[dict[str, Any]], modalities: Sequence[str]) -> str
         + [f"{row['train_seconds']:.0f}"]
         for row in rows
     ]
-    return markdown_rows(header, body) + "\n"
+    if rows and all(f"{d}/chance_{c}" in rows[0] for d in directions for c in COLUMNS):
+        chance = [f"{100 * rows[0][f'{d}/chance_{c}']:.1f}" for d in directions for c in COLUMNS]
+        body.append(["chance", *chance, "-"])
+    note = relevance_note(rows[0]) if rows else ""
+    return markdown_rows(header, body) + "\n" + (f"\n{note}\n" if note else "")

@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jointspace.evaluate.chance import chance_levels
+from jointspace.evaluate.errors import EvaluationError
+
 QUERY_CHUNK = 1024  # bounds memory at QUERY_CHUNK × gallery size for large evaluations
 
 
@@ -21,6 +24,13 @@ def ranking_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray,
     first_ranks, aps = [], []
     for start in range(0, len(scores), QUERY_CHUNK):
         s, r = scores[start : start + QUERY_CHUNK], relevant[start : start + QUERY_CHUNK]
+        if not np.isfinite(s).all():
+            # NaN sorts last and would silently rank every relevant item as a miss
+            bad = int((~np.isfinite(s)).any(axis=1).sum())
+            raise EvaluationError(
+                f"{bad} queries (of rows {start}-{start + len(s) - 1}) have NaN or infinite "
+                "scores: the embeddings are not finite (damaged or diverged weights?)"
+            )
         # Ties rank irrelevant items first: constant scores must not look like a perfect model.
         order = np.lexsort((r, -s), axis=1)
         hits = np.take_along_axis(r, order, axis=1)
@@ -30,21 +40,34 @@ def ranking_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray,
     return np.concatenate(first_ranks), np.concatenate(aps)
 
 
+def scored_queries(relevant: np.ndarray) -> np.ndarray:
+    """Which queries can be scored (they have a relevant item); an error when none can."""
+    relevant = np.asarray(relevant, dtype=bool)
+    if relevant.ndim != 2 or 0 in relevant.shape:
+        raise EvaluationError(
+            f"nothing to evaluate: {relevant.shape[0] if relevant.ndim else 0} queries against "
+            f"{relevant.shape[1] if relevant.ndim == 2 else 0} gallery items"
+        )
+    has = relevant.any(axis=1)
+    if not has.any():
+        raise EvaluationError(f"none of the {len(has)} queries has a relevant gallery item")
+    return has
+
+
 def retrieval_metrics(
     scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10)
 ) -> dict[str, float]:
-    """Recall@K (a relevant item in the top K), mAP and median rank of the first relevant item."""
-    first_ranks, aps = ranking_stats(scores, relevant)
+    """Recall@K (a relevant item in the top K), mAP and median rank of the first relevant item,
+    over the queries that have a relevant item (the others cannot be scored)."""
+    has = scored_queries(relevant)
+    first_ranks, aps = ranking_stats(np.asarray(scores)[has], np.asarray(relevant)[has])
     metrics = {f"R@{k}": float((first_ranks <= k).mean()) for k in ks}
     metrics["mAP"] = float(aps.mean())
     metrics["median_rank"] = float(np.median(first_ranks))
     return metrics
 
 
-def chance_metrics(
-    relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10), draws: int = 20, seed: int = 0
-) -> dict[str, float]:
-    """The same metrics for random scores, averaged over ``draws`` seeded draws."""
-    rng = np.random.default_rng(seed)
-    runs = [retrieval_metrics(rng.random(relevant.shape), relevant, ks) for _ in range(draws)]
-    return {name: float(np.mean([run[name] for run in runs])) for name in runs[0]}
+def chance_metrics(relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """The same metrics' exact expected values under a uniformly random ranking."""
+    has = scored_queries(relevant)
+    return chance_levels(np.asarray(relevant)[has], ks)

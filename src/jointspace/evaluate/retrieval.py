@@ -9,10 +9,15 @@ from functools import cached_property
 import numpy as np
 
 from jointspace.data.manifest import Manifest, ManifestError
-from jointspace.evaluate.metrics import chance_metrics, retrieval_metrics
+from jointspace.evaluate.errors import EvaluationError
+from jointspace.evaluate.metrics import chance_metrics, retrieval_metrics, scored_queries
 from jointspace.models.joint import JointModel
 
 RELEVANCE = ("pairs", "label")
+RELEVANCE_MEANING = {
+    "pairs": "relevant = paired in some manifest row",
+    "label": "relevant = same label",
+}
 
 
 def relevance_matrix(
@@ -25,6 +30,8 @@ def relevance_matrix(
     """
     if relevance not in RELEVANCE:
         raise ValueError(f"relevance must be one of {RELEVANCE}, got {relevance!r}")
+    if not manifest.rows:
+        raise EvaluationError(f"{manifest.path}: no rows to evaluate")
     queries = list(dict.fromkeys(manifest.column(query)))
     items = list(dict.fromkeys(manifest.column(gallery)))
     q_index = {v: i for i, v in enumerate(queries)}
@@ -35,10 +42,18 @@ def relevance_matrix(
             relevant[q_index[row[query]], g_index[row[gallery]]] = True
         return queries, items, relevant
     q_labels, g_labels = _labels_of(manifest, query), _labels_of(manifest, gallery)
-    for qi, q in enumerate(queries):
-        for gi, g in enumerate(items):
-            relevant[qi, gi] = not q_labels[q].isdisjoint(g_labels[g])
-    return queries, items, relevant
+    names = {label: i for i, label in enumerate(sorted({*manifest.column("label")}))}
+    # Multi-hot label matrices: sharing a label is one matrix product, not a Python double loop.
+    q_hot = _multi_hot([q_labels[q] for q in queries], names)
+    g_hot = _multi_hot([g_labels[g] for g in items], names)
+    return queries, items, (q_hot @ g_hot.T) > 0
+
+
+def _multi_hot(label_sets: list[set[str]], names: dict[str, int]) -> np.ndarray:
+    hot = np.zeros((len(label_sets), len(names)), dtype=np.float32)
+    for i, labels in enumerate(label_sets):
+        hot[i, [names[label] for label in labels]] = 1.0
+    return hot
 
 
 def _labels_of(manifest: Manifest, column: str) -> dict[str, set[str]]:
@@ -62,9 +77,10 @@ def evaluate_retrieval(
     ks: Sequence[int] = (1, 5, 10),
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """Recall@K, mAP and median rank for every direction; ``primary`` is the mean recall."""
+    """Recall@K, mAP and median rank for every direction, each beside its exact chance level
+    (``…/chance_R@1``); ``primary`` is the mean recall; ``relevance`` names the relevance."""
     data = embed_split(model, manifest, tuple(modalities), relevance, batch_size)
-    return score_retrieval(data.scores, data.relevant, modalities, ks)
+    return score_retrieval(data.scores, data.relevant, modalities, ks, relevance)
 
 
 @dataclass
@@ -94,18 +110,48 @@ def embed_split(
     embedded = tuple(
         embed_values(model, manifest, m, v, batch_size) for m, v in ((a, values_a), (b, values_b))
     )
+    for modality, values, x in zip((a, b), (values_a, values_b), embedded, strict=True):
+        check_finite(x, modality, values)
     return Retrieval(modalities, (values_a, values_b), embedded, relevant)
 
 
+def check_finite(x: np.ndarray, modality: str, values: Sequence[str]) -> None:
+    """A clear error for NaN or infinite embeddings, naming the modality and a first bad value."""
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        first = values[int(np.argmax(bad))]
+        raise EvaluationError(
+            f"{int(bad.sum())} of {len(x)} {modality} embeddings are NaN or infinite (first: "
+            f"{str(first)[:80]!r}); the model's weights are damaged or training diverged"
+        )
+
+
 def score_retrieval(
-    scores: np.ndarray, relevant: np.ndarray, modalities: Sequence[str], ks: Sequence[int]
-) -> dict[str, float]:
-    """Metrics of an ``[a, b]`` score matrix in both directions, plus the primary mean recall."""
+    scores: np.ndarray,
+    relevant: np.ndarray,
+    modalities: Sequence[str],
+    ks: Sequence[int],
+    relevance: str | None = None,
+) -> dict[str, float | str]:
+    """Metrics of an ``[a, b]`` score matrix in both directions beside their exact chance
+    levels, the queries scored and excluded (no relevant item), and the primary mean recall."""
     a, b = modalities
-    metrics = _both_directions(a, b, relevant, lambda s, r: retrieval_metrics(s, r, ks), scores)
+
+    def direction(s: np.ndarray, r: np.ndarray) -> dict[str, float]:
+        has = scored_queries(r)
+        chance = chance_metrics(r, ks)
+        counts = {"queries": int(has.sum()), "excluded_queries": int((~has).sum())}
+        return retrieval_metrics(s, r, ks) | {f"chance_{k}": v for k, v in chance.items()} | counts
+
+    metrics: dict[str, float | str] = _both_directions(a, b, relevant, direction, scores)
     recalls = [v for k, v in metrics.items() if "/R@" in k]
     metrics["mean_recall"] = float(np.mean(recalls))
+    metrics["chance_mean_recall"] = float(
+        np.mean([v for k, v in metrics.items() if "/chance_R@" in k])
+    )
     metrics["primary"] = metrics["mean_recall"]
+    if relevance is not None:
+        metrics["relevance"] = relevance
     return metrics
 
 
@@ -116,14 +162,14 @@ def chance_retrieval(
     relevance: str = "pairs",
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float]:
-    """What random scores reach on the same queries: the floor to compare a model against."""
+    """What a uniformly random ranking reaches on the same queries, exactly (expected values)."""
     a, b = modalities
     _, _, relevant = relevance_matrix(manifest, a, b, relevance)
     return _both_directions(a, b, relevant, lambda _, r: chance_metrics(r, ks))
 
 
 def _both_directions(a, b, relevant, score_fn, scores=None) -> dict[str, float]:
-    scores = np.zeros(relevant.shape) if scores is None else scores
+    scores = relevant if scores is None else scores  # chance only: no scores are read
     metrics: dict[str, float] = {}
     for name, s, r in ((f"{a}_to_{b}", scores, relevant), (f"{b}_to_{a}", scores.T, relevant.T)):
         metrics |= {f"{name}/{k}": v for k, v in score_fn(s, r).items()}

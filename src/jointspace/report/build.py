@@ -12,8 +12,9 @@ from jointspace.atomic import atomic_dir
 from jointspace.config import dumps_json
 from jointspace.data.manifest import Manifest
 from jointspace.evaluate import geometry
-from jointspace.evaluate.metrics import chance_metrics, ranking_stats
-from jointspace.evaluate.probe import linear_probe
+from jointspace.evaluate.chance import pooled_survival
+from jointspace.evaluate.metrics import ranking_stats, scored_queries
+from jointspace.evaluate.probe import linear_probe, linear_probe_cv
 from jointspace.evaluate.retrieval import Retrieval, embed_split, embed_values, score_retrieval
 from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot, labelled_items
 from jointspace.models.joint import JointModel
@@ -34,20 +35,23 @@ def build_report(
     modalities: Sequence[str] = ("text", "image"),
     relevance: str = "pairs",
     templates: Sequence[str] = TEMPLATES,
+    class_names: str | Path | dict[str, str] = "leaf",
     run_dir: str | Path | None = None,
     map_method: str = "pca",
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write ``index.html``, ``report.json`` and figures into ``out_dir`` (atomically)."""
+    """Write ``index.html``, ``report.json`` and figures into ``out_dir`` (atomically).
+
+    ``class_names``: how zero-shot turns labels into class names (see ``evaluate_zero_shot``)."""
     part = manifest.split(split) if split else manifest
     rng = np.random.default_rng(seed)
     data = embed_split(model, part, tuple(modalities), relevance)
     report: dict[str, Any] = {"split": split or "all", "rows": len(part), "relevance": relevance}
     with atomic_dir(out_dir) as tmp:
-        report["retrieval"] = _retrieval_section(data, tmp)
+        report["retrieval"] = _retrieval_section(data, relevance, tmp)
         report["geometry"] = _geometry_section(model, part, modalities, rng)
         report["zeroshot"] = _zeroshot_section(
-            model, manifest, (part, report["split"]), zeroshot_split, templates, tmp
+            model, manifest, (part, report["split"]), zeroshot_split, (templates, class_names), tmp
         )
         report["probe"] = _probe_section(model, manifest, modalities[1])
         report["figures"] = _figures(model, part, modalities, rng, tmp, map_method)
@@ -63,19 +67,25 @@ def recall_curve(first_ranks: np.ndarray, max_k: int) -> np.ndarray:
     return (first_ranks[:, None] <= np.arange(1, max_k + 1)[None, :]).mean(axis=0)
 
 
-def _retrieval_section(data: Retrieval, out: Path) -> dict[str, Any]:
+def _retrieval_section(data: Retrieval, relevance: str, out: Path) -> dict[str, Any]:
     a, b = data.modalities
     scores, relevant = data.scores, data.relevant
     max_k = min(MAX_K, *relevant.shape)
     curves, chance = {}, {}
     for name, s, r in ((f"{a}_to_{b}", scores, relevant), (f"{b}_to_{a}", scores.T, relevant.T)):
-        curves[name] = recall_curve(ranking_stats(s, r)[0], max_k)
-        random = chance_metrics(r, ks=range(1, max_k + 1), draws=5)
-        chance[name] = np.array([random[f"R@{k}"] for k in range(1, max_k + 1)])
+        has = scored_queries(r)
+        curves[name] = recall_curve(ranking_stats(s[has], r[has])[0], max_k)
+        # exact expected Recall@K of a random ranking for K = 1..max_k
+        chance[name] = 1.0 - pooled_survival(r.shape[1], r[has].sum(axis=1), max_k + 1)[1:]
     plots.recall_curves(curves, chance, out / "recall_at_k.png")
     ks = [k for k in (1, 5, 10) if k <= max_k]
-    random = {n: {f"R@{k}": float(c[k - 1]) for k in ks} for n, c in chance.items()}
-    return {"metrics": score_retrieval(scores, relevant, data.modalities, ks), "chance": random}
+    metrics = score_retrieval(scores, relevant, data.modalities, ks, relevance)
+    random = {
+        n: {key: metrics[f"{n}/chance_{key}"] for key in [*(f"R@{k}" for k in ks), "mAP"]}
+        | {"median_rank": metrics[f"{n}/chance_median_rank"]}
+        for n in chance
+    }
+    return {"relevance": relevance, "metrics": metrics, "chance": random}
 
 
 def _geometry_section(model, part: Manifest, modalities, rng) -> dict[str, Any]:
@@ -85,40 +95,54 @@ def _geometry_section(model, part: Manifest, modalities, rng) -> dict[str, Any]:
     return {"values": values, "notes": geometry.interpret(values)}
 
 
-def _zeroshot_section(model, manifest, fallback, zeroshot_split, templates, out) -> dict | None:
+def _zeroshot_section(model, manifest, fallback, zeroshot_split, naming, out) -> dict | None:
     if "label" not in manifest.columns or "image" not in manifest.columns:
         return None
+    templates, class_names = naming
     # Held-out classes when the manifest has them, else the report's own split.
     use_held_out = zeroshot_split is not None and zeroshot_split in manifest.splits()
     target, name = (manifest.split(zeroshot_split), zeroshot_split) if use_held_out else fallback
-    result = evaluate_zero_shot(model, target, templates=templates)
+    result = evaluate_zero_shot(model, target, templates=templates, names=class_names)
     plots.confusion_matrix(result.confusion, result.labels, out / "confusion.png")
     worst = sorted(result.per_class.items(), key=lambda item: item[1])[:10]
     return {
         "split": name,
         "classes": len(result.labels),
         "templates": list(templates),
+        "naming": result.naming,
+        "class_names": result.class_names,
+        "excluded_items": result.excluded_items,
         "metrics": result.metrics,
         "worst_classes": dict(worst),
     }
 
 
-def _probe_section(model, manifest: Manifest, modality: str) -> dict | None:
-    needed = {"train", "val", "test"}
-    if "label" not in manifest.columns or not needed <= set(manifest.splits()):
-        return None
-    splits = {}
-    for name in ("train", "val", "test"):
+def _probe_section(model, manifest: Manifest, modality: str) -> dict:
+    """The probe, or ``{"skipped": why}``: with no val split C is cross-validated on train."""
+    if "label" not in manifest.columns:
+        return {"skipped": "no 'label' column, so nothing to probe"}
+    present = set(manifest.splits())
+    missing = [s for s in ("train", "test") if s not in present]
+    if missing:
+        names = " and ".join(f"'{s}'" for s in missing)
+        return {"skipped": f"no {names} split in the manifest, so no linear probe"}
+    names = ["train", "val", "test"] if "val" in present else ["train", "test"]
+    splits, dropped = {}, {}
+    for name in names:
         items, targets, labels = labelled_items(manifest.split(name), modality)
         embedded = embed_values(model, manifest, modality, items)
         splits[name] = (embedded, np.array(labels)[targets])
     known = set(splits["train"][1])
-    for name in ("val", "test"):  # classes only seen at test time cannot be probed
+    for name in names[1:]:  # classes only seen at test time cannot be probed: drop, count
         x, y = splits[name]
         keep = np.isin(y, list(known))
-        splits[name] = (x[keep], y[keep])
-    result = linear_probe(*splits["train"], *splits["val"], *splits["test"])
-    return result | {"modality": modality, "classes": len(known)}
+        splits[name], dropped[name] = (x[keep], y[keep]), int((~keep).sum())
+    if "val" in splits:
+        result = linear_probe(*splits["train"], *splits["val"], *splits["test"])
+    else:
+        result = linear_probe_cv(*splits["train"], *splits["test"])
+        result["note"] = f"no 'val' split: C chosen by {result['selection']}"
+    return result | {"modality": modality, "classes": len(known), "dropped_unseen": dropped}
 
 
 def _figures(model, part, modalities, rng, out, map_method: str) -> dict[str, str]:
@@ -164,26 +188,47 @@ def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0) -> np.nda
     return centred @ vt[:2].T
 
 
+def failures(
+    scores: np.ndarray, relevant: np.ndarray, limit: int = FAILURES
+) -> tuple[np.ndarray, int]:
+    """The ``limit`` worst queries whose first relevant item is not at rank 1, worst first (ties:
+    query order), and how many such queries there are; queries with no relevant item are not
+    scored, so they are no failures."""
+    has = np.flatnonzero(scored_queries(relevant))
+    first_ranks, _ = ranking_stats(scores[has], relevant[has])
+    failed = np.flatnonzero(first_ranks > 1)
+    worst = failed[np.argsort(-first_ranks[failed], kind="stable")]
+    return has[worst[:limit]], len(failed)
+
+
 def _failures(data: Retrieval) -> dict[str, Any]:
     """Queries whose first correct item ranked worst, with what was retrieved instead."""
     scores, relevant = data.scores, data.relevant
-    first_ranks, _ = ranking_stats(scores, relevant)
-    worst = np.argsort(-first_ranks, kind="stable")[:FAILURES]
+    worst, failed = failures(scores, relevant)
     queries, gallery = data.values
-    worst_queries = [
-        {
-            "query": queries[q],
-            "rank": int(first_ranks[q]),
-            "expected": [gallery[j] for j in np.flatnonzero(relevant[q])[:2]],
-            "retrieved": [
-                {"value": gallery[j], "score": float(scores[q, j])}
-                for j in np.argsort(-scores[q], kind="stable")[:3]
-            ],
-        }
-        for q in worst
-    ]
+    worst_queries = []
+    for q in worst:
+        # the ranking's own order: ties put irrelevant items first, as the metrics do
+        order = np.lexsort((relevant[q], -scores[q]))
+        rank = int(np.argmax(relevant[q][order])) + 1
+        worst_queries.append(
+            {
+                "query": queries[q],
+                "rank": rank,
+                "expected": [gallery[j] for j in np.flatnonzero(relevant[q])[:2]],
+                "retrieved": [
+                    {"value": gallery[j], "score": float(scores[q, j])} for j in order[:3]
+                ],
+            }
+        )
     a, b = data.modalities
-    return {"direction": f"{a}_to_{b}", "gallery": b, "queries": worst_queries}
+    return {
+        "direction": f"{a}_to_{b}",
+        "gallery": b,
+        "failed": failed,
+        "scored": int(scored_queries(relevant).sum()),
+        "queries": worst_queries,
+    }
 
 
 def _training_section(run_dir, out: Path) -> dict | None:

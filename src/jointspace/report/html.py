@@ -9,6 +9,7 @@ from typing import Any
 
 from jointspace.data.image import load_image
 from jointspace.data.manifest import Manifest
+from jointspace.evaluate.report import relevance_note
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -28,7 +29,7 @@ def render_html(report: dict[str, Any], part: Manifest) -> str:
     """The whole page; images of failures are inlined so the file can be mailed around."""
     sections = [
         f"<h1>jointspace report</h1><p class='note'>split <b>{escape(report['split'])}</b>, "
-        f"{report['rows']} rows, relevance={escape(report['relevance'])}</p>",
+        f"{report['rows']} rows, relevance=<b>{escape(report['relevance'])}</b></p>",
         _retrieval(report["retrieval"], report["figures"]),
         _zeroshot(report["zeroshot"]),
         _probe(report["probe"]),
@@ -61,12 +62,20 @@ def _retrieval(section: dict, figures: dict) -> str:
     metrics, chance = section["metrics"], section["chance"]
     rows, ks = [], []
     for direction, random in chance.items():
-        ks, name = list(random), direction.replace("_to_", " → ")
-        recalls = [100 * metrics[f"{direction}/{k}"] for k in ks]
-        ranks = [100 * metrics[f"{direction}/mAP"], metrics[f"{direction}/median_rank"]]
-        rows += [[name, *recalls, *ranks], [f"chance {name}", *[100 * random[k] for k in ks]]]
-    header = ["direction", *[f"{k} (%)" for k in ks], "mAP (%)", "median rank"]
-    return f"<h2>Retrieval</h2>{_table(header, rows)}<img class='figure' src='{figures['recall']}'>"
+        ks, name = [k for k in random if k.startswith("R@")], direction.replace("_to_", " → ")
+        model = [100 * metrics[f"{direction}/{k}"] for k in [*ks, "mAP"]]
+        floor = [100 * random[k] for k in [*ks, "mAP"]]
+        queries = metrics[f"{direction}/queries"]
+        rows += [
+            [name, *model, metrics[f"{direction}/median_rank"], queries],
+            [f"chance {name}", *floor, random["median_rank"], ""],
+        ]
+    header = ["direction", *[f"{k} (%)" for k in ks], "mAP (%)", "median rank", "queries"]
+    note = escape(relevance_note(metrics))
+    return (
+        f"<h2>Retrieval</h2><p class='note'>{note}</p>{_table(header, rows)}"
+        f"<img class='figure' src='{figures['recall']}'>"
+    )
 
 
 def _zeroshot(section: dict | None) -> str:
@@ -75,25 +84,35 @@ def _zeroshot(section: dict | None) -> str:
     m = section["metrics"]
     rows = [[name, 100 * value] for name, value in m.items()]
     worst = [[label, 100 * acc] for label, acc in section["worst_classes"].items()]
+    examples = ", ".join(f"{lb} → {nm}" for lb, nm in list(section["class_names"].items())[:3])
+    excluded = section["excluded_items"]
+    left_out = f"; {excluded} items with several labels left out" if excluded else ""
     return (
         f"<h2>Zero-shot classification</h2><p class='note'>{section['classes']} classes of split "
         f"<b>{escape(str(section['split']))}</b>; templates: "
-        f"{escape(', '.join(section['templates']))}</p>"
+        f"{escape(', '.join(section['templates']))}; class names: "
+        f"<b>{escape(section['naming'])}</b> ({escape(examples)}){left_out}</p>"
         f"{_table(['metric', '%'], rows)}<h3>Hardest classes</h3>"
         f"{_table(['class', 'accuracy (%)'], worst)}<img class='figure' src='confusion.png'>"
     )
 
 
-def _probe(section: dict | None) -> str:
-    if section is None:
-        return ""
+def _probe(section: dict) -> str:
+    if "skipped" in section:
+        why = escape(section["skipped"])
+        return f"<h2>Linear probe</h2><p class='note'><b>Not run</b>: {why}</p>"
     sweep = [[c, 100 * acc] for c, acc in section["sweep"].items()]
     test = section["test_accuracy"]
+    dropped = sum(section["dropped_unseen"].values())
+    notes = [section["note"]] if "note" in section else []
+    notes += [f"{dropped} items of classes absent from train left out"] if dropped else []
+    shown = "".join(f"<p class='note'><b>Note</b>: {escape(n)}</p>" for n in notes)
+    column = "val accuracy (%)" if section["selection"] == "val split" else "CV accuracy (%)"
     return (
         f"<h2>Linear probe</h2><p class='note'>logistic regression on frozen "
-        f"{escape(section['modality'])} embeddings, {section['classes']} classes; best C="
-        f"{section['best_C']}, test accuracy {100 * test:.1f}%</p>"
-        f"{_table(['C', 'val accuracy (%)'], sweep)}"
+        f"{escape(section['modality'])} embeddings, {section['classes']} classes; C chosen by "
+        f"{escape(section['selection'])}; best C={section['best_C']}, test accuracy "
+        f"{100 * test:.1f}%</p>{shown}{_table(['C', column], sweep)}"
     )
 
 
@@ -118,7 +137,11 @@ def _failures(section: dict, part: Manifest) -> str:
             f"first correct at rank {f['rank']}</div>{expected}<span>→ retrieved</span>{got}</div>"
         )
     title = f"Top failures ({section['direction'].replace('_to_', ' → ')})"
-    return f"<h2>{escape(title)}</h2>" + "".join(items)
+    count = (
+        f"{section['failed']} of {section['scored']} queries have no relevant item at rank 1"
+        + (f"; the {len(items)} worst:" if items else ".")
+    )
+    return f"<h2>{escape(title)}</h2><p class='note'>{escape(count)}</p>" + "".join(items)
 
 
 def _thumb(part: Manifest, value: str, caption: str, is_image: bool) -> str:
