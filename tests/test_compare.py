@@ -24,8 +24,13 @@ def test_compare_trains_every_objective_and_writes_the_table(tmp_path, digits_ma
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert [r["objective"] for r in saved] == names
     table = (tmp_path / "compare.md").read_text().splitlines()
-    assert len(table) == 2 + len(names) and table[0].startswith("| objective | text→image R@1")
+    assert len(table) == 2 + len(names) + 3 and table[0].startswith("| objective | text→image R@1")
     chance = chance_retrieval(read_manifest(digits_manifest).split("test"), relevance="label")
+    # the last row is the exact chance level; a line names the relevance every row uses
+    assert table[2 + len(names)].startswith(f"| chance | {100 * chance['text_to_image/R@1']:.1f} |")
+    assert table[-1].startswith("relevance=label (relevant = same label); chance = exact")
+    assert all(row["relevance"] == "label" for row in saved)
+    assert saved[0]["text_to_image/chance_R@1"] == pytest.approx(chance["text_to_image/R@1"])
     for row in rows:
         floor = 1.5 * chance["text_to_image/R@1"]
         assert row["text_to_image/R@1"] > floor, row["objective"]
@@ -71,3 +76,31 @@ def test_compare_command_prints_the_table(tmp_path, digits_manifest):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "| triplet-sum |" in result.output and (tmp_path / "runs" / "compare.md").is_file()
+
+
+def test_a_second_cca_fit_reads_frozen_features_from_the_cache(
+    tmp_path, digits_manifest, monkeypatch
+):
+    from jointspace.encoders.image import SmallCNN
+    from jointspace.encoders.text import TextTransformer
+
+    config = tiny_config()
+    config.data.val_split, config.model.embed_dim = None, 16
+    config.train.feature_cache = str(tmp_path / "features")
+    for tower in config.model.towers.values():
+        tower.lock = True  # frozen backbones: only the closed-form heads change
+    calls = []
+    for tower_class in (SmallCNN, TextTransformer):
+        pooled = tower_class.pooled
+
+        def counting(self, x, pooled=pooled):
+            calls.append(len(x))
+            return pooled(self, x)
+
+        monkeypatch.setattr(tower_class, "pooled", counting)
+    first = compare(config, ["cca"], tmp_path / "a", manifest=digits_manifest, log=lambda _: None)
+    assert sum(calls) > 0  # the first fit computes and stores the features
+    calls.clear()
+    again = compare(config, ["cca"], tmp_path / "b", manifest=digits_manifest, log=lambda _: None)
+    assert calls == []  # fit and evaluation: no tower forward pass at all
+    assert again[0]["text_to_image/R@1"] == pytest.approx(first[0]["text_to_image/R@1"])

@@ -7,8 +7,12 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from jointspace.cli import app
+from jointspace.data import Manifest, read_manifest
+from jointspace.evaluate.metrics import chance_metrics
+from jointspace.evaluate.retrieval import Retrieval, relevance_matrix
 from jointspace.report.browser import dump_dom, screenshot
-from jointspace.report.build import recall_curve
+from jointspace.report.build import _failures, _probe_section, failures, recall_curve
+from jointspace.report.html import _probe
 
 runner = CliRunner()
 
@@ -34,12 +38,76 @@ def test_report_json_holds_every_section(report_dir):
     assert report["probe"]["modality"] == "image" and 0 <= report["probe"]["test_accuracy"] <= 1
     assert {"modality_gap", "alignment", "text/uniformity"} <= set(report["geometry"]["values"])
     assert set(report["geometry"]["notes"]) == set(report["geometry"]["values"])
-    failures = report["failures"]["queries"]
-    ranks = [f["rank"] for f in failures]
-    assert len(failures) == 8 and ranks == sorted(ranks, reverse=True)
+    worst = report["failures"]["queries"]
+    ranks = [f["rank"] for f in worst]
+    assert len(worst) == min(8, report["failures"]["failed"]) and ranks == sorted(ranks)[::-1]
+    assert min(ranks) > 1  # a query answered at rank 1 is no failure
     assert report["training"]["steps"] > 0
     for name in ("recall_at_k", "similarity", "map", "confusion", "training"):
         assert Image.open(report_dir / f"{name}.png").size[0] > 300
+
+
+def test_report_chance_is_exact_and_relevance_named(report_dir, digits_manifest):
+    report = json.loads((report_dir / "report.json").read_text())
+    test = read_manifest(digits_manifest).split("test")
+    _, _, relevant = relevance_matrix(test, "text", "image", "label")
+    exact = chance_metrics(relevant, ks=(1, 5, 10))
+    chance = report["retrieval"]["chance"]["text_to_image"]
+    for name in ("R@1", "R@5", "R@10", "mAP", "median_rank"):
+        assert chance[name] == pytest.approx(exact[name], abs=1e-12)
+        assert report["retrieval"]["metrics"][f"text_to_image/chance_{name}"] == chance[name]
+    assert report["retrieval"]["relevance"] == "label"
+    assert report["retrieval"]["metrics"]["relevance"] == "label"
+    page = (report_dir / "index.html").read_text()
+    assert "relevance=label (relevant = same label)" in page
+    assert f"<td class='words'>chance text → image</td><td>{100 * exact['R@1']:.3f}</td>" in page
+    assert report["zeroshot"]["naming"] == "leaf"
+    assert report["zeroshot"]["class_names"] == {"eight": "eight", "nine": "nine"}
+    assert report["probe"]["selection"] == "val split"
+
+
+def test_failures_are_queries_not_answered_at_rank_one_worst_first():
+    relevant = np.eye(5, dtype=bool)
+    relevant[4] = False  # query 4 has nothing to find: not scored, so no failure
+    scores = np.array(
+        [
+            [0.9, 0.1, 0.0, 0.0, 0.0],  # rank 1: correct, not a failure
+            [0.9, 0.1, 0.0, 0.5, 0.0],  # rank 3
+            [0.1, 0.2, 0.3, 0.0, 0.0],  # rank 1
+            [0.9, 0.8, 0.7, 0.6, 0.95],  # rank 5
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    worst, failed = failures(scores, relevant)
+    assert worst.tolist() == [3, 1] and failed == 2
+    data = Retrieval(("text", "image"), (list("abcde"), list("ABCDE")), (None, None), relevant)
+    data.__dict__["scores"] = scores
+    section = _failures(data)
+    assert [(f["query"], f["rank"]) for f in section["queries"]] == [("d", 5), ("b", 3)]
+    assert section["failed"] == 2 and section["scored"] == 4
+    assert [r["value"] for r in section["queries"][1]["retrieved"]] == ["A", "D", "B"]
+    # a tie with an irrelevant item counts against the model, as in the metrics
+    worst, failed = failures(np.array([[1.0, 1.0]]), np.array([[True, False]]))
+    assert worst.tolist() == [0] and failed == 1
+    worst, failed = failures(np.eye(3), np.eye(3, dtype=bool))
+    assert worst.tolist() == [] and failed == 0
+
+
+def test_probe_without_val_cross_validates_and_says_so(digits_manifest):
+    from jointspace.models.build import build_model
+
+    full = read_manifest(digits_manifest)
+    config = tiny_config()
+    model = build_model(config.model, corpus=full.split("train").column("text")).eval()
+    no_val = Manifest(full.path, [r for r in full.rows if r["split"] != "val"], full.columns)
+    section = _probe_section(model, no_val, "image")
+    assert section["selection"].endswith("-fold cross-validation on train")
+    assert 0 <= section["test_accuracy"] <= 1
+    assert "no &#x27;val&#x27; split: C chosen by" in _probe(section)
+    only_train = Manifest(full.path, [r for r in full.rows if r["split"] == "train"], full.columns)
+    section = _probe_section(model, only_train, "image")
+    assert section == {"skipped": "no 'test' split in the manifest, so no linear probe"}
+    assert "Not run</b>: no &#x27;test&#x27; split" in _probe(section)
 
 
 def test_report_renders_in_headless_chromium(report_dir):
@@ -85,3 +153,19 @@ def test_project_2d_pca_keeps_the_main_direction_and_tsne_runs():
     assert project_2d(points, "tsne").shape == (50, 2)
     with pytest.raises(ValueError, match="'pca' or 'tsne'"):
         project_2d(points, "umap")
+
+
+def test_eval_table_and_json_carry_chance_and_relevance(report_dir, digits_manifest, tmp_path):
+    run = report_dir.parent / "run"
+    args = ["eval", str(run), "--data", str(digits_manifest), "--json", str(tmp_path / "e.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "relevance=label (relevant = same label)" in " ".join(result.output.split())
+    assert result.output.count("chance") >= 2  # one chance row per direction
+    saved = json.loads((tmp_path / "e.json").read_text())
+    test = read_manifest(digits_manifest).split("test")
+    _, _, relevant = relevance_matrix(test, "text", "image", "label")
+    exact = chance_metrics(relevant)["R@1"]
+    assert saved["relevance"] == "label"
+    assert saved["text_to_image/chance_R@1"] == pytest.approx(exact, abs=1e-12)
+    assert saved["text_to_image/excluded_queries"] == 0
