@@ -74,7 +74,7 @@ def test_labels_are_required_and_names_readable(model, tmp_path):
     with pytest.raises(ManifestError, match=r"row 1, column 'label': empty"):
         evaluate_zero_shot(model, read_manifest(tmp_path / "m.csv"), modality="text")
     assert class_name("food-fruit") == "food fruit"
-    with pytest.raises(ValueError, match="must each contain"):
+    with pytest.raises(EvaluationError, match="must each contain"):
         class_embeddings(model, ["a"], ("no slot",))
 
 

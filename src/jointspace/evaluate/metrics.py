@@ -43,11 +43,11 @@ def ranking_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray,
 def scored_queries(relevant: np.ndarray) -> np.ndarray:
     """Which queries can be scored (they have a relevant item); an error when none can."""
     relevant = np.asarray(relevant, dtype=bool)
-    if relevant.ndim != 2 or 0 in relevant.shape:
-        raise EvaluationError(
-            f"nothing to evaluate: {relevant.shape[0] if relevant.ndim else 0} queries against "
-            f"{relevant.shape[1] if relevant.ndim == 2 else 0} gallery items"
-        )
+    if relevant.ndim != 2:
+        raise EvaluationError(f"relevance must be queries × gallery (2-D), got {relevant.shape}")
+    if 0 in relevant.shape:
+        queries, items = relevant.shape
+        raise EvaluationError(f"nothing to evaluate: {queries} queries, {items} gallery items")
     has = relevant.any(axis=1)
     if not has.any():
         raise EvaluationError(f"none of the {len(has)} queries has a relevant gallery item")

@@ -29,7 +29,7 @@ def relevance_matrix(
     ``label``: relevant if they share a ``label`` (class-level retrieval).
     """
     if relevance not in RELEVANCE:
-        raise ValueError(f"relevance must be one of {RELEVANCE}, got {relevance!r}")
+        raise EvaluationError(f"relevance must be one of {', '.join(RELEVANCE)}, got {relevance!r}")
     if not manifest.rows:
         raise EvaluationError(f"{manifest.path}: no rows to evaluate")
     queries = list(dict.fromkeys(manifest.column(query)))

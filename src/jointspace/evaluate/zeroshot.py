@@ -36,7 +36,8 @@ def class_embeddings(
 ) -> np.ndarray:
     """``[classes, dim]``: every class name put in every template, embedded and ensembled."""
     if not templates or any("{}" not in t for t in templates):
-        raise ValueError(f"templates must each contain '{{}}' for the class name: {templates}")
+        shown = ", ".join(repr(t) for t in templates) or "none"
+        raise EvaluationError(f"templates must each contain '{{}}' for the class name: {shown}")
     prompts = [t.format(name) for name in names for t in templates]
     embedded = model.encode(prompts, modality, batch_size=256)
     check_finite(embedded, modality, prompts)
