@@ -1,5 +1,6 @@
 """Evaluation: pure metrics and evaluators that embed a manifest with a model."""
 
+from jointspace.evaluate.errors import EvaluationError
 from jointspace.evaluate.metrics import chance_metrics, ranking_stats, retrieval_metrics
 from jointspace.evaluate.retrieval import (
     chance_retrieval,
@@ -9,6 +10,7 @@ from jointspace.evaluate.retrieval import (
 )
 
 __all__ = [
+    "EvaluationError",
     "chance_metrics",
     "chance_retrieval",
     "embed_values",

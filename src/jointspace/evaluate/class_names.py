@@ -21,10 +21,11 @@ def class_name(label: str, naming: str = "leaf") -> str:
 
 
 def class_names(
-    labels: Sequence[str], names: str | Path | Mapping[str, str] = "leaf"
+    labels: Sequence[str], names: str | Path | Mapping[str, str] | None = "leaf"
 ) -> tuple[dict[str, str], str]:
     """Each label's class name, and how they were chosen (``leaf``, ``path``, ``mapping`` or
     ``file:PATH``) for the result to record. A mapping must name every label."""
+    names = "leaf" if names is None else names
     if isinstance(names, str) and names in NAMINGS:
         return {label: class_name(label, names) for label in labels}, names
     if isinstance(names, Mapping):
