@@ -55,6 +55,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"<td>{value:.3f}</td>"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"<td>{value}</td>"
     return f"<td class='words'>{escape(str(value))}</td>"
 
 
