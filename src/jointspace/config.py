@@ -146,7 +146,8 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
-        if isinstance(raw, dict) and "objective" in raw and "objectives" not in raw:  # the single-objective form
+        # The single-objective form: `objective: {...}` instead of a list.
+        if isinstance(raw, dict) and "objective" in raw and "objectives" not in raw:
             raw = {**raw, "objectives": [raw["objective"]]}
             del raw["objective"]
         return from_dict(cls, raw)
