@@ -96,9 +96,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 def write_bytes(path: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to ``path`` from Python, so a full disk surfaces as an ``OSError``."""
-    with open(path, "wb") as f:
-        f.write(data)
+    """Write ``data`` to ``path`` with ``os.write``, so a full disk surfaces as an ``OSError``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(fd, view[: 1 << 24]) :]
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(target: str | Path, text: str) -> None:

@@ -36,6 +36,10 @@ log = logging.getLogger("jointspace")
 _warned: set[Path] = set()
 
 
+class FrozenSourceChanged(ArtifactError):
+    """The source of a frozen tower no longer gives the weights a checkpoint was trained with."""
+
+
 def save_checkpoint(
     directory: Path,
     model: JointModel,
@@ -85,7 +89,7 @@ def load_checkpoint(
     for modality, ref in referenced.items():
         keys = ref.get("keys", [])
         if frozen_fingerprint(model, keys) != ref.get("fingerprint"):
-            raise ArtifactError(
+            raise FrozenSourceChanged(
                 f"{path}: the frozen {modality} tower's weights differ from those this checkpoint "
                 "was trained with (its source changed); restore that source or train afresh"
             )
