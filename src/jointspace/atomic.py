@@ -37,7 +37,7 @@ def disk_full(target: Path) -> DiskFullError:
         f"no space left on the device writing {target}; the previous version is intact — "
         "free some space and run the command again"
     )
-    err.errno, err.filename = errno.ENOSPC, str(target)
+    err.path = target  # not .filename: OSError would then print "[Errno 28] None: …"
     return err
 
 
