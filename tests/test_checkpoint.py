@@ -211,3 +211,42 @@ def test_tampered_model_files_are_one_clear_error(runs, tmp_path):
             load(model)
         assert "\n" not in str(caught.value), name
     assert run.is_dir()
+
+
+def dir_bytes(path):
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def test_checkpoints_of_a_locked_pretrained_tower_are_slim_and_resume_exactly(
+    tmp_path, digits_manifest
+):
+    from jointspace.config import ExperimentConfig, builtin_config
+
+    config = ExperimentConfig.from_yaml(builtin_config("digits-minilm"))
+    config.model.towers["image"].params = dict(image_size=16, widths=[16, 32])
+    config.data.val_split = None
+    config.train.batch_size, config.train.max_steps, config.train.warmup_steps = 256, 6, 2
+    config.train.checkpoint_every, config.train.progress = 3, False
+    straight = fit(config, tmp_path / "straight", manifest=digits_manifest)
+    with pytest.raises(Interrupt):
+        fit(config, tmp_path / "run", manifest=digits_manifest, callbacks=[stop_at(4)])
+    step3 = tmp_path / "run" / "checkpoints" / "step-0000003"
+    full = dir_bytes(tmp_path / "straight" / "model")  # self-contained: MiniLM included
+    assert full > 80e6 and dir_bytes(step3) < 0.05 * full
+    frozen = json.loads((step3 / "frozen.json").read_text())["towers"]
+    assert list(frozen) == ["text"] and len(frozen["text"]["keys"]) > 90
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-0000004")  # resume from step 3
+    rest = fit(config, tmp_path / "run", manifest=digits_manifest, resume=True)
+    assert losses(rest) == pytest.approx(losses(straight)[3:], abs=1e-6)
+    a = load(tmp_path / "straight").encode(["a handwritten 7"], "text")
+    b = load(tmp_path / "run").encode(["a handwritten 7"], "text")
+    assert abs(a - b).max() < 1e-5
+    # A source that no longer gives the same frozen weights is refused, not trained on.
+    latest = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints")
+    (latest / "frozen.json").write_text(
+        json.dumps({"towers": {"text": {**frozen["text"], "fingerprint": "0" * 32}}})
+    )
+    config.train.max_steps = 8
+    with pytest.raises(ArtifactError, match="frozen text tower's weights differ"):
+        fit(config, tmp_path / "run", manifest=digits_manifest, resume=True)
+    assert latest.is_dir()  # not set aside as damaged: the checkpoint is fine
