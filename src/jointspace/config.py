@@ -170,7 +170,10 @@ class ExperimentConfig:
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not a text file (not UTF-8)") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
         try:
             return cls.from_dict({} if raw is None else raw)
         except ConfigError as err:

@@ -64,7 +64,10 @@ def load(path: str | Path, device: str = "cpu") -> JointModel:
     """
     directory = resolve_model_dir(path)
     config = read_model_config(directory)
-    model = build_model(config, assets_dir=directory)
+    try:
+        model = build_model(config, assets_dir=directory)
+    except (ValueError, OSError) as err:  # e.g. a tower's asset file was deleted
+        raise ArtifactError(f"{directory}: damaged model directory: {err}") from None
     weights = directory / WEIGHTS_FILE
     load_weights(model, weights, load_tensors(weights))
     return model.to(device).eval()
