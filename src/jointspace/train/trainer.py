@@ -179,7 +179,10 @@ class Trainer:
     def _start(self, resume: bool, total: int) -> tuple[int, dict | None]:
         found = ckpt.list_checkpoints(self.checkpoints)
         if not resume:
-            if found:
+            set_aside = self.checkpoints.is_dir() and any(
+                p.name.startswith(ckpt.DAMAGED_PREFIX) for p in self.checkpoints.iterdir()
+            )
+            if found or set_aside:
                 raise FileExistsError(
                     f"{self.out_dir} already holds checkpoints: resume it (--resume) or choose "
                     "another output directory (--out)"
