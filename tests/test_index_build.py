@@ -71,7 +71,7 @@ def test_killed_build_resumes_without_duplicates_or_gaps(run, digits_manifest, t
 
 def test_an_index_refuses_another_model(run, tmp_path):
     uri = f"faiss://{tmp_path / 'm'}"
-    open_for_model(uri, "aaaa", dim=4).close()
+    open_for_model(uri, "aaaa", dim=4, mode="w").close()
     with pytest.raises(
         ModelMismatchError, match=r"built by model aaaa, not by this model \(bbbb\)"
     ):
