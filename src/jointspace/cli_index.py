@@ -78,9 +78,10 @@ def search(
     from jointspace.models import load
     from jointspace.models.io import model_fingerprint
 
-    model = load(model_dir)
+    # Open the index first: a missing or damaged one is reported before a model loads.
     opened = open_for_model(index, model_fingerprint(model_dir))  # read-only: never writes
     try:
+        model = load(model_dir)
         hits = opened.search(model.encode([query], "text"), k=max(k, rerank), filter=filter)[0]
         ranked = (
             _rerank(model, model_dir, opened, query, hits, rerank)

@@ -17,6 +17,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from jointspace.errors import ArtifactError, JointspaceError
 from jointspace.index.base import IndexHit, VectorIndex
 from jointspace.index.errors import (
     IndexUriError,
@@ -73,13 +74,23 @@ class FaissIndex(FaissFolder, VectorIndex):
         self.writable, self.dirty, self.closed = mode == "w", False, False
         # Web servers call from a thread pool: one connection, serialised by a lock.
         self.lock, self.writer, self.db = threading.RLock(), None, None
+        try:
+            self._start(dim, kind, force, info)
+        except BaseException as err:
+            self._release()
+            if not isinstance(err, OSError) or isinstance(err, JointspaceError):
+                raise
+            # Permissions, a folder where a file should be, …: the environment, said in one line.
+            where = f" ({err.filename})" if err.filename else ""
+            raise ArtifactError(f"index {self.uri}: {err.strerror or err}{where}") from None
+
+    def _start(self, dim: int | None, kind: str, force: bool, info: dict) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise NotAnIndexError(f"index {self.uri}: {self.path} is a file, not an index folder")
         if not self.writable:
             if not (self.path / INFO).is_file():
                 self._missing()
-            self._guarded(self._open, dim, info)
-            return
+            return self._open(dim, info)
         if force and dim is None:
             raise IndexUriError(f"index {self.uri}: rebuilding (force) needs dim=")
         if not (self.path / INFO).is_file() and not force:
@@ -88,14 +99,7 @@ class FaissIndex(FaissFolder, VectorIndex):
             self._check_new_folder()
         self.path.mkdir(parents=True, exist_ok=True)
         self.writer = WriterLock(self.path, self.uri)
-        self._guarded(self._open_for_writing, dim, kind, force, info)
-
-    def _guarded(self, method, *args) -> None:
-        try:
-            method(*args)
-        except BaseException:
-            self._release()
-            raise
+        return self._open_for_writing(dim, kind, force, info)
 
     @_locked
     def add(self, ids, vectors, metadata=None) -> None:

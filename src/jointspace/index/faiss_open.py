@@ -113,7 +113,8 @@ class FaissFolder:
             self.info["nprobe"] = info["nprobe"]
         self.dim, self.kind = self.info["dim"], self.info["kind"]
         if not (self.path / META).is_file():
-            raise DamagedIndexError(self.uri, f"{self.path / META} is missing")
+            state = "is not a file" if (self.path / META).exists() else "is missing"
+            raise DamagedIndexError(self.uri, f"{self.path / META} {state}")
         try:
             self.db = self._connect()
             self._load()
