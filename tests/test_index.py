@@ -96,6 +96,16 @@ def test_filters_restrict_results(filled):
     }
 
 
+def test_filters_refuse_unknown_fields_and_out_of_range_numbers(filled):
+    _, index, *_ = filled
+    query = unit_vectors(1, 8, 2)
+    with pytest.raises(FilterError, match="unknown field colour; known fields: label, split"):
+        index.search(query, filter='colour == "red"')  # on main: silently no results
+    with pytest.raises(FilterError, match="integer 99999999999999999999999 is out of range"):
+        index.search(query, filter="label == 99999999999999999999999")  # on main: a crash
+    assert index.search(query, k=3, filter="label == 1") == [[]]  # a number is no string
+
+
 def test_delete_add_persist_and_reopen(filled):
     uri, index, _, vectors, _ = filled
     assert index.delete(["item-0", "item-1", "missing"]) == 2

@@ -64,6 +64,10 @@ class VectorIndex(ABC):
     def close(self) -> None:
         """Save what a writer changed, then release files, locks and connections."""
 
+    @abstractmethod
+    def discard(self) -> None:
+        """Release files, locks and connections without saving: unsaved changes are dropped."""
+
     def __len__(self) -> int:
         return len(self.ids())
 

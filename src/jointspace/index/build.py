@@ -96,6 +96,28 @@ def build_index(
             f"index {uri} holds {index.info['modality']} items, not {modality}: "
             "build another index for them (or pass --force to replace this one)"
         )
+    try:
+        _add_missing(
+            index,
+            model,
+            manifest,
+            modality,
+            values,
+            rows,
+            batch_size,
+            save_every,
+            progress,
+            on_batch,
+        )
+    except BaseException:
+        index.discard()  # what was saved stays; the lock is released for a rerun
+        raise
+    return index
+
+
+def _add_missing(
+    index, model, manifest, modality, values, rows, batch_size, save_every, progress, on_batch
+) -> None:
     done = index.ids()
     todo = [(v, r) for v, r in zip(values, rows, strict=True) if r["id"] not in done]
     bar = tqdm(total=len(values), initial=len(values) - len(todo), desc="index", unit=modality)
@@ -112,7 +134,6 @@ def build_index(
         bar.update(len(chunk))
     bar.close()
     index.save()
-    return index
 
 
 def _check_ids(manifest: Manifest, modality: str, values: list[str], rows: list[dict]) -> None:

@@ -231,6 +231,10 @@ class FaissIndex(FaissFolder, VectorIndex):
         finally:
             self._release()
 
+    def discard(self) -> None:
+        with self.lock:
+            self._release()
+
     def _release(self) -> None:
         if self.db is not None:
             self.db.close()  # a writer's uncommitted rows roll back

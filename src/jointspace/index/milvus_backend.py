@@ -144,6 +144,10 @@ class MilvusIndex(VectorIndex):
                 message = "Milvus Lite could not open the database"
             raise BackendError(f"index {self.uri}: Milvus failed: {message}") from None
 
+    def discard(self) -> None:
+        self._close_client()
+        self.closed = True
+
     def _close_client(self) -> None:
         if self.client is not None:
             with contextlib.suppress(Exception):  # closing a dead connection has nothing to say
