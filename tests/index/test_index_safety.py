@@ -286,3 +286,22 @@ def test_an_index_saved_before_checksums_still_opens(tmp_path):
         index.search(vectors(1, 0), filter='colour == "red"')
     index.close()
     json.loads((tmp_path / "i" / "index.json").read_text())
+
+
+SPILL_AND_DIE = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA cache_size = 10")  # spill uncommitted pages into the file: a hot journal
+db.executemany("INSERT INTO items (id, meta) VALUES (?, '{}')", [(f"x{i}",) for i in range(5000)])
+os._exit(9)
+"""
+
+
+def test_an_interrupted_sqlite_commit_is_one_line_and_a_writer_recovers_it(tmp_path):
+    uri = make(tmp_path / "i")
+    died = run(SPILL_AND_DIE, str(tmp_path / "i" / "meta.sqlite"))
+    assert died.returncode == 9 and (tmp_path / "i" / "meta.sqlite-journal").exists()
+    with pytest.raises(ArtifactError, match="unfinished commit of a killed writer; rerun"):
+        open_index(uri)
+    open_index(uri, mode="w").close()  # SQLite rolls the journal back for a writer
+    assert len(open_index(uri)) == 10
