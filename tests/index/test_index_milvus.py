@@ -34,3 +34,33 @@ def test_a_milvus_lite_index_reopens_in_another_process(tmp_path):
     with pytest.raises(ReadOnlyIndexError):
         index.delete(["dir/item-3"])
     index.close()
+
+
+HOLD = """
+import sys, time
+from jointspace.index import open_index
+index = open_index(sys.argv[1])
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_milvus_lite_database_open_elsewhere_is_one_clear_error(tmp_path):
+    from jointspace.index.errors import BackendError
+
+    uri = f"milvus://{tmp_path / 'x.db'}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    assert subprocess.run([sys.executable, "-c", BUILD, uri], env=env).returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, uri], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(BackendError, match=r"x\.db is open in another process"):
+            open_index(uri)
+    finally:
+        holder.kill()
+        holder.wait()
+    again = open_index(uri)
+    assert len(again) == 8
+    again.close()

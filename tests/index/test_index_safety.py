@@ -305,3 +305,14 @@ def test_an_interrupted_sqlite_commit_is_one_line_and_a_writer_recovers_it(tmp_p
         open_index(uri)
     open_index(uri, mode="w").close()  # SQLite rolls the journal back for a writer
     assert len(open_index(uri)) == 10
+
+
+def test_a_writer_removes_the_temp_files_a_killed_writer_left(tmp_path):
+    uri = make(tmp_path / "i")
+    left = [tmp_path / "i" / ".index.faiss.next.k1ll3d.tmp", tmp_path / "i" / ".index.json.x.tmp"]
+    for path in left:
+        path.write_bytes(b"half a file")
+    open_index(uri).close()
+    assert all(path.exists() for path in left)  # a reader touches nothing
+    open_index(uri, mode="w").close()
+    assert not any(path.exists() for path in left) and len(open_index(uri)) == 10

@@ -84,6 +84,9 @@ class FaissFolder:
 
     def _open_for_writing(self, dim, kind: str, force: bool, info: dict) -> None:
         exists = (self.path / INFO).is_file()  # again: another writer may just have made it
+        for name in os.listdir(self.path):  # temp files of a killed writer: only ours, locked
+            if own_file(name) and name.endswith(".tmp"):
+                (self.path / name).unlink(missing_ok=True)
         if force or not exists:
             for name in DATA_FILES:
                 (self.path / name).unlink(missing_ok=True)
