@@ -21,6 +21,7 @@ import numpy as np
 from jointspace.errors import ArtifactError, DiskFullError
 from jointspace.index.errors import (
     DamagedIndexError,
+    IndexLockedError,
     IndexMismatchError,
     IndexNotFoundError,
     NotAnIndexError,
@@ -122,6 +123,10 @@ class FaissFolder:
             self.db = self._connect()
             self._load()
         except sqlite3.OperationalError as err:
+            if "locked" in str(err):  # a writer's commit took longer than SQLite's 5 s wait
+                raise IndexLockedError(
+                    f"index {self.uri}: {self.path / META} is busy with a commit; retry"
+                ) from None
             if "readonly" not in str(err):
                 raise DamagedIndexError(self.uri, f"{self.path / META}: {err}") from None
             raise ArtifactError(
