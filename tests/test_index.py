@@ -60,7 +60,7 @@ def filled(request, tmp_path):
     vectors = unit_vectors(60, 8, 0)
     ids = [f"item-{i}" for i in range(60)]
     meta = [{"label": str(i % 3), "split": ["train", "test"][i % 2]} for i in range(60)]
-    index = open_index(uri, dim=8, model="m1")
+    index = open_index(uri, dim=8, mode="w", model="m1")
     index.add(ids, vectors, meta)
     index.save()
     yield uri, index, ids, vectors, meta
@@ -96,6 +96,16 @@ def test_filters_restrict_results(filled):
     }
 
 
+def test_filters_refuse_unknown_fields_and_out_of_range_numbers(filled):
+    _, index, *_ = filled
+    query = unit_vectors(1, 8, 2)
+    with pytest.raises(FilterError, match="unknown field colour; known fields: label, split"):
+        index.search(query, filter='colour == "red"')  # on main: silently no results
+    with pytest.raises(FilterError, match="integer 99999999999999999999999 is out of range"):
+        index.search(query, filter="label == 99999999999999999999999")  # on main: a crash
+    assert index.search(query, k=3, filter="label == 1") == [[]]  # a number is no string
+
+
 def test_delete_add_persist_and_reopen(filled):
     uri, index, _, vectors, _ = filled
     assert index.delete(["item-0", "item-1", "missing"]) == 2
@@ -129,8 +139,11 @@ def test_bad_inputs_are_clear(filled, tmp_path):
 
 
 def test_open_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="give dim= to create"):
+    with pytest.raises(FileNotFoundError, match=r"no index at .*none: build one with"):
         open_index(str(tmp_path / "none"))
+    with pytest.raises(FileNotFoundError, match=r"no index at .*none: build one with"):
+        open_index(str(tmp_path / "none"), mode="w")
+    assert not (tmp_path / "none").exists()  # neither created anything
     with pytest.raises(ValueError, match="unknown index scheme 'qdrant'"):
         open_index("qdrant://x")
 
@@ -155,7 +168,7 @@ def clustered(n, d, seed):
 def test_ivfpq_trains_once_big_enough_and_keeps_recall(tmp_path):
     uri = f"faiss://{tmp_path / 'i'}?kind=ivfpq&train_min=1200"
     vectors, ids = clustered(3000, 32, 0), [str(i) for i in range(3000)]
-    index = open_index(uri, dim=32)
+    index = open_index(uri, dim=32, mode="w")
     index.add(ids[:1000], vectors[:1000], [{"odd": str(i % 2)} for i in range(1000)])
     assert not index.trained  # still exact below train_min
     index.add(ids[1000:], vectors[1000:], [{"odd": str(i % 2)} for i in range(1000, 3000)])
@@ -179,26 +192,6 @@ def test_ivfpq_trains_once_big_enough_and_keeps_recall(tmp_path):
 
 def test_index_options_are_checked(tmp_path):
     with pytest.raises(ValueError, match="nlist='x' must be a positive integer"):
-        open_index(f"faiss://{tmp_path / 'i'}?kind=ivfpq&nlist=x", dim=4)
+        open_index(f"faiss://{tmp_path / 'i'}?kind=ivfpq&nlist=x", dim=4, mode="w")
     with pytest.raises(ValueError, match="kind must be one of"):
-        open_index(f"faiss://{tmp_path / 'i'}?kind=ivf", dim=4)
-
-
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
-def test_faiss_crash_between_vector_write_and_commit_loses_nothing_saved(tmp_path, kind):
-    import faiss
-
-    index = open_index(f"faiss://{tmp_path / 'i'}?kind={kind}", dim=4)
-    saved, unsaved = unit_vectors(5, 4, 5), unit_vectors(3, 4, 6)
-    index.add([f"s{i}" for i in range(5)], saved)
-    index.save()
-    index.add([f"u{i}" for i in range(3)], unsaved)
-    faiss.write_index(index.index, str(tmp_path / "i" / "index.faiss"))  # then the crash:
-    index.db.close()  # SQLite never committed the second add
-    again = open_index(str(tmp_path / "i"))
-    assert again.ids() == {f"s{i}" for i in range(5)}
-    hits = again.search(unsaved, k=5)
-    assert all(h.id.startswith("s") for row in hits for h in row) and len(hits[0]) == 5
-    again.add(["u0"], unsaved[:1])  # the lost id can be added again
-    assert again.search(unsaved[0], k=1)[0][0].id == "u0"
-    again.close()
+        open_index(f"faiss://{tmp_path / 'i'}?kind=ivf", dim=4, mode="w")

@@ -1,10 +1,15 @@
+import csv
+import errno
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from conftest import tiny_config
+from jointspace.cli import app
 from jointspace.data import read_manifest
 from jointspace.embed import unique_items
 from jointspace.index import open_index
@@ -67,11 +72,25 @@ def test_killed_build_resumes_without_duplicates_or_gaps(run, digits_manifest, t
     assert index.ids() == {r["id"] for r in rows}
     assert len(index) == len(rows) == index.index.ntotal  # no vector twice
     index.close()
+    # Items and vectors agree with a build that was never interrupted, id by id.
+    whole = f"faiss://{tmp_path / 'whole'}"
+    build_index(load(run), run, manifest, "image", whole, batch_size=64, progress=False).close()
+    resumed, fresh = open_index(uri), open_index(whole)
+    assert resumed.get(sorted(resumed.ids())) == fresh.get(sorted(fresh.ids()))
+    np.testing.assert_allclose(vectors_by_id(resumed), vectors_by_id(fresh), atol=1e-5)
+    resumed.close()
+    fresh.close()
+
+
+def vectors_by_id(index):
+    """Each id's stored vector, in id order (flat FAISS: reconstructed by its key)."""
+    keys = dict(index.db.execute("SELECT id, key FROM items"))
+    return np.stack([index.index.reconstruct(keys[i]) for i in sorted(keys)])
 
 
 def test_an_index_refuses_another_model(run, tmp_path):
     uri = f"faiss://{tmp_path / 'm'}"
-    open_for_model(uri, "aaaa", dim=4).close()
+    open_for_model(uri, "aaaa", dim=4, mode="w").close()
     with pytest.raises(
         ModelMismatchError, match=r"built by model aaaa, not by this model \(bbbb\)"
     ):
@@ -80,19 +99,143 @@ def test_an_index_refuses_another_model(run, tmp_path):
 
 
 def test_index_commands_build_search_and_refuse_bad_filters(run, digits_manifest, tmp_path):
-    from typer.testing import CliRunner
-
-    from jointspace.cli import app
-
-    runner = CliRunner()
     uri = f"milvus://{tmp_path / 'i.db'}"
-    built = runner.invoke(
-        app, ["index", "build", str(run), "--data", str(digits_manifest), "--index", uri]
-    )
-    assert built.exit_code == 0, built.output
+    # Built by another process, as a user would: on main every later search then failed with
+    # "Collection … is in state 'released'" as a traceback.
+    command = [sys.executable, "-m", "jointspace.cli", "index", "build", str(run)]
+    command += ["--data", str(digits_manifest), "--index", uri]
+    built = subprocess.run(command, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert "Traceback" not in built.stderr
+    runner = CliRunner()
     args = ["index", "search", str(run), "--index", uri, "--query", "the digit 3", "--k", "3"]
     found = runner.invoke(app, [*args, "--filter", 'split == "val"'])
     assert found.exit_code == 0, found.output
     assert found.output.count("split=val") == 3
     bad = runner.invoke(app, [*args, "--filter", "split = 'val'"])
     assert bad.exit_code == 1 and "error: filter" in bad.output and "Traceback" not in bad.output
+    unknown = runner.invoke(app, [*args, "--filter", 'colour == "red"'])
+    assert unknown.exit_code == 1 and "unknown field colour; known fields: image, label, split" in (
+        unknown.output
+    )
+
+
+def small_manifest(digits_manifest, path, images, edit=None):
+    """The first ``images`` digits (three rows each), image paths made absolute."""
+    with open(digits_manifest) as file:
+        rows = list(csv.DictReader(file))[: 3 * images]
+    for row in rows:
+        row["image"] = str(digits_manifest.parent / row["image"])
+    if edit:
+        edit(rows)
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def build(run, manifest, uri, *extra):
+    args = ["index", "build", str(run), "--data", str(manifest), "--index", uri, *extra]
+    return CliRunner().invoke(app, args)
+
+
+def one_line_error(result, *expected):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    # A progress bar may come first; then exactly one error line ends the output.
+    assert lines[-1].startswith("error: ") and result.output.count("error") == 1, result.output
+    for text in expected:
+        assert text in lines[-1], result.output
+
+
+def test_build_names_the_row_with_an_empty_id(run, digits_manifest, tmp_path):
+    def blank(rows):
+        rows[6]["id"] = ""  # the first row of the third image: the one indexed
+
+    manifest = small_manifest(digits_manifest, tmp_path / "m.csv", 4, blank)
+    result = build(run, manifest, f"faiss://{tmp_path / 'i'}")
+    one_line_error(result, "row 7 (image ", "the id is empty")
+    assert not (tmp_path / "i").exists()  # refused before anything was written
+
+
+def test_ids_with_slashes_round_trip_through_a_build(run, digits_manifest, tmp_path):
+    def nest(rows):
+        for row in rows:
+            row["id"] = f"digits/{row['split']}/{row['id']}"
+
+    manifest = small_manifest(digits_manifest, tmp_path / "m.csv", 5, nest)
+    uri = f"faiss://{tmp_path / 'i'}"
+    assert build(run, manifest, uri).exit_code == 0
+    index = open_index(uri)
+    assert len(index) == 5 and all(
+        i.startswith("digits/") and i.count("/") == 2 for i in index.ids()
+    )
+    some = sorted(index.ids())[0]
+    assert index.get([some])[some]["image"].endswith(".png")
+    model = load(run)
+    hits = index.search(model.encode(["a handwritten 0"], "text"), k=5)[0]
+    assert {h.id for h in hits} == index.ids()
+    index.close()
+
+
+def test_build_refuses_a_folder_of_other_files_unless_forced(run, digits_manifest, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("my notes")
+    manifest = small_manifest(digits_manifest, tmp_path / "m.csv", 4)
+    one_line_error(build(run, manifest, f"faiss://{folder}"), "is not a jointspace index")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]  # refused: nothing changed
+    assert build(run, manifest, f"faiss://{folder}", "--force").exit_code == 0
+    assert (folder / "notes.txt").read_text() == "my notes"
+    assert len(open_index(f"faiss://{folder}")) == 4
+
+
+def test_build_on_a_damaged_index_refuses_then_force_rebuilds(run, digits_manifest, tmp_path):
+    manifest = small_manifest(digits_manifest, tmp_path / "m.csv", 6)
+    uri = f"faiss://{tmp_path / 'i'}"
+    assert build(run, manifest, uri).exit_code == 0
+    (tmp_path / "i" / "index.faiss").unlink()  # on main: silently empty, never repaired
+    one_line_error(build(run, manifest, uri), "index.faiss is missing", "--force")
+    assert not (tmp_path / "i" / "index.faiss").exists()
+    assert build(run, manifest, uri, "--force").exit_code == 0
+    index = open_index(uri)
+    assert len(index) == index.index.ntotal == 6
+    index.close()
+
+
+def test_a_second_build_is_refused_while_one_writes(run, digits_manifest, tmp_path):
+    manifest = small_manifest(digits_manifest, tmp_path / "m.csv", 4)
+    uri = f"faiss://{tmp_path / 'i'}"
+    assert build(run, manifest, uri).exit_code == 0
+    holder = open_index(uri, mode="w")
+    try:
+        one_line_error(
+            build(run, manifest, uri), f"being written by another process (pid {os.getpid()})"
+        )
+    finally:
+        holder.close()
+
+
+def test_a_full_disk_during_build_keeps_the_previous_index(
+    run, digits_manifest, tmp_path, monkeypatch
+):
+    from jointspace.index import faiss_files
+
+    uri = f"faiss://{tmp_path / 'i'}"
+    assert build(run, small_manifest(digits_manifest, tmp_path / "a.csv", 5), uri).exit_code == 0
+    more = small_manifest(digits_manifest, tmp_path / "b.csv", 12)
+
+    def full(file, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(faiss_files, "_write", full)
+    one_line_error(build(run, more, uri), "no space left on device writing", "index.faiss")
+    monkeypatch.undo()
+    index = open_index(uri)
+    assert len(index) == index.index.ntotal == 5  # the previous index, intact and searchable
+    assert len(index.search(load(run).encode(["a seven"], "text"), k=3)[0]) == 3
+    index.close()
+    assert build(run, more, uri).exit_code == 0  # space freed: the rerun completes
+    assert len(open_index(uri)) == 12

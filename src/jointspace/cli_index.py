@@ -30,16 +30,31 @@ def build(
     modality: Annotated[str, typer.Option(help="Which column to index.")] = "image",
     split: Annotated[str | None, typer.Option(help="Index only this split.")] = None,
     batch_size: Annotated[int, typer.Option(help="Items embedded per batch.")] = 256,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Discard what the index holds and build it afresh: for a damaged index, one "
+            "built by another model, or a folder that holds other files.",
+        ),
+    ] = False,
 ) -> None:
-    """Embed every distinct item of a modality into the index; a rerun resumes."""
+    """Embed every distinct item of a modality into the index; a rerun resumes.
+
+    Only one build may write an index at a time; searches and `serve` may run meanwhile.
+    """
     from jointspace.index.build import build_index
     from jointspace.pipeline import load_manifest, load_trained
 
     model = load_trained(model_dir)
     manifest = load_manifest(data, [modality], split=split)
-    built = build_index(model, model_dir, manifest, modality, index, batch_size=batch_size)
-    err.print(f"{len(built)} {modality} items in {index}")
-    built.close()
+    built = build_index(
+        model, model_dir, manifest, modality, index, batch_size=batch_size, force=force
+    )
+    try:
+        err.print(f"{len(built)} {modality} items in {index}")
+    finally:
+        built.close()
 
 
 @app.command()
@@ -63,15 +78,18 @@ def search(
     from jointspace.models import load
     from jointspace.models.io import model_fingerprint
 
-    model = load(model_dir)
-    opened = open_for_model(index, model_fingerprint(model_dir))
-    hits = opened.search(model.encode([query], "text"), k=max(k, rerank), filter=filter)[0]
-    ranked = (
-        _rerank(model, model_dir, opened, query, hits, rerank)
-        if rerank
-        else [(hit, None) for hit in hits]
-    )
-    opened.close()
+    # Open the index first: a missing or damaged one is reported before a model loads.
+    opened = open_for_model(index, model_fingerprint(model_dir))  # read-only: never writes
+    try:
+        model = load(model_dir)
+        hits = opened.search(model.encode([query], "text"), k=max(k, rerank), filter=filter)[0]
+        ranked = (
+            _rerank(model, model_dir, opened, query, hits, rerank)
+            if rerank
+            else [(hit, None) for hit in hits]
+        )
+    finally:
+        opened.close()
     table = Table(title=f"query: {query!r}")
     for name in ("rank", "score", "match", "id", "metadata"):
         table.add_column(name)

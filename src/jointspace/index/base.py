@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from jointspace.index.errors import ReadOnlyIndexError
+
 
 @dataclass
 class IndexHit:
@@ -20,10 +22,15 @@ class IndexHit:
 
 
 class VectorIndex(ABC):
-    """String ids → float32 vectors (inner product) plus JSON metadata, persisted on disk."""
+    """String ids → float32 vectors (inner product) plus JSON metadata, persisted on disk.
+
+    Opened for reading it never writes; a writer saves only what it changed.
+    """
 
     dim: int
     info: dict[str, Any]
+    uri: str
+    writable: bool = False
 
     @abstractmethod
     def add(
@@ -53,9 +60,13 @@ class VectorIndex(ABC):
     def save(self) -> None:
         """Make everything added or deleted so far durable."""
 
+    @abstractmethod
     def close(self) -> None:
-        """Save and release files or connections."""
-        self.save()
+        """Save what a writer changed, then release files, locks and connections."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Release files, locks and connections without saving: unsaved changes are dropped."""
 
     def __len__(self) -> int:
         return len(self.ids())
@@ -65,6 +76,12 @@ class VectorIndex(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise ReadOnlyIndexError(
+                f"index {self.uri} was opened for reading: open_index(uri, mode='w') to change it"
+            )
 
     def _check_add(self, ids: Sequence[str], vectors: np.ndarray, metadata) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

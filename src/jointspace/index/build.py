@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from jointspace.data.manifest import Manifest
+from jointspace.data.manifest import Manifest, ManifestError
 from jointspace.embed import unique_items
 from jointspace.errors import JointspaceError
 from jointspace.evaluate.retrieval import embed_values
@@ -37,15 +37,24 @@ def media_path(root: Path | None, stored: str) -> Path | None:
     return path if path.is_relative_to(root.resolve()) and path.is_file() else None
 
 
-def open_for_model(uri: str, fingerprint: str, dim: int | None = None, **info) -> VectorIndex:
-    """Open an index, refusing it clearly when another model built it."""
-    index = open_index(uri, dim, model_fingerprint=fingerprint, **info)
+def open_for_model(
+    uri: str,
+    fingerprint: str,
+    dim: int | None = None,
+    *,
+    mode: str = "r",
+    force: bool = False,
+    **info,
+) -> VectorIndex:
+    """Open an index (for reading unless ``mode="w"``), refusing it when another model built it."""
+    index = open_index(uri, dim, mode=mode, force=force, model_fingerprint=fingerprint, **info)
     built_by = index.info.get("model_fingerprint")
     if built_by != fingerprint:
         index.close()
         raise ModelMismatchError(
             f"index {uri} was built by model {built_by}, not by this model ({fingerprint}): "
-            "rebuild it with this model or query it with the model that built it"
+            "query it with the model that built it, or rebuild it with this one "
+            "(`jointspace index build … --force`)"
         )
     return index
 
@@ -61,21 +70,54 @@ def build_index(
     save_every: int = 4,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> VectorIndex:
     """Add every distinct ``modality`` item of ``manifest`` not yet in the index, then save.
 
     Saves every ``save_every`` batches, so a killed build loses at most those batches and a
-    rerun adds only what is missing: no duplicate and no gap.
+    rerun adds only what is missing: no duplicate and no gap. ``force`` first discards what the
+    index held (a damaged index, another model's, or a folder of other files).
     """
+    values, rows = unique_items(manifest, modality)
+    _check_ids(manifest, modality, values, rows)  # before anything is opened or written
     fingerprint = model_fingerprint(model_dir)
     index = open_for_model(
         uri,
         fingerprint,
         model.config.embed_dim,
+        mode="w",
+        force=force,
         modality=modality,
         manifest=str(manifest.path.resolve()),
     )
-    values, rows = unique_items(manifest, modality)
+    if index.info.get("modality", modality) != modality:
+        index.close()
+        raise ModelMismatchError(
+            f"index {uri} holds {index.info['modality']} items, not {modality}: "
+            "build another index for them (or pass --force to replace this one)"
+        )
+    try:
+        _add_missing(
+            index,
+            model,
+            manifest,
+            modality,
+            values,
+            rows,
+            batch_size,
+            save_every,
+            progress,
+            on_batch,
+        )
+    except BaseException:
+        index.discard()  # what was saved stays; the lock is released for a rerun
+        raise
+    return index
+
+
+def _add_missing(
+    index, model, manifest, modality, values, rows, batch_size, save_every, progress, on_batch
+) -> None:
     done = index.ids()
     todo = [(v, r) for v, r in zip(values, rows, strict=True) if r["id"] not in done]
     bar = tqdm(total=len(values), initial=len(values) - len(todo), desc="index", unit=modality)
@@ -92,7 +134,24 @@ def build_index(
         bar.update(len(chunk))
     bar.close()
     index.save()
-    return index
+
+
+def _check_ids(manifest: Manifest, modality: str, values: list[str], rows: list[dict]) -> None:
+    """Every item needs its own non-empty id: refuse the first row that breaks that, by number."""
+    number = {id(row): n for n, row in enumerate(manifest.rows, start=1)}
+    seen: dict[str, tuple[str, dict]] = {}
+    for value, row in zip(values, rows, strict=True):
+        where = f"{manifest.path}, row {number[id(row)]} ({modality} {value!r})"
+        item = row.get("id", "")
+        if not item.strip():
+            raise ManifestError(f"{where}: the id is empty; give every row a non-empty id")
+        if item in seen:
+            other, first = seen[item]
+            raise ManifestError(
+                f"{where}: the id {item!r} is also the id of row {number[id(first)]} "
+                f"({modality} {other!r}); give every distinct item its own id"
+            )
+        seen[item] = (value, row)
 
 
 def _metadata(row: dict[str, str]) -> dict[str, str]:

@@ -1,14 +1,14 @@
 """Embedded FAISS index: vectors in ``index.faiss``, ids and metadata in ``meta.sqlite``.
 
-``save`` writes the FAISS file atomically, then commits SQLite: SQLite is the truth, and FAISS
-vectors it does not list (a crash between the two) are ignored and dropped on the next open.
+Opened for reading (``mode="r"``) it writes nothing, so a read-only folder can be searched. A
+writer (``mode="w"``) holds the folder's lock and saves only what it changed. SQLite is the
+truth and records the checksum of the vector file it belongs with (see ``faiss_files``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,14 +17,26 @@ from typing import Any
 import faiss
 import numpy as np
 
-from jointspace.atomic import atomic_path
+from jointspace.errors import ArtifactError, JointspaceError
 from jointspace.index.base import IndexHit, VectorIndex
-from jointspace.index.filters import parse_filter, to_sql
+from jointspace.index.errors import (
+    IndexUriError,
+    NotAnIndexError,
+)
+from jointspace.index.faiss_files import (
+    INFO,
+    KINDS,
+    META,
+    WriterLock,
+    publish_vectors,
+    write_info,
+    write_vectors,
+)
+from jointspace.index.faiss_kinds import TRAIN_MIN, train_ivfpq
+from jointspace.index.faiss_open import STATE, FaissFolder, sqlite_full
+from jointspace.index.filters import check_fields, parse_filter, to_sql
 
-KINDS = ("flat", "hnsw", "ivfpq")
-TRAIN_MIN = 2048  # ivfpq stays exact (flat) until it holds this many vectors to train on
 CHUNK = 500
-INFO, VECTORS, META = "index.json", "index.faiss", "meta.sqlite"
 
 
 def _locked(method):
@@ -36,74 +48,73 @@ def _locked(method):
     return wrapper
 
 
-class FaissIndex(VectorIndex):
+class FaissIndex(FaissFolder, VectorIndex):
     """Inner-product search over string ids: exact ``flat``, or approximate ``hnsw``/``ivfpq``.
 
     ``ivfpq`` (inverted lists + product-quantised codes) stores compressed vectors; it searches
     exactly until ``train_min`` vectors exist, then trains on them and switches over.
     """
 
-    def __init__(self, path: str | Path, dim: int | None = None, kind: str = "flat", **info):
-        self.path = Path(path)
-        saved = self.path / INFO
-        if saved.is_file():
-            self.info = json.loads(saved.read_text())
-            if dim is not None and dim != self.info["dim"]:
-                raise ValueError(f"{self.path} holds {self.info['dim']}-d vectors, not {dim}-d")
-            if "nprobe" in info:  # a search-time setting: may change on every open
-                self.info["nprobe"] = info["nprobe"]
-        elif dim is None:
-            raise FileNotFoundError(f"no index at {self.path}; give dim= to create one")
-        else:
-            if kind not in KINDS:
-                raise ValueError(f"faiss index kind must be one of {KINDS}, got {kind!r}")
-            self.info = {"dim": dim, "kind": kind, "backend": "faiss", **info}
-        self.dim, self.kind = self.info["dim"], self.info["kind"]
-        self.path.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        path: str | Path,
+        dim: int | None = None,
+        kind: str = "flat",
+        *,
+        uri: str | None = None,
+        mode: str = "r",
+        force: bool = False,
+        **info,
+    ):
+        self.path, self.uri = Path(path), uri or f"faiss://{path}"
+        if mode not in ("r", "w"):
+            raise IndexUriError(f"index mode must be 'r' (read) or 'w' (write), not {mode!r}")
+        if kind not in KINDS:
+            raise IndexUriError(f"faiss index kind must be one of {KINDS}, got {kind!r}")
+        self.writable, self.dirty, self.closed = mode == "w", False, False
         # Web servers call from a thread pool: one connection, serialised by a lock.
-        self.db = sqlite3.connect(self.path / META, check_same_thread=False)
-        self.lock = threading.RLock()
-        self.db.execute(
-            # AUTOINCREMENT: a key is never reused, so a stale HNSW vector never names a new item.
-            "CREATE TABLE IF NOT EXISTS items "
-            "(key INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, meta TEXT)"
-        )
-        self.index = self._load_vectors()
-        self.closed = False
-        self._write_info()
+        self.lock, self.writer, self.db = threading.RLock(), None, None
+        try:
+            self._start(dim, kind, force, info)
+        except BaseException as err:
+            self._release()
+            if not isinstance(err, OSError) or isinstance(err, JointspaceError):
+                raise
+            # Permissions, a folder where a file should be, …: the environment, said in one line.
+            where = f" ({err.filename})" if err.filename else ""
+            raise ArtifactError(f"index {self.uri}: {err.strerror or err}{where}") from None
 
-    def _load_vectors(self) -> faiss.Index:
-        if (self.path / VECTORS).is_file():
-            index = faiss.read_index(str(self.path / VECTORS))
-            if self.kind != "hnsw":
-                saved = faiss.IDSelectorBatch(self._keys())
-                index.remove_ids(faiss.IDSelectorNot(saved))
-            return index
-        base = (
-            faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
-            if self.kind == "hnsw"
-            else faiss.IndexFlatIP(self.dim)  # ivfpq too, until it has enough to train on
-        )
-        return faiss.IndexIDMap2(base)
-
-    def _keys(self, where: str = "1", params: Sequence = ()) -> np.ndarray:
-        rows = self.db.execute(f"SELECT key FROM items WHERE {where}", params).fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64)
-
-    def _write_info(self) -> None:
-        with atomic_path(self.path / INFO) as tmp:
-            tmp.write_text(json.dumps(self.info, indent=2))
+    def _start(self, dim: int | None, kind: str, force: bool, info: dict) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise NotAnIndexError(f"index {self.uri}: {self.path} is a file, not an index folder")
+        if not self.writable:
+            if not (self.path / INFO).is_file():
+                self._missing()
+            return self._open(dim, info)
+        if force and dim is None:
+            raise IndexUriError(f"index {self.uri}: rebuilding (force) needs dim=")
+        if not (self.path / INFO).is_file() and not force:
+            if dim is None:
+                self._missing()
+            self._check_new_folder()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.writer = WriterLock(self.path, self.uri)
+        return self._open_for_writing(dim, kind, force, info)
 
     @_locked
     def add(self, ids, vectors, metadata=None) -> None:
+        self._check_writable()
         vectors = self._check_add(ids, vectors, metadata)
         if present := self.get(ids):
             raise ValueError(f"ids already in the index: {sorted(present)[:5]}")
         metadata = metadata or [{} for _ in ids]
         rows = [(i, json.dumps(m)) for i, m in zip(ids, metadata, strict=True)]
+        fields = self._known_fields() | {key for m in metadata for key in m}
+        self.dirty = True
         self.db.executemany("INSERT INTO items (id, meta) VALUES (?, ?)", rows)
         key_of = dict(self._select("SELECT id, key FROM items WHERE id IN ({})", ids))
         self.index.add_with_ids(vectors, np.array([key_of[i] for i in ids], dtype=np.int64))
+        self.fields = fields
         if self.kind == "ivfpq" and not self.trained and self.index.ntotal >= self._train_min():
             self.index = train_ivfpq(self.index, self.info)
 
@@ -127,7 +138,9 @@ class FaissIndex(VectorIndex):
         queries = self._check_search(queries, k)
         allowed = None
         if filter:
-            where, params = to_sql(parse_filter(filter))
+            expr = parse_filter(filter)
+            check_fields(expr, self._known_fields(), filter)
+            where, params = to_sql(expr)
             allowed = self._keys(where, params)
             if len(allowed) == 0:
                 return [[] for _ in queries]
@@ -136,7 +149,7 @@ class FaissIndex(VectorIndex):
         fetch = min(k + extra, max(self.index.ntotal, 1))
         selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
         if self.trained:
-            nprobe = int(self.info["nprobe"])
+            nprobe = int(self.info.get("nprobe", self.index.nprobe))
             params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
         else:
             params = None if selector is None else faiss.SearchParameters(sel=selector)
@@ -158,18 +171,18 @@ class FaissIndex(VectorIndex):
         ]
         return hits[:k]
 
-    def _count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-
     @_locked
     def delete(self, ids) -> int:
+        self._check_writable()
         keys = np.array(
             [r[0] for r in self._select("SELECT key FROM items WHERE id IN ({})", ids)],
             dtype=np.int64,
         )
-        self._select("DELETE FROM items WHERE id IN ({})", ids)
-        if len(keys) and self.kind != "hnsw":
-            self.index.remove_ids(keys)
+        if len(keys):
+            self.dirty = True
+            self._select("DELETE FROM items WHERE id IN ({})", ids)
+            if self.kind != "hnsw":
+                self.index.remove_ids(keys)
         return len(keys)
 
     @_locked
@@ -183,42 +196,52 @@ class FaissIndex(VectorIndex):
 
     @_locked
     def save(self) -> None:
-        with atomic_path(self.path / VECTORS) as tmp:
-            faiss.write_index(self.index, str(tmp))
-        self.db.commit()
-        self._write_info()
+        """Vectors to ``index.faiss.next``, then one commit (rows + their checksum), then rename."""
+        self._check_writable()
+        if not self.dirty:
+            return
+        if self.info != self.saved_info:
+            write_info(self.path, self.info)
+            self.saved_info = dict(self.info)
+        sha = write_vectors(self.index, self.path)
+        with sqlite_full(self.path / META):
+            self.db.execute(STATE)
+            self._record_state(sha)
+            self.db.commit()
+        publish_vectors(self.path)
+        self.dirty = False
+
+    def _record_state(self, sha: str) -> None:
+        state = {"vectors_sha256": sha, "vectors": self.index.ntotal if sha else 0}
+        state["items"] = self._count()
+        if self.fields is not None:
+            state["fields"] = json.dumps(sorted(self.fields))
+        self.db.executemany(
+            "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
+            [(k, str(v)) for k, v in state.items()],
+        )
 
     @_locked
     def close(self) -> None:
         if self.closed:
             return
-        self.save()
-        self.db.close()
+        try:
+            if self.writable:
+                self.save()
+        finally:
+            self._release()
+
+    def discard(self) -> None:
+        with self.lock:
+            self._release()
+
+    def _release(self) -> None:
+        if self.db is not None:
+            self.db.close()  # a writer's uncommitted rows roll back
+        if self.writer is not None:
+            self.writer.release()
         self.closed = True
 
     @_locked
     def __len__(self) -> int:
         return self._count()
-
-
-def train_ivfpq(flat: faiss.IndexIDMap2, info: dict) -> faiss.IndexIVFPQ:
-    """Train an IVF-PQ index on every vector of ``flat`` and move them into it, keeping ids."""
-    n, dim = flat.ntotal, flat.d
-    vectors = flat.index.reconstruct_n(0, n)
-    keys = faiss.vector_to_array(flat.id_map).astype(np.int64)
-    nlist = int(info.setdefault("nlist", max(1, min(int(4 * np.sqrt(n)), n // 39))))
-    m = int(info.setdefault("m", _largest_divisor_at_most(dim, max(1, dim // 2))))
-    info.setdefault("nprobe", min(nlist, 16))
-    if dim % m:
-        raise ValueError(f"ivfpq m={m} must divide the dimension {dim}")
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-    # Small corpora train on fewer points than FAISS's rule of thumb: accepted, so stay quiet.
-    index.cp.min_points_per_centroid = index.pq.cp.min_points_per_centroid = 1
-    index.train(vectors)
-    index.add_with_ids(vectors, keys)
-    return index
-
-
-def _largest_divisor_at_most(n: int, limit: int) -> int:
-    return max(d for d in range(1, limit + 1) if n % d == 0)
