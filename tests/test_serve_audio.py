@@ -63,7 +63,7 @@ def test_an_audio_clip_query_finds_itself(audio_app):
         ({"audio": ("a.txt", b"hello", "text/plain")}, 415, "must be an audio file"),
         ({"audio": ("a.wav", b"RIFF broken", "audio/wav")}, 422, "unreadable audio"),
         ({"audio": ("big.wav", bytes(60_000), "audio/wav")}, 413, "larger than 50000"),
-        ({"image": ("a.png", b"\x89PNG broken", "image/png")}, 422, "unreadable image"),
+        ({"image": ("a.png", b"\x89PNG broken", "image/png")}, 422, "no image tower"),
     ],
 )
 def test_bad_audio_uploads_are_clear_4xx(audio_app, files, status, message):
