@@ -39,7 +39,8 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     # Raised inside the endpoint's body read, so the app answers it as a 413.
-                    raise HTTPException(413, self._message())
+                    # Closing tells the server to stop reading (and discarding) the rest.
+                    raise HTTPException(413, self._message(), headers={"connection": "close"})
             return message
 
         await self.app(scope, counted, send)

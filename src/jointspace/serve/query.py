@@ -140,6 +140,8 @@ async def _from_form(request: Request, max_upload: int) -> tuple[dict[str, Any],
             raise HTTPException(422, f"the form field {key!r} was given {len(values)} times")
         value = values[0]
         if key in FILES:
+            if value == "":
+                continue  # an empty field, as a form with no file chosen may send
             if not isinstance(value, UploadFile):
                 raise HTTPException(422, f"'{key}' must be a file upload, not a text field")
             data = await value.read(max_upload + 1)
