@@ -90,6 +90,17 @@ CASES = {
     # filters
     "filter with >": (dict(data={**TEXT, "filter": "label > 3"}), 422, "use field == value"),
     "filter not an expression": (dict(data={**TEXT, "filter": "((("}), 422, "not an expression"),
+    "filter with a NUL byte": (
+        dict(json={**TEXT, "filter": "label == 1\x00"}),
+        422,
+        "not an expression",
+    ),
+    "filter 900 unary minus": (
+        dict(json={**TEXT, "filter": "label == " + "-" * 900 + "1"}),
+        422,
+        "filter",
+    ),
+    "filter with None": (dict(json={**TEXT, "filter": "label == None"}), 422, "quoted strings"),
     "filter calling code": (
         dict(data={**TEXT, "filter": "__import__('os').system('true')"}),
         422,
@@ -193,6 +204,11 @@ CASES = {
     "json k a float": (dict(json={**TEXT, "k": 2.5}), 422, "valid integer"),
     "json k a list": (dict(json={**TEXT, "k": [5]}), 422, "valid integer"),
     "json text a number": (dict(json={"text": 7}), 422, "valid string"),
+    "json text a lone surrogate": (
+        dict(content=b'{"text": "\\ud800"}', headers=JSON),
+        422,
+        "valid string",
+    ),
     "json text null only": (dict(json={"text": None}), 400, "exactly one query"),
     "json unknown field": (dict(json={**TEXT, "colour": "red"}), 422, "Extra inputs"),
     "json image not base64": (dict(json={"image": "!!not base64!!"}), 422, "not valid base64"),

@@ -115,7 +115,8 @@ def create_app(
         raw = query.text if upload is None else decode_upload(upload, limits)
         vector = model.encode([raw], modality)
         probe.check(vector, modality)
-        found = index.search(vector, max(query.k, query.rerank), query.filter or None)[0]
+        where = (query.filter or "").strip() or None  # a blank filter box means no filter
+        found = index.search(vector, max(query.k, query.rerank), where)[0]
         ranked = [(hit, None) for hit in found]
         if query.rerank:
             ranked = reranker.rerank(modality, raw, found, query.rerank)
