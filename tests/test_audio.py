@@ -206,3 +206,18 @@ def test_encode_takes_arrays_with_their_rate(tmp_path):
     np.testing.assert_allclose(from_array, from_file, atol=1e-5)
     with pytest.raises(AudioError, match="audio array: sample rate 7 Hz"):
         model.encode([(tone(300, 0.4), 7)], "audio")
+
+
+def test_audio_arrays_skip_the_feature_cache_of_a_frozen_tower(tmp_path):
+    from jointspace.models.feature_cache import FeatureCache
+
+    model = audio_model()
+    tower = model.towers["audio"]
+    tower.locked, tower.unlocked = True, [tower.head]
+    model.feature_cache = FeatureCache(tmp_path / "cache", progress=False)
+    soundfile.write(tmp_path / "a.wav", tone(300, 0.4), 16_000, subtype="FLOAT")
+    cached = model.encode([tmp_path / "a.wav"], "audio")
+    assert model.feature_cache.misses == 1
+    from_array = model.encode([(tone(300, 0.4), 16_000)], "audio")
+    np.testing.assert_allclose(from_array, cached, atol=1e-5)
+    assert (model.feature_cache.misses, model.feature_cache.hits) == (1, 0)

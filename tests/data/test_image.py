@@ -216,3 +216,62 @@ def test_bad_bytes_name_the_file_and_leak_no_repr(tmp_path, data, reason):
 def test_a_folder_is_not_an_image(tmp_path):
     with pytest.raises(ImageError, match="is a folder, not an image file"):
         load_image(tmp_path)
+
+
+def tiny_image_model():
+    from conftest import tiny_config
+    from jointspace.models.build import build_model
+
+    torch.manual_seed(0)
+    return build_model(tiny_config().model, corpus=["a handwritten 7", "the digit one"])
+
+
+def test_encode_takes_arrays_pil_images_bytes_and_paths_alike(tmp_path):
+    model = tiny_image_model()
+    pixels = np.random.default_rng(0).integers(0, 255, (20, 24, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    from_path = model.encode([tmp_path / "a.png"], "image")
+    inputs = [
+        pixels,
+        pixels.astype(np.float32) / 255,
+        Image.fromarray(pixels),
+        (tmp_path / "a.png").read_bytes(),
+    ]
+    for given in inputs:
+        np.testing.assert_allclose(model.encode([given], "image"), from_path, atol=1e-6)
+    gray = pixels[:, :, 0]
+    np.testing.assert_allclose(
+        model.encode([gray], "image"), model.encode([Image.fromarray(gray)], "image"), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("array", "pattern"),
+    [
+        (np.zeros((4, 4, 2), np.uint8), r"expected an H×W, H×W×3 or H×W×4 array, got shape"),
+        (np.zeros(16, np.uint8), r"expected an H×W, H×W×3 or H×W×4 array"),
+        (np.full((4, 4), np.nan, np.float32), r"the array holds NaN or infinite values"),
+        (np.full((4, 4), 2.0), r"float pixel values must lie in \[0, 1\]"),
+        (np.zeros((4, 4), np.int64), r"pixel type int64"),
+        (np.zeros((1, 20_000), np.uint8), r"20000×1 pixels: aspect ratio over the limit of 50:1"),
+        (np.zeros((0, 4), np.uint8), r"4×0 pixels: the image is empty"),
+    ],
+)
+def test_bad_arrays_are_image_errors(array, pattern):
+    with pytest.raises(ImageError, match=rf"^image array: {pattern}"):
+        tiny_image_model().encode([array], "image")
+
+
+def test_arrays_use_the_feature_cache_of_a_frozen_tower(tmp_path):
+    from jointspace.models.feature_cache import FeatureCache
+
+    model = tiny_image_model()
+    tower = model.towers["image"]
+    tower.locked, tower.unlocked = True, [tower.head]
+    model.feature_cache = FeatureCache(tmp_path / "cache", progress=False)
+    pixels = np.random.default_rng(1).integers(0, 255, (16, 16, 3), np.uint8)
+    first = model.encode([pixels], "image")
+    assert (model.feature_cache.misses, model.feature_cache.hits) == (1, 0)
+    again = model.encode([pixels.copy(), Image.fromarray(pixels)], "image")
+    assert model.feature_cache.hits == 1  # the same array content hits; a PIL image has its key
+    np.testing.assert_allclose(again, np.concatenate([first, first]), atol=1e-6)
