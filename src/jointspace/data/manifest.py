@@ -26,6 +26,8 @@ SUFFIXES = {
     ".pq": "parquet",
 }
 MAX_LISTED = 10
+# Every command named here has a --skip-bad flag (tests/test_cli_data.py checks it).
+SKIP_HINT = "to skip bad rows instead, pass --skip-bad to train, eval, embed or data validate"
 MAX_LINE_BYTES = 16 << 20  # one JSONL row; longer lines are refused rather than parsed
 BINARY_SNIFF = 8192
 log = logging.getLogger("jointspace")
@@ -143,7 +145,7 @@ def _problem_report(path: Path, problems: list[Problem]) -> str:
     if len(problems) > MAX_LISTED:
         lines.append(f"... and {len(problems) - MAX_LISTED} more")
     head = f"{len(problems)} bad row{'s' if len(problems) > 1 else ''} in {path}:"
-    return "\n".join([head, *lines, "pass --skip-bad to report and skip bad rows"])
+    return "\n".join([head, *lines, SKIP_HINT])
 
 
 def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str]]:
