@@ -17,8 +17,8 @@ from jointspace.cli_errors import user_errors
 app = typer.Typer(
     help="Build, convert, inspect and validate paired datasets.", no_args_is_help=True
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 Manifest = Annotated[str, typer.Argument(help="Manifest path or builtin:NAME.")]
 
 

@@ -294,3 +294,53 @@ def test_parquet_with_duplicate_columns_is_refused(tmp_path):
     pq.write_table(table, tmp_path / "m.parquet")
     with pytest.raises(ManifestError, match=r"m.parquet: column 'text' appears more than once"):
         read_manifest(tmp_path / "m.parquet")
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", "empty id"),
+        ("   ", "empty id"),
+        ("a\x00b", r"id 'a\\x00b' contains the control character U\+0000"),
+        ("line\nbreak", r"id 'line\\x0abreak' contains the control character U\+000A"),
+        ("../etc/passwd", r"id '../etc/passwd' has a '..' path segment"),
+        ("a/../b", r"id 'a/../b' has a '..' path segment"),
+    ],
+)
+def test_ids_that_later_stages_cannot_use_are_row_problems(folder, key, message):
+    rows = [{"id": "ok/1", "text": "a"}, {"id": key, "text": "b"}, {"id": "x..y", "text": "c"}]
+    (folder / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ManifestError, match=rf"m.jsonl, row 2, column 'id': {message}") as caught:
+        read_manifest(folder / "m.jsonl")
+    assert "row 1" not in str(caught.value) and "row 3" not in str(caught.value)
+
+
+def test_split_overlaps_count_byte_identical_files_per_split_pair(tmp_path):
+    from jointspace.data import open_manifest
+    from jointspace.data.overlap import split_overlaps
+
+    for name, color in (("a", 1), ("b", 2), ("c", 3)):
+        (tmp_path / f"{name}.png").write_bytes(png_bytes(color))
+    (tmp_path / "a2.png").write_bytes(png_bytes(1))  # same bytes as a.png
+    (tmp_path / "b2.png").write_bytes(png_bytes(2))
+    rows = [
+        ("a.png", "train"),
+        ("b.png", "train"),
+        ("c.png", "train"),
+        ("a2.png", "test"),
+        ("b2.png", "test"),
+        ("a.png", "val"),
+    ]
+    lines = [f"{i},t{i},{image},{split}" for i, (image, split) in enumerate(rows)]
+    (tmp_path / "m.csv").write_text("id,text,image,split\n" + "\n".join(lines) + "\n")
+    found = split_overlaps(open_manifest(tmp_path / "m.csv"))
+    assert [(o.a, o.b, o.count) for o in found] == [
+        ("train", "val", 1),
+        ("train", "test", 2),
+        ("val", "test", 1),
+    ]
+    assert found[1].examples == [("a2.png", "a.png"), ("b2.png", "b.png")]
+    assert (
+        "2 image files in split 'test' byte-identical to files in split 'train'"
+        in found[1].describe()
+    )
