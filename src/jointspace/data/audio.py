@@ -52,10 +52,9 @@ def load_audio(source: AudioSource, sample_rate: int = 16_000) -> np.ndarray:
 
 
 def check_audio(source: str | Path | bytes) -> None:
-    """Raise ``AudioError`` unless the header reads and the clip has samples within the limits."""
+    """Raise ``AudioError`` unless the clip decodes within the limits, with finite samples."""
     with _open(source) as (clip, name):
-        if clip.frames >= UNKNOWN_FRAMES:
-            _read(clip, name, 0, None)  # length not in the header: count it, within the limit
+        _read(clip, name, 0, None, keep=False)
 
 
 def _resample(wave: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
@@ -100,8 +99,13 @@ def check_header(frames: int, rate: int, channels: int, name: str) -> None:
         raise AudioError(name, f"{frames / rate:.0f} s long; the limit is {MAX_SECONDS:.0f} s")
 
 
-def _read(clip: soundfile.SoundFile, name: str, start: int, stop: int | None) -> np.ndarray:
-    """Frames ``[start, stop)`` mixed to mono, block by block, refused past ``MAX_SECONDS``."""
+def _read(
+    clip: soundfile.SoundFile, name: str, start: int, stop: int | None, keep: bool = True
+) -> np.ndarray:
+    """Frames ``[start, stop)`` mixed to mono, block by block, refused past ``MAX_SECONDS``.
+
+    With ``keep`` False the blocks are only checked, so memory stays one block.
+    """
     limit = int(MAX_SECONDS * clip.samplerate)
     stop = limit + 1 if stop is None else stop
     if start:
@@ -111,18 +115,18 @@ def _read(clip: soundfile.SoundFile, name: str, start: int, stop: int | None) ->
         block, ended = _read_block(clip, min(BLOCK_FRAMES, stop - start - count))
         if not len(block):
             break
-        blocks.append(block.mean(axis=1, dtype=np.float32))
+        mono = block.mean(axis=1, dtype=np.float32)
+        if not np.isfinite(mono).all():
+            raise AudioError(name, "holds NaN or infinite samples")
+        blocks.append(mono if keep else mono[:0])
         count += len(block)
         if ended:
             break
     if start + count > limit:
         raise AudioError(name, f"longer than the limit of {MAX_SECONDS:.0f} s")
-    wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    if not wave.size:
+    if not count:
         raise AudioError(name, "no samples")
-    if not np.isfinite(wave).all():
-        raise AudioError(name, "holds NaN or infinite samples")
-    return wave
+    return np.concatenate(blocks)
 
 
 def _read_block(clip: soundfile.SoundFile, frames: int) -> tuple[np.ndarray, bool]:
