@@ -264,8 +264,9 @@ def test_bad_audio_in_a_manifest_and_through_the_loader(tmp_path, name):
     assert "row 1, column 'audio'" in result.output
     for source, label in ((tmp_path / name, str(tmp_path / name)), (data, "uploaded audio")):
         start = time.perf_counter()
-        with pytest.raises(AudioError, match=rf"^{label}: "):
+        with pytest.raises(AudioError, match=rf"^{label}: ") as caught:
             load_audio(source)
+        assert " at 0x" not in str(caught.value) and "Error opening" not in str(caught.value)
         assert time.perf_counter() - start < 1.0
 
 

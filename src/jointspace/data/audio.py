@@ -66,10 +66,11 @@ def _resample(wave: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def _open(source: str | Path | bytes) -> Iterator[tuple[soundfile.SoundFile, str]]:
-    name = "uploaded audio" if isinstance(source, bytes | bytearray) else str(source)
+    name = "uploaded audio" if isinstance(source, bytes | bytearray) else "audio input"
     if isinstance(source, bytes | bytearray):
         handle: Any = io.BytesIO(bytes(source))
     elif isinstance(source, str | os.PathLike):
+        name = str(source)
         if not Path(source).is_file():
             raise AudioError(name, "file not found")
         handle = source
@@ -81,7 +82,9 @@ def _open(source: str | Path | bytes) -> Iterator[tuple[soundfile.SoundFile, str
             check_header(clip.frames, clip.samplerate, clip.channels, name)
             yield clip, name
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(name, f"unreadable or corrupt audio ({err})") from err
+        # libsndfile's own words, without the "Error opening <_io.BytesIO …>" wrapper.
+        reason = getattr(err, "error_string", None) or str(err)
+        raise AudioError(name, f"unreadable or corrupt audio ({reason.rstrip('.')})") from err
 
 
 def check_header(frames: int, rate: int, channels: int, name: str) -> None:
