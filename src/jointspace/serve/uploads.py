@@ -12,7 +12,13 @@ import soundfile
 from fastapi import HTTPException
 from PIL import Image, UnidentifiedImageError
 
-from jointspace.data.audio import AudioError
+from jointspace.data.audio import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    UNKNOWN_FRAMES,
+    AudioError,
+    check_audio,
+)
 from jointspace.data.image import ImageError, load_image
 from jointspace.serve.query import Upload
 
@@ -39,8 +45,8 @@ class UploadLimits:
     max_pixels: int = 16_000_000
     max_aspect: float = 20.0  # longer side over shorter side
     max_seconds: float = 60.0
-    min_rate: int = 1_000
-    max_rate: int = 192_000
+    min_rate: int = MIN_SAMPLE_RATE
+    max_rate: int = MAX_SAMPLE_RATE
     max_channels: int = 8
 
 
@@ -97,36 +103,36 @@ def decode_image(upload: Upload, limits: UploadLimits) -> Image.Image:
 
 
 def check_audio_upload(upload: Upload, limits: UploadLimits) -> bytes:
-    """The upload's bytes once its header is within limits and every frame decodes."""
+    """The upload's bytes once its header is within limits and every block decodes."""
     try:
         with soundfile.SoundFile(io.BytesIO(upload.data)) as clip:
             rate, channels, frames = clip.samplerate, clip.channels, clip.frames
-            if not limits.min_rate <= rate <= limits.max_rate:
-                raise HTTPException(
-                    422,
-                    f"{upload.name}: sample rate {rate} Hz is outside "
-                    f"{limits.min_rate}–{limits.max_rate} Hz",
-                )
-            if channels > limits.max_channels:
-                raise HTTPException(
-                    422, f"{upload.name}: {channels} channels; at most {limits.max_channels}"
-                )
-            if frames > limits.max_seconds * rate:
-                raise HTTPException(
-                    413,
-                    f"{upload.name}: {frames / rate:.0f} s long; the limit is "
-                    f"{limits.max_seconds:g} s",
-                )
-            if frames == 0:
-                raise HTTPException(422, f"{upload.name}: no samples")
-            # Reading in blocks checks the whole stream decodes without holding it twice.
-            for _ in clip.blocks(blocksize=65_536, dtype="float32"):
-                pass
-    except (AudioError, *_AUDIO_ERRORS) as err:
-        reason = _clean(err.reason if isinstance(err, AudioError) else str(err))
+    except _AUDIO_ERRORS as err:
+        reason = getattr(err, "error_string", None) or _clean(str(err))
         raise HTTPException(
             422, f"unreadable {upload.name}: not a WAV, FLAC or OGG file ({reason})"
         ) from None
+    if not limits.min_rate <= rate <= limits.max_rate:
+        raise HTTPException(
+            422,
+            f"{upload.name}: sample rate {rate} Hz is outside "
+            f"{limits.min_rate}–{limits.max_rate} Hz",
+        )
+    if channels > limits.max_channels:
+        raise HTTPException(
+            422, f"{upload.name}: {channels} channels; at most {limits.max_channels}"
+        )
+    if UNKNOWN_FRAMES > frames > limits.max_seconds * rate:
+        raise HTTPException(
+            413,
+            f"{upload.name}: {frames / rate:.0f} s long; the limit is {limits.max_seconds:g} s",
+        )
+    try:
+        # Block by block (memory stays one block): truncation, NaN samples and a stream of
+        # unknown length past the loaders' limit are refused here, not inside the model.
+        check_audio(upload.data)
+    except AudioError as err:
+        raise HTTPException(422, f"unreadable {upload.name}: {_clean(err.reason)}") from None
     return upload.data
 
 
