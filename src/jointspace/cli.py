@@ -254,29 +254,20 @@ def serve(
 
     Each request is logged to stderr as one JSON line (method, path, status, ms, client).
     """
-    import uvicorn
-
     from jointspace.serve import create_app
-    from jointspace.serve.listen import bind_port
-    from jointspace.serve.middleware import access_log
+    from jointspace.serve.listen import bind_port, run_on
 
     # Bind first: a busy port fails at once, before loading anything or announcing a URL.
     sock = bind_port(host, port)
     with sock:
         application = create_app(model_dir, index)
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
-        access_log.propagate = False  # exactly one line per request, whatever else logs
         bound = sock.getsockname()[1]
         console.print(
             f"serving {index} with {model_dir} on http://{host}:{bound}",
             soft_wrap=True,
             highlight=False,
         )
-        config = uvicorn.Config(application, log_level="warning", access_log=False)
-        uvicorn.Server(config).run(sockets=[sock])
+        run_on(sock, application)
 
 
 @app.command()

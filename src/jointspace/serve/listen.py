@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 
 from jointspace.errors import JointspaceError
@@ -28,3 +29,19 @@ def bind_port(host: str, port: int) -> socket.socket:
             ) from None
         raise JointspaceError(f"cannot listen on {host} port {port}: {err.strerror}") from None
     return sock
+
+
+def run_on(sock: socket.socket, app) -> None:
+    """Serve ``app`` on the bound ``sock`` until stopped; one JSON access line per request."""
+    import uvicorn
+
+    from jointspace.serve.middleware import access_log
+
+    if not access_log.handlers:
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False  # exactly one line per request, whatever else logs
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
