@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 import struct
-import warnings
 from dataclasses import dataclass
 
 import soundfile
@@ -59,47 +58,38 @@ def decode_upload(upload: Upload, limits: UploadLimits):
 
 def decode_image(upload: Upload, limits: UploadLimits) -> Image.Image:
     """The upload decoded to RGB; 413 over the pixel limit, 422 for a sliver or bad bytes."""
-    with warnings.catch_warnings():
-        # Pillow only warns between its limit and twice it; here that is a refusal too.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    try:
+        # Opening reads the header only; Pillow refuses (or warns about) bombs here already.
+        image = Image.open(io.BytesIO(upload.data))
+    except Image.DecompressionBombError:
+        raise HTTPException(
+            413, f"{upload.name}: more pixels than the limit of {limits.max_pixels}"
+        ) from None
+    except _IMAGE_ERRORS:
+        raise HTTPException(
+            422, f"unreadable {upload.name}: not a PNG, JPEG, GIF, WebP, BMP or TIFF image"
+        ) from None
+    with image:
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise HTTPException(
+                413,
+                f"{upload.name}: {width}×{height} pixels is over the limit of {limits.max_pixels}",
+            )
+        if min(width, height) < 1 or max(width, height) > limits.max_aspect * min(width, height):
+            raise HTTPException(
+                422,
+                f"{upload.name}: {width}×{height} pixels; the sides may differ at most "
+                f"{limits.max_aspect:g}-fold",
+            )
         try:
-            image = Image.open(io.BytesIO(upload.data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            return load_image(image, max_pixels=limits.max_pixels)
+        except ImageError as err:
+            raise HTTPException(422, f"unreadable {upload.name}: {_clean(err.reason)}") from None
+        except _IMAGE_ERRORS as err:
             raise HTTPException(
-                413, f"{upload.name}: more pixels than the limit of {limits.max_pixels}"
+                422, f"unreadable {upload.name}: corrupt image ({_clean(str(err))})"
             ) from None
-        except _IMAGE_ERRORS:
-            raise HTTPException(
-                422, f"unreadable {upload.name}: not a PNG, JPEG, GIF, WebP, BMP or TIFF image"
-            ) from None
-        with image:
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise HTTPException(
-                    413,
-                    f"{upload.name}: {width}×{height} pixels is over the limit of "
-                    f"{limits.max_pixels}",
-                )
-            if min(width, height) < 1 or max(width, height) > limits.max_aspect * min(
-                width, height
-            ):
-                raise HTTPException(
-                    422,
-                    f"{upload.name}: {width}×{height} pixels; the sides may differ at most "
-                    f"{limits.max_aspect:g}-fold",
-                )
-            try:
-                return load_image(image, max_pixels=limits.max_pixels)
-            except ImageError as err:
-                raise HTTPException(
-                    422, f"unreadable {upload.name}: {_clean(err.reason)}"
-                ) from None
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise HTTPException(413, f"{upload.name}: too many pixels to decode") from None
-            except _IMAGE_ERRORS as err:
-                raise HTTPException(
-                    422, f"unreadable {upload.name}: corrupt image ({_clean(str(err))})"
-                ) from None
 
 
 def check_audio_upload(upload: Upload, limits: UploadLimits) -> bytes:
