@@ -144,7 +144,8 @@ def create_app(
     def media(item_id: str) -> FileResponse:
         metadata = index.get([item_id]).get(item_id)
         # Ids, never paths, come from the client; the stored path must stay under the root.
-        path = None if metadata is None or target == "text" else media_path(root, metadata[target])
+        stored = None if metadata is None or target == "text" else metadata.get(target)
+        path = media_path(root, stored) if isinstance(stored, str) else None
         if path is None:
             raise HTTPException(404, f"no media for item {item_id!r}")
         return FileResponse(path)
