@@ -252,9 +252,11 @@ def test_reranker_input_errors_are_clear(reranked_run, tmp_path):
     run, *_ = reranked_run
     model = load(run)
     reranker = Reranker.for_model(model, run, "image", tmp_path)
-    with pytest.raises(ValueError, match="not a file under"):
+    from jointspace.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="not a file under"):
         reranker.scores("text", "a 3", [IndexHit("x", 0.5, {"image": "../outside.png"})])
-    with pytest.raises(ValueError, match="has no 'image'"):
+    with pytest.raises(ArtifactError, match="has no 'image'"):
         reranker.scores("text", "a 3", [IndexHit("y", 0.5, {"text": "a 3"})])
     with pytest.raises(ValueError, match="no image inputs"):
         model.encode_tokens([], "image")

@@ -65,7 +65,7 @@ def test_image_query_finds_itself_and_filters_apply(served):
         ({"text": "seven", "k": "0"}, None, 422, "greater than or equal to 1"),
         ({"text": "seven", "k": "101"}, None, 422, "less than or equal to 100"),
         ({"text": "seven", "k": "many"}, None, 422, "valid integer"),
-        ({"text": "seven", "filter": "label > 3"}, None, 400, "use field == value"),
+        ({"text": "seven", "filter": "label > 3"}, None, 422, "use field == value"),
         ({}, {"image": ("a.txt", b"hello", "text/plain")}, 415, "must be an image"),
         ({}, {"image": ("a.png", b"\x89PNG broken", "image/png")}, 422, "unreadable image"),
         ({}, {"image": ("big.png", bytes(60_000), "image/png")}, 413, "larger than 50000"),

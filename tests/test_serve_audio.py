@@ -63,7 +63,7 @@ def test_an_audio_clip_query_finds_itself(audio_app):
         ({"audio": ("a.txt", b"hello", "text/plain")}, 415, "must be an audio file"),
         ({"audio": ("a.wav", b"RIFF broken", "audio/wav")}, 422, "unreadable audio"),
         ({"audio": ("big.wav", bytes(60_000), "audio/wav")}, 413, "larger than 50000"),
-        ({"image": ("a.png", b"\x89PNG broken", "image/png")}, 422, "unreadable image"),
+        ({"image": ("a.png", b"\x89PNG broken", "image/png")}, 422, "no image tower"),
     ],
 )
 def test_bad_audio_uploads_are_clear_4xx(audio_app, files, status, message):
@@ -90,3 +90,32 @@ def test_the_page_shows_audio_players(audio_app):
         hits = search_in_browser(url, "a 660 hertz tone")
     assert len(hits) == len(TONES)  # k = 12 on the page, six clips indexed
     assert all(h["audio"].startswith("/media/tone-") and h["width"] is None for h in hits)
+
+
+def test_the_page_previews_an_uploaded_clip_and_searches_with_it(audio_app):
+    from playwright.sync_api import sync_playwright
+
+    from jointspace.report.browser import FLAGS, find_chromium
+    from jointspace.serve.local import running_server
+
+    client, root = audio_app
+    clip = {"name": "3.wav", "mimeType": "audio/wav", "buffer": (root / "clips/3.wav").read_bytes()}
+    with running_server(client.app) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=find_chromium(), args=list(FLAGS))
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.fill("#text", "a 440 hertz tone")
+            page.set_input_files("#audio", clip)
+            # A playable preview of the chosen clip replaces the typed text.
+            page.wait_for_function("document.querySelector('#preview-media audio')?.duration > 0.3")
+            assert page.input_value("#text") == "" and page.text_content("#preview-name") == "3.wav"
+            with page.expect_response("**/search") as got:
+                page.click("button[type=submit]")
+            answer = got.value.json()
+            page.wait_for_selector(".hit")
+            ranks = page.eval_on_selector_all(".hit .rank", "rs => rs.map(r => r.textContent)")
+        finally:
+            browser.close()
+    assert answer["query"] == "audio" and answer["results"][0]["id"] == "tone-3"
+    assert ranks == [f"#{i}" for i in range(1, len(TONES) + 1)]

@@ -248,15 +248,26 @@ def serve(
     model_dir: ModelDir,
     index: Annotated[str, typer.Option("--index", help="Index URI built by `index build`.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port (0: any free one).", min=0, max=65535)] = 8000,
 ) -> None:
-    """Serve the REST API (/search, /items, /media, /health, /docs) and the search page."""
-    import uvicorn
+    """Serve the REST API (/search, /items, /media, /health, /docs) and the search page.
 
+    Each request is logged to stderr as one JSON line (method, path, status, ms, client).
+    """
     from jointspace.serve import create_app
+    from jointspace.serve.listen import bind_port, run_on
 
-    console.print(f"serving {index} with {model_dir} on http://{host}:{port}")
-    uvicorn.run(create_app(model_dir, index), host=host, port=port, log_level="info")
+    # Bind first: a busy port fails at once, before loading anything or announcing a URL.
+    sock = bind_port(host, port)
+    with sock:
+        application = create_app(model_dir, index)
+        bound = sock.getsockname()[1]
+        console.print(
+            f"serving {index} with {model_dir} on http://{host}:{bound}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        run_on(sock, application)
 
 
 @app.command()

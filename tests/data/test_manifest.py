@@ -196,7 +196,7 @@ def test_jsonl_with_a_byte_order_mark_and_non_utf8_bytes(folder):
     (folder / "m.jsonl").write_bytes('\ufeff{"text": "café"}\n'.encode())
     assert read_manifest(folder / "m.jsonl").column("text") == ["café"]
     (folder / "bad.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
-    with pytest.raises(ManifestError, match=r"bad.jsonl: not UTF-8"):
+    with pytest.raises(ManifestError, match=r"bad.jsonl, line 1: not UTF-8"):
         read_manifest(folder / "bad.jsonl")
 
 
@@ -210,3 +210,137 @@ def test_empty_manifest_is_refused_even_with_skip_bad(folder):
     (folder / "m.csv").write_text("id,text\n")
     with pytest.raises(ManifestError, match=r"m\.csv: the manifest has no rows"):
         read_manifest(folder / "m.csv", skip_bad=True)
+
+
+def png_bytes(color=128, size=(6, 6)):
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (color, color, color)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_hugging_face_image_structs_are_read_from_their_bytes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = [{"bytes": png_bytes(10), "path": "a.png"}, {"bytes": png_bytes(200), "path": None}]
+    images.append({"bytes": None, "path": "img/b.png"})
+    (tmp_path / "img").mkdir()
+    write_image(tmp_path / "img" / "b.png")
+    table = pa.table({"text": ["dark", "light", "grey"], "image": images, "label": [0, 1, 2]})
+    pq.write_table(table, tmp_path / "hf.parquet")
+    manifest = read_manifest(tmp_path / "hf.parquet", required=("image",))
+    paths = manifest.column("image")
+    assert paths[2] == "img/b.png" and manifest.column("label") == ["0", "1", "2"]
+    assert all(p.startswith("hf.files/") and p.endswith(".png") for p in paths[:2])
+    assert manifest.resolve(paths[0]).read_bytes() == png_bytes(10)
+    again = read_manifest(tmp_path / "hf.parquet")  # the same blobs, nothing rewritten
+    assert again.column("image") == paths and len(list((tmp_path / "hf.files").iterdir())) == 2
+
+
+def test_hugging_face_structs_with_bad_bytes_are_a_row_problem(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = [{"bytes": png_bytes(), "path": "a.png"}, {"bytes": b"\x89PNG junk", "path": "b.png"}]
+    pq.write_table(pa.table({"text": ["a", "b"], "image": images}), tmp_path / "hf.parquet")
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(tmp_path / "hf.parquet")
+    message = str(caught.value)
+    assert "hf.parquet, row 2, column 'image': unreadable or corrupt image" in message
+    assert "\\x" not in message and "b'" not in message  # no raw bytes dumped
+
+
+def test_deeply_nested_jsonl_is_a_clear_error(tmp_path):
+    line = '{"text": "a", "meta_x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    (tmp_path / "m.jsonl").write_text('{"text": "ok"}\n' + line + "\n")
+    with pytest.raises(ManifestError, match=r"m.jsonl, line 2: JSON nested too deeply"):
+        read_manifest(tmp_path / "m.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "pattern"),
+    [
+        ("m.jsonl", b'{"text": "a", "label": [1, 2]}\n', r"line 1, column 'label': .* got a list"),
+        ("m.jsonl", b'{"text": "a", "text": "b"}\n', r"line 1: key 'text' given twice"),
+        ("m.jsonl", b'{"text": "a"}\n\x00\x01\x02binary', r"binary data, not JSON lines"),
+        ("m.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", r"m.csv: binary data, not CSV text"),
+        ("m.csv", b"id,text,id\n1,a,2\n", r"m.csv: column 'id' appears more than once"),
+        ("m.csv", b"id,text\n1,caf\xe9\n", r"m.csv: not UTF-8 text"),
+        ("m.csv", b'id,text\n1,"unterminated\n', r"m.csv: cannot read CSV"),
+        ("m.csv", b"", r"m.csv: cannot read CSV"),
+        ("m.parquet", b"PAR1 not really parquet", r"m.parquet: cannot read Parquet"),
+    ],
+)
+def test_malformed_manifests_are_one_clear_error(tmp_path, name, content, pattern):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ManifestError, match=pattern):
+        read_manifest(tmp_path / name)
+
+
+def test_huge_jsonl_lines_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("jointspace.data.manifest.MAX_LINE_BYTES", 100)
+    (tmp_path / "m.jsonl").write_text('{"text": "' + "a" * 200 + '"}\n')
+    with pytest.raises(ManifestError, match=r"m.jsonl: a line longer than 100 bytes"):
+        read_manifest(tmp_path / "m.jsonl")
+
+
+def test_parquet_with_duplicate_columns_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table([pa.array(["a"]), pa.array(["b"])], names=["text", "text"])
+    pq.write_table(table, tmp_path / "m.parquet")
+    with pytest.raises(ManifestError, match=r"m.parquet: column 'text' appears more than once"):
+        read_manifest(tmp_path / "m.parquet")
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", "empty id"),
+        ("   ", "empty id"),
+        ("a\x00b", r"id 'a\\x00b' contains the control character U\+0000"),
+        ("line\nbreak", r"id 'line\\x0abreak' contains the control character U\+000A"),
+        ("../etc/passwd", r"id '../etc/passwd' has a '..' path segment"),
+        ("a/../b", r"id 'a/../b' has a '..' path segment"),
+    ],
+)
+def test_ids_that_later_stages_cannot_use_are_row_problems(folder, key, message):
+    rows = [{"id": "ok/1", "text": "a"}, {"id": key, "text": "b"}, {"id": "x..y", "text": "c"}]
+    (folder / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ManifestError, match=rf"m.jsonl, row 2, column 'id': {message}") as caught:
+        read_manifest(folder / "m.jsonl")
+    assert "row 1" not in str(caught.value) and "row 3" not in str(caught.value)
+
+
+def test_split_overlaps_count_byte_identical_files_per_split_pair(tmp_path):
+    from jointspace.data import open_manifest
+    from jointspace.data.overlap import split_overlaps
+
+    for name, color in (("a", 1), ("b", 2), ("c", 3)):
+        (tmp_path / f"{name}.png").write_bytes(png_bytes(color))
+    (tmp_path / "a2.png").write_bytes(png_bytes(1))  # same bytes as a.png
+    (tmp_path / "b2.png").write_bytes(png_bytes(2))
+    rows = [
+        ("a.png", "train"),
+        ("b.png", "train"),
+        ("c.png", "train"),
+        ("a2.png", "test"),
+        ("b2.png", "test"),
+        ("a.png", "val"),
+    ]
+    lines = [f"{i},t{i},{image},{split}" for i, (image, split) in enumerate(rows)]
+    (tmp_path / "m.csv").write_text("id,text,image,split\n" + "\n".join(lines) + "\n")
+    found = split_overlaps(open_manifest(tmp_path / "m.csv"))
+    assert [(o.a, o.b, o.count) for o in found] == [
+        ("train", "val", 1),
+        ("train", "test", 2),
+        ("val", "test", 1),
+    ]
+    assert found[1].examples == [("a2.png", "a.png"), ("b2.png", "b.png")]
+    assert (
+        "2 image files in split 'test' byte-identical to files in split 'train'"
+        in found[1].describe()
+    )

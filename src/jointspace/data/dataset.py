@@ -29,7 +29,7 @@ class PairedDataset(Dataset):
     ):
         missing = [m for m in preprocess if m not in manifest.columns]
         if missing:
-            raise ManifestError(f"{manifest.path}: no {missing[0]!r} column for that tower")
+            raise ManifestError(f"{manifest.path}: no '{missing[0]}' column for that tower")
         self.manifest, self.preprocess = manifest, dict(preprocess)
         self.augment_seed, self.epoch = augment_seed, 0
 

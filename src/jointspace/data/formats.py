@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 from jointspace.atomic import atomic_path
-from jointspace.data.manifest import FILE_COLUMNS, KNOWN_COLUMNS, SUFFIXES, ManifestError
+from jointspace.data.manifest import FILE_COLUMNS, KNOWN_COLUMNS, SUFFIXES, ManifestError, quote
 from jointspace.registry import available, lookup, register
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
@@ -51,6 +52,10 @@ def _split_from_name(name: str) -> str:
     return ""
 
 
+def _listed(columns: Any) -> str:
+    return ", ".join(quote(str(c)) for c in columns)
+
+
 def _abs(path: Path) -> str:
     return str(path.resolve())
 
@@ -60,14 +65,14 @@ def _need(record: Any, key: str, src: Path, what: str) -> Any:
     if not isinstance(record, dict):
         raise ManifestError(f"{src}: {what} is not a JSON object")
     if key not in record or record[key] is None:
-        raise ManifestError(f"{src}: {what} has no {key!r}")
+        raise ManifestError(f"{src}: {what} has no '{key}'")
     return record[key]
 
 
 def _need_list(record: Any, key: str, src: Path, what: str) -> list[Any]:
     value = _need(record, key, src, what)
     if not isinstance(value, list):
-        raise ManifestError(f"{src}: {what} {key!r} is not a list")
+        raise ManifestError(f"{src}: {what} '{key}' is not a list")
     return value
 
 
@@ -89,7 +94,7 @@ def _read_csv(src: Path, required: tuple[str, ...]) -> pd.DataFrame:
         raise ManifestError(f"{src}: cannot read CSV: {err}") from err
     for column in required:
         if column not in frame.columns:
-            raise ManifestError(f"{src}: no column {column!r} (columns: {list(frame.columns)})")
+            raise ManifestError(f"{src}: no column '{column}' (columns: {_listed(frame.columns)})")
     return frame
 
 
@@ -113,7 +118,7 @@ def read_coco(src: Path, out_dir: Path, *, images_dir: Path | None = None) -> li
         ann_id, caption = _need(ann, "id", src, what), _need(ann, "caption", src, what)
         image_id = _need(ann, "image_id", src, what)
         if image_id not in files:
-            raise ManifestError(f"{src}: {what} has unknown image_id {image_id!r}")
+            raise ManifestError(f"{src}: {what} has unknown image_id {image_id}")
         image = _abs(root / files[image_id])
         rows.append(_row(str(ann_id), str(caption).strip(), image=image, split=split))
     return rows
@@ -180,30 +185,39 @@ def _pick(
     found = [override] if override else [c for c in names if c in columns]
     if not found or found[0] not in columns:
         wanted = override or " or ".join(names)
-        raise ManifestError(f"{path}: no {role} column among {columns} (wanted {wanted!r})")
+        raise ManifestError(
+            f"{path}: no {role} column among {_listed(columns)} (wanted {quote(wanted)})"
+        )
     return found[0]
 
 
-def _write_bytes(data: bytes, files_dir: Path, index: int, where: str) -> str:
+def _write_bytes(data: bytes, files_dir: Path, index: int, where: str, force: bool) -> str:
     """Embedded image bytes written as-is to ``files_dir/{index:06d}.{ext}``."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt = (image.format or "").lower()
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         raise ManifestError(f"{where}: embedded bytes are not a readable image") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ManifestError(f"{where}: embedded image is too large to decode") from err
     files_dir.mkdir(parents=True, exist_ok=True)
     target = files_dir / f"{index:06d}.{'jpg' if fmt == 'jpeg' else fmt or 'bin'}"
-    target.write_bytes(data)
+    if target.is_file() and not force and target.read_bytes() != data:
+        raise ManifestError(f"{target} exists with other content; pass --force to overwrite it")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
     return _abs(target)
 
 
-def _hf_image(value: Any, base: Path, files_dir: Path, index: int, where: str) -> str:
+def _hf_image(
+    value: Any, base: Path, files_dir: Path, index: int, where: str, force: bool = False
+) -> str:
     if isinstance(value, dict):
         if value.get("bytes"):
-            return _write_bytes(value["bytes"], files_dir, index, where)
+            return _write_bytes(value["bytes"], files_dir, index, where, force)
         value = value.get("path")
     if isinstance(value, bytes | bytearray):
-        return _write_bytes(bytes(value), files_dir, index, where)
+        return _write_bytes(bytes(value), files_dir, index, where, force)
     if isinstance(value, str) and value:
         return _abs(base / value)
     raise ManifestError(f"{where}: no image bytes or path")
@@ -211,7 +225,12 @@ def _hf_image(value: Any, base: Path, files_dir: Path, index: int, where: str) -
 
 @register("format", "hf")
 def read_hf(
-    src: Path, out_dir: Path, *, text_column: str | None = None, image_column: str | None = None
+    src: Path,
+    out_dir: Path,
+    *,
+    text_column: str | None = None,
+    image_column: str | None = None,
+    force: bool = False,
 ) -> list[Row]:
     """A Hugging Face dataset (``save_to_disk`` folder, parquet/arrow): one row per caption."""
     src = Path(src)
@@ -224,10 +243,11 @@ def read_hf(
         default_split = _split_from_name(path.relative_to(base).as_posix() if src.is_dir() else "")
         for number, record in enumerate(table.to_pylist()):
             where = f"{path}, row {number}, column"
-            image = _hf_image(record[image_col], base, files_dir, index, f"{where} {image_col!r}")
+            cell = record[image_col]
+            image = _hf_image(cell, base, files_dir, index, f"{where} '{image_col}'", force)
             texts = record[text_col]
             if not isinstance(texts, list | str):
-                raise ManifestError(f"{where} {text_col!r}: expected a string or list of strings")
+                raise ManifestError(f"{where} '{text_col}': expected a string or list of strings")
             key = str(record["id"]) if record.get("id") is not None else str(index)
             label = "" if record.get("label") is None else str(record["label"])
             split = str(record.get("split") or default_split)
@@ -243,7 +263,7 @@ def _fill(template: str, label: str) -> str:
     try:
         return template.format(label=label)
     except (KeyError, IndexError, ValueError) as err:
-        raise ManifestError(f"template {template!r}: only {{label}} may be filled ({err})") from err
+        raise ManifestError(f"template {quote(template)}: only {{label}} may be filled") from err
 
 
 @register("format", "folder")
@@ -271,7 +291,7 @@ def read_clotho(src: Path, out_dir: Path, *, audio_dir: Path | None = None) -> l
     numbered = [(c, re.fullmatch(r"caption_(\d+)", c)) for c in frame.columns]
     captions = sorted((int(m.group(1)), c) for c, m in numbered if m)
     if not captions:
-        raise ManifestError(f"{src}: no 'caption_N' column (columns: {list(frame.columns)})")
+        raise ManifestError(f"{src}: no 'caption_N' column (columns: {_listed(frame.columns)})")
     word = src.stem.rsplit("_", 1)[-1]
     if audio_dir is None:
         audio_dir = src.parent / word if (src.parent / word).is_dir() else src.parent
@@ -309,24 +329,39 @@ def _relative(value: str, root: Path) -> str:
     return Path(os.path.relpath(value, root)).as_posix()
 
 
-def convert(src: Path, fmt: str, out: Path, **options: Any) -> Path:
-    """Read ``src`` as ``fmt`` and write the manifest ``out`` (.csv, .jsonl or .parquet)."""
+def convert(src: Path, fmt: str, out: Path, *, force: bool = False, **options: Any) -> Path:
+    """Read ``src`` as ``fmt`` and write the manifest ``out`` (.csv, .jsonl or .parquet).
+
+    An existing ``out`` (or extracted file with other content) is replaced only with ``force``.
+    """
     src, out = Path(src), Path(out)
     kind = SUFFIXES.get(out.suffix.lower())
     if kind is None:
         raise ManifestError(
-            f"{out}: unsupported manifest suffix {out.suffix!r} (use {', '.join(SUFFIXES)})"
+            f"{out}: unsupported manifest suffix '{out.suffix}' (use {', '.join(SUFFIXES)})"
         )
     try:
         reader = lookup("format", fmt)
     except KeyError:
         raise ManifestError(
-            f"unknown format {fmt!r}; known: {', '.join(available('format'))}"
+            f"unknown format '{fmt}'; known: {', '.join(available('format'))}"
         ) from None
+    if out.exists() and not force:
+        raise ManifestError(f"{out} already exists; pass --force to overwrite it")
+    accepted = [k for k in inspect.signature(reader).parameters if k not in ("src", "out_dir")]
+    for key in options:
+        if key not in accepted:
+            takes = ", ".join(f"--{k.replace('_', '-')}" for k in accepted if k != "force")
+            raise ManifestError(
+                f"--{key.replace('_', '-')} does not apply to format {fmt} "
+                f"(it takes: {takes or 'no options'})"
+            )
+    if "force" in accepted:
+        options = {**options, "force": force}
     root = out.parent.resolve()
     rows = reader(src, root, **options)
     if not rows:
-        raise ManifestError(f"{src}: no rows read as format {fmt!r}")
+        raise ManifestError(f"{src}: no rows read as format '{fmt}'")
     for row in rows:
         for column in FILE_COLUMNS:
             if column in row:

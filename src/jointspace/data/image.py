@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +19,25 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from jointspace.errors import JointspaceError
 
-# Decompression bombs: refuse images above this many pixels before decoding them.
-MAX_PIXELS = int(os.environ.get("JOINTSPACE_MAX_IMAGE_PIXELS", 64_000_000))
+# Limits checked on the header, before any pixel is decoded; the environment can raise them.
+# MAX_PIXELS: decompression bombs (a 388 kB PNG can claim 20,000×20,000 pixels).
+MAX_PIXELS = int(os.environ.get("JOINTSPACE_MAX_IMAGE_PIXELS", 50_000_000))
+# MAX_ASPECT: slivers (a 1×20,000 PNG resized on its short side becomes 32×640,000 pixels).
+MAX_ASPECT = float(os.environ.get("JOINTSPACE_MAX_IMAGE_ASPECT", 50))
+# What Pillow raises on malformed files; only these are translated into ImageError.
 _DECODE_ERRORS = (
     UnidentifiedImageError,
     OSError,
     SyntaxError,
     ValueError,
-    Image.DecompressionBombError,
+    EOFError,
+    IndexError,
+    struct.error,
+    zlib.error,
 )
 _TRUNCATION_LOCK = threading.Lock()
+
+ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
 
 class ImageError(JointspaceError, ValueError):
@@ -35,39 +48,107 @@ class ImageError(JointspaceError, ValueError):
         self.reason = reason
 
 
-def load_image(source: str | Path | Image.Image, max_pixels: int | None = None) -> Image.Image:
+def load_image(
+    source: ImageSource, max_pixels: int | None = None, *, name: str | None = None
+) -> Image.Image:
     """A fully decoded RGB image: EXIF orientation applied, transparency composited on white.
 
-    Images over ``max_pixels`` (default ``$JOINTSPACE_MAX_IMAGE_PIXELS`` or 64 M) are refused.
+    ``source`` is a path, encoded bytes, a PIL image or an H×W[×3|4] array (uint8, or float in
+    [0, 1]). Sizes over ``max_pixels`` (default ``MAX_PIXELS``) or ``MAX_ASPECT`` are refused.
     """
-    name = getattr(source, "filename", None) or str(source)
+    name = name or _name(source)
+    limit = max_pixels or MAX_PIXELS
+    if isinstance(source, np.ndarray):
+        return _from_array(source, name, limit)
+    if isinstance(source, bytes | bytearray | memoryview):
+        source = io.BytesIO(bytes(source))
+    elif not isinstance(source, Image.Image | str | os.PathLike):
+        raise ImageError(
+            name, f"expected a path, bytes, PIL image or array, got {type(source).__name__}"
+        )
     opened = None
     try:
         image = source if isinstance(source, Image.Image) else Image.open(source)
         opened = None if image is source else image
-        _check_size(image, name, max_pixels or MAX_PIXELS)
+        check_size(image.width, image.height, name, limit)
         with _strict_decoding():
             image.load()
         return _to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError as err:
         raise ImageError(name, "file not found") from err
+    except IsADirectoryError as err:
+        raise ImageError(name, "is a folder, not an image file") from err
     except ImageError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        pillow = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        reason = f"{_bomb_pixels(err)}exceeds Pillow's decompression-bomb limit of {pillow}"
+        raise ImageError(name, reason) from err
     except _DECODE_ERRORS as err:
-        raise ImageError(name, f"unreadable or corrupt image ({err})") from err
+        raise ImageError(name, f"unreadable or corrupt image ({_reason(err)})") from err
     finally:
         # _to_rgb always returns a copy, so the file can go; multi-frame files stay open otherwise.
         if opened is not None:
             opened.close()
 
 
-def _check_size(image: Image.Image, name: str, limit: int) -> None:
-    if image.width * image.height > limit:
+def check_size(width: int, height: int, name: str, max_pixels: int | None = None) -> None:
+    """Raise ``ImageError`` for a size over the pixel limit or a sliver over ``MAX_ASPECT``."""
+    limit = max_pixels or MAX_PIXELS
+    if width < 1 or height < 1:
+        raise ImageError(name, f"{width}×{height} pixels: the image is empty")
+    if width * height > limit:
         raise ImageError(
             name,
-            f"{image.width}×{image.height} pixels exceeds the limit of "
+            f"{width}×{height} pixels exceeds the limit of "
             f"{limit} (set JOINTSPACE_MAX_IMAGE_PIXELS to allow more)",
         )
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(
+            name,
+            f"{width}×{height} pixels: aspect ratio over the limit of {MAX_ASPECT:g}:1 "
+            "(set JOINTSPACE_MAX_IMAGE_ASPECT to allow more)",
+        )
+
+
+def _name(source: object) -> str:
+    if isinstance(source, str | os.PathLike):
+        return str(source)
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", None) or "image"
+    if isinstance(source, np.ndarray):
+        return "image array"
+    return "uploaded image"
+
+
+def _reason(err: BaseException) -> str:
+    # Pillow's messages may quote reprs of file objects; keep the words, drop the objects.
+    text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the data", str(err)).strip()
+    return text or type(err).__name__
+
+
+def _bomb_pixels(err: BaseException) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    return f"{found.group(1)} pixels " if found else ""
+
+
+def _from_array(array: np.ndarray, name: str, limit: int) -> Image.Image:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ImageError(name, f"expected an H×W, H×W×3 or H×W×4 array, got shape {array.shape}")
+    check_size(array.shape[1], array.shape[0], name, limit)
+    if array.dtype == np.uint8:
+        pixels = array
+    elif array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise ImageError(name, "the array holds NaN or infinite values")
+        if array.min() < 0 or array.max() > 1:
+            raise ImageError(name, "float pixel values must lie in [0, 1]")
+        pixels = np.rint(array * 255).astype(np.uint8)
+    else:
+        raise ImageError(name, f"pixel type {array.dtype} (use uint8, or float in [0, 1])")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(pixels)))
 
 
 @contextlib.contextmanager

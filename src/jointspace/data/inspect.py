@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from jointspace.data.manifest import MODALITY_COLUMNS, Manifest
+from jointspace.data.manifest import FILE_COLUMNS, MODALITY_COLUMNS, Manifest
+from jointspace.data.overlap import file_digests, split_overlaps
 from jointspace.data.validate import find_problems
 
 TOP_LABELS = 20
@@ -39,8 +39,13 @@ def inspect_manifest(manifest: Manifest) -> dict[str, Any]:
         report["labels"] = {"distinct": len(counts), "top": dict(counts.most_common(TOP_LABELS))}
     if "text" in manifest.columns:
         report["captions"] = caption_stats(manifest.column("text"))
+    digests = {c: file_digests(manifest, c) for c in FILE_COLUMNS if c in manifest.columns}
     if "image" in manifest.columns:
-        report["images"] = image_stats(manifest)
+        report["images"] = image_stats(manifest, digests["image"])
+    report["split_overlap"] = [
+        {"column": o.column, "splits": [o.a, o.b], "count": o.count, "examples": o.examples}
+        for o in split_overlaps(manifest, digests)
+    ]
     problems = find_problems(manifest)
     report["problems"] = [p.describe(manifest.path) for p in problems]
     return report
@@ -66,16 +71,16 @@ def caption_stats(texts: list[str]) -> dict[str, Any]:
     }
 
 
-def image_stats(manifest: Manifest) -> dict[str, Any]:
+def image_stats(manifest: Manifest, digests: dict[str, str] | None = None) -> dict[str, Any]:
     """Sizes read from headers, and distinct files whose bytes are identical."""
+    digests = file_digests(manifest, "image") if digests is None else digests
     sizes, by_hash = Counter(), defaultdict(list)
-    for value in dict.fromkeys(v for v in manifest.column("image") if v.strip()):
-        path = manifest.resolve(value)
+    for value, digest in digests.items():
+        by_hash[digest].append(value)
         try:
-            by_hash[hashlib.sha256(path.read_bytes()).hexdigest()].append(value)
-            with Image.open(path) as image:
+            with Image.open(manifest.resolve(value)) as image:  # the header only
                 sizes[f"{image.width}x{image.height}"] += 1
-        except (OSError, ValueError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue  # reported among the problems
     return {
         "distinct": sum(len(v) for v in by_hash.values()),

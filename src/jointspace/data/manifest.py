@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,10 @@ SUFFIXES = {
     ".pq": "parquet",
 }
 MAX_LISTED = 10
+# Every command named here has a --skip-bad flag (tests/test_cli_data.py checks it).
+SKIP_HINT = "to skip bad rows instead, pass --skip-bad to train, eval, embed or data validate"
+MAX_LINE_BYTES = 16 << 20  # one JSONL row; longer lines are refused rather than parsed
+BINARY_SNIFF = 8192
 log = logging.getLogger("jointspace")
 
 
@@ -41,7 +47,7 @@ class Problem:
 
     def describe(self, path: Path | str) -> str:
         """``"FILE, row N, column 'C': message"`` for error reports and logs."""
-        column = f", column {self.column!r}" if self.column else ""
+        column = f", column {quote(self.column)}" if self.column else ""
         return f"{path}, row {self.row}{column}: {self.message}"
 
 
@@ -71,7 +77,8 @@ class Manifest:
 
     def column(self, name: str) -> list[str]:
         if name not in self.columns:
-            raise ManifestError(f"{self.path}: no column {name!r} (columns: {self.columns})")
+            listed = ", ".join(self.columns)
+            raise ManifestError(f"{self.path}: no column {quote(name)} (columns: {listed})")
         return [row[name] for row in self.rows]
 
     def splits(self) -> list[str]:
@@ -80,11 +87,11 @@ class Manifest:
     def split(self, name: str) -> Manifest:
         """Only the rows of split ``name``."""
         if "split" not in self.columns:
-            raise ManifestError(f"{self.path}: no 'split' column, so no split {name!r}")
+            raise ManifestError(f"{self.path}: no 'split' column, so no split {quote(name)}")
         rows = [row for row in self.rows if row["split"] == name]
         if not rows:
             raise ManifestError(
-                f"{self.path}: no rows in split {name!r} (splits: {', '.join(self.splits())})"
+                f"{self.path}: no rows in split {quote(name)} (splits: {', '.join(self.splits())})"
             )
         return Manifest(self.path, rows, self.columns, self.skipped)
 
@@ -138,55 +145,142 @@ def _problem_report(path: Path, problems: list[Problem]) -> str:
     if len(problems) > MAX_LISTED:
         lines.append(f"... and {len(problems) - MAX_LISTED} more")
     head = f"{len(problems)} bad row{'s' if len(problems) > 1 else ''} in {path}:"
-    return "\n".join([head, *lines, "pass --skip-bad to report and skip bad rows"])
+    return "\n".join([head, *lines, SKIP_HINT])
 
 
 def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str]]:
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ManifestError(
-            f"{path}: unsupported manifest suffix {path.suffix!r} (use {', '.join(SUFFIXES)})"
+            f"{path}: unsupported manifest suffix {quote(path.suffix)} (use {', '.join(SUFFIXES)})"
         )
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     if kind == "jsonl":
         return _read_jsonl(path)
+    if kind == "csv":
+        return _read_csv(path)
+    return _read_parquet(path)
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, str]], list[str]]:
+    with path.open("rb") as handle:
+        head = handle.read(BINARY_SNIFF)
+    if b"\0" in head:
+        raise ManifestError(f"{path}: binary data, not CSV text")
     try:
-        if kind == "csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-        else:
-            frame = pd.read_parquet(path)
-    except Exception as err:  # pandas/pyarrow raise many types; all mean "cannot parse"
-        raise ManifestError(f"{path}: cannot read {kind}: {err}") from err
+        header = next(csv.reader([head.decode("utf-8-sig", "replace").partition("\n")[0]]), [])
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
+        )
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as err:
+        raise ManifestError(f"{path}: cannot read CSV ({_first_line(err)})") from err
+    _refuse_duplicates(path, [c.strip() for c in header])
     columns = [str(c) for c in frame.columns]
     records = frame.to_dict(orient="records")
-    return [{str(k): _cell(v) for k, v in r.items()} for r in records], columns
+    return [{str(k): v for k, v in r.items()} for r in records], columns
+
+
+def _read_parquet(path: Path) -> tuple[list[dict[str, str]], list[str]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+        _refuse_duplicates(path, names)
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ManifestError(f"{path}: cannot read Parquet ({_first_line(err)})") from err
+    columns = [str(c) for c in table.column_names]
+    rows = []
+    for number, record in enumerate(table.to_pylist(), start=1):
+        rows.append({c: _value(path, number, c, record[c]) for c in columns})
+    return rows, columns
 
 
 def _read_jsonl(path: Path) -> tuple[list[dict[str, str]], list[str]]:
-    rows, columns = [], {}
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark
-    except UnicodeDecodeError as err:
-        raise ManifestError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ManifestError(f"{path}, line {number}: not valid JSON ({err.msg})") from err
-        if not isinstance(record, dict):
-            raise ManifestError(f"{path}, line {number}: expected a JSON object per line")
-        columns.update(dict.fromkeys(record))
-        rows.append(record)
-    return [{c: _cell(r.get(c)) for c in columns} for r in rows], list(columns)
+    records, columns = [], {}
+    with path.open("rb") as handle:
+        for number, raw in enumerate(_lines(path, handle), start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                where = f"{path}, line {number}"
+                reason = f"not UTF-8 text ({err.reason} at byte {err.start})"
+                raise ManifestError(f"{where}: {reason}") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line, object_pairs_hook=_unique_keys)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{path}, line {number}: not valid JSON ({err.msg})") from err
+            except RecursionError:
+                raise ManifestError(f"{path}, line {number}: JSON nested too deeply") from None
+            except _DuplicateKey as err:
+                key = quote(str(err))
+                raise ManifestError(f"{path}, line {number}: key {key} given twice") from None
+            if not isinstance(record, dict):
+                raise ManifestError(f"{path}, line {number}: expected a JSON object per line")
+            columns.update(dict.fromkeys(record))
+            records.append((number, record))
+    rows = [{c: _value(path, n, c, r.get(c), "line") for c in columns} for n, r in records]
+    return rows, list(columns)
 
 
-def _cell(value: object) -> str:
+def _lines(path: Path, handle) -> Iterator[bytes]:
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise ManifestError(f"{path}: a line longer than {MAX_LINE_BYTES} bytes")
+        if b"\0" in raw:
+            raise ManifestError(f"{path}: binary data, not JSON lines")
+        yield raw
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return record
+
+
+def _refuse_duplicates(path: Path, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ManifestError(f"{path}: column {quote(name)} appears more than once")
+        seen.add(name)
+
+
+def _value(path: Path, number: int, column: str, value: object, unit: str = "row") -> str:
+    """A cell as a string: numbers as written; media structs/bytes become files; else refused."""
     if isinstance(value, str):
         return value
-    # Parquet brings None, NaN, pd.NA and NaT for missing cells; all mean "empty".
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+    where = f"{path}, {unit} {number}, column {quote(column)}"
+    if column in FILE_COLUMNS:
+        from jointspace.data.embedded import media_cell
+
+        return media_cell(value, path, where)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return str(value)
+    kinds = {dict: "an object", list: "a list", tuple: "a list", bytes: "bytes", bytearray: "bytes"}
+    if type(value) in kinds:
+        raise ManifestError(f"{where}: expected text or a number, got {kinds[type(value)]}")
+    return str(value)  # numbers, dates: as written
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def quote(text: str, limit: int = 60) -> str:
+    """``'text'`` for messages: control characters escaped, long text cut, never a repr."""
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
+    return f"'{shown}{'…' if len(text) > limit else ''}'"

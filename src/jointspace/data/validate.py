@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from jointspace.data.manifest import (
     Manifest,
     ManifestError,
     Problem,
+    quote,
 )
 
 PROGRESS_MIN_FILES = 500
@@ -29,14 +31,17 @@ def check_columns(
     for column in columns:
         if column not in KNOWN_COLUMNS and not column.startswith(META_PREFIX):
             raise ManifestError(
-                f"{path}: unknown column {column!r} (known: {', '.join(KNOWN_COLUMNS)}; "
-                f"prefix extra columns with {META_PREFIX!r})"
+                f"{path}: unknown column {quote(column)} (known: {', '.join(KNOWN_COLUMNS)}; "
+                f"prefix extra columns with '{META_PREFIX}')"
             )
     missing = [c for c in required if c not in columns]
     if missing:
-        raise ManifestError(f"{path}: missing column {missing[0]!r} (columns: {columns})")
+        listed = ", ".join(columns)
+        raise ManifestError(f"{path}: missing column {quote(missing[0])} (columns: {listed})")
     if not any(c in columns for c in MODALITY_COLUMNS):
-        raise ManifestError(f"{path}: no modality column (need one of {MODALITY_COLUMNS})")
+        raise ManifestError(
+            f"{path}: no modality column (need one of {', '.join(MODALITY_COLUMNS)})"
+        )
     if not rows:
         raise ManifestError(f"{path}: the manifest has no rows")
 
@@ -45,7 +50,7 @@ def find_problems(
     manifest: Manifest, required: Sequence[str] = (), check_files: bool = True
 ) -> list[Problem]:
     """Every row-level problem, in row order."""
-    problems = _duplicate_ids(manifest)
+    problems = _id_problems(manifest)
     if "text" in manifest.columns:
         problems += [
             Problem(n, "text", "empty text")
@@ -58,16 +63,30 @@ def find_problems(
     return sorted(problems, key=lambda p: p.row)
 
 
-def _duplicate_ids(manifest: Manifest) -> list[Problem]:
+def _id_problems(manifest: Manifest) -> list[Problem]:
     first: dict[str, int] = {}
     problems = []
     for number, row in enumerate(manifest.rows, start=1):
-        if row["id"] in first:
-            message = f"duplicate id {row['id']!r} (first used in row {first[row['id']]})"
+        key = row["id"]
+        message = id_problem(key)
+        if message is None and key in first:
+            message = f"duplicate id {quote(key)} (first used in row {first[key]})"
+        first.setdefault(key, number)
+        if message:
             problems.append(Problem(number, "id", message))
-        else:
-            first[row["id"]] = number
     return problems
+
+
+def id_problem(key: str) -> str | None:
+    """Why ``key`` cannot be an item id (index, ``/media`` URLs), or None when it can."""
+    if not key.strip():
+        return "empty id"
+    bad = next((c for c in key if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        return f"id {quote(key)} contains the control character U+{ord(bad):04X}"
+    if ".." in key.split("/"):
+        return f"id {quote(key)} has a '..' path segment"
+    return None
 
 
 def _file_problems(manifest: Manifest, column: str, check_files: bool) -> list[Problem]:

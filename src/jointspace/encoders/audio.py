@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from jointspace.data.audio import AudioTransform, load_audio
+from jointspace.data.audio import AudioTransform
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.image import conv_stages, map_tokens
@@ -80,9 +79,8 @@ class AudioCNN(Tower):
         return list(self.features)
 
     def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
-        if not isinstance(raw, (str, Path, bytes)):
-            raise TypeError(f"audio input must be a path or bytes, got {type(raw).__name__}")
-        return self.transform(load_audio(raw, self.transform.sample_rate), rng)
+        # A path, bytes or (array, rate); only the frames the fixed-length clip keeps are decoded.
+        return self.transform.load(raw, rng)
 
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(items)

@@ -63,7 +63,10 @@ class JointModel(nn.Module):
         normalize: bool = True,
         output: Literal["numpy", "torch"] = "numpy",
     ) -> np.ndarray | torch.Tensor:
-        """Embed raw inputs (strings, image paths or PIL images) or an already collated tensor."""
+        """Embed raw inputs or an already collated tensor.
+
+        Images: paths, bytes, PIL images or H×W[×3|4] arrays; audio: paths, bytes or (array, rate).
+        """
         tower = self.tower(modality)
         device = next(self.parameters()).device
         with evaluating(self):
@@ -94,7 +97,10 @@ class JointModel(nn.Module):
     def _cached(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor) -> bool:
         # Collated tensors carry no content key to look up: only raw inputs use the cache.
         raw = not isinstance(inputs, torch.Tensor) and len(inputs) > 0
-        return raw and self.feature_cache is not None and tower.frozen
+        if not (raw and self.feature_cache is not None and tower.frozen):
+            return False
+        # (samples, rate) audio pairs have no content key yet: they run the whole tower.
+        return not any(isinstance(x, tuple) for x in _as_list(inputs))
 
     def _batches(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor, batch_size: int):
         device = next(self.parameters()).device

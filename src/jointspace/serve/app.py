@@ -2,128 +2,164 @@
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-import time
+import os
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+import anyio
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
-from jointspace.data.audio import AudioError, check_audio
-from jointspace.data.image import ImageError, load_image
-from jointspace.index import FilterError
+from jointspace.errors import ArtifactError, JointspaceError
 from jointspace.index.build import indexed_media, media_path, open_for_model
 from jointspace.models import load
 from jointspace.models.io import model_fingerprint
+from jointspace.serve.apidocs import add_offline_docs
+from jointspace.serve.middleware import AccessLog, BodyLimit
+from jointspace.serve.probe import Probe
+from jointspace.serve.query import SearchQuery, Upload, openapi_body, read_search
 from jointspace.serve.rerank import Reranker
 from jointspace.serve.schemas import Health, Item, SearchResponse, SearchResult
+from jointspace.serve.uploads import UploadLimits, decode_upload
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_K = 100
+FORM_OVERHEAD = 64 * 1024  # room for the text fields and multipart framing beside one upload
 log = logging.getLogger("jointspace.serve")
 
 
 def create_app(
-    model_dir: str | Path, index_uri: str, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
+    model_dir: str | Path,
+    index_uri: str,
+    *,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    workers: int | None = None,
+    max_pending: int = 256,
+    limits: UploadLimits | None = None,
 ) -> FastAPI:
-    """An app serving ``/search``, ``/items/{id}``, ``/media/{id}``, ``/health`` and a web page."""
+    """An app serving ``/search``, ``/items/{id}``, ``/media/{id}``, ``/health`` and a web page.
+
+    Searches run ``workers`` at a time (default: the CPU count, at most 8) on their own threads,
+    so health, items and media never queue behind embedding; past ``max_pending`` waiting or
+    running searches, ``/search`` answers 503.
+    """
     model = load(model_dir)
     fingerprint = model_fingerprint(model_dir)
     index = open_for_model(index_uri, fingerprint)
     target, root = indexed_media(index)
     reranker = Reranker.for_model(model, model_dir, target, root)
+    limits = limits or UploadLimits()
+    probe = Probe(model)
+    items = len(index)  # the service never writes, so the count is fixed
+    work = anyio.CapacityLimiter(workers or min(8, os.cpu_count() or 1))
+    pending = 0
     page_html = (files("jointspace.serve") / "static" / "index.html").read_text()
-    app = FastAPI(title="jointspace search", version="1", description=__doc__)
-
-    @app.middleware("http")
-    async def access_log(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        record = {
-            "method": request.method,
-            "path": request.url.path,
-            "status": response.status_code,
-            "ms": round(1000 * (time.perf_counter() - started), 2),
-        }
-        log.info(json.dumps(record))
-        return response
+    app = FastAPI(
+        title="jointspace search",
+        version="1",
+        description=__doc__,
+        docs_url=None,
+        redoc_url=None,
+    )
+    add_offline_docs(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return page_html
 
-    @app.get("/health", response_model=Health)
-    def health() -> Health:
+    @app.get("/health", response_model=Health, responses={503: {"model": Health}})
+    async def health(response: Response) -> Health:
+        # No I/O and no queue: answers at once, however many searches are running.
+        if probe.problem is not None:
+            response.status_code = 503
         return Health(
-            status="ok",
-            items=len(index),
+            status="ok" if probe.problem is None else "error",
+            problem=probe.problem,
+            items=items,
             target=target,
             model=fingerprint,
             rerank=reranker.matcher.modalities if reranker else [],
         )
 
-    @app.post("/search", response_model=SearchResponse, responses={400: {}, 413: {}, 415: {}})
-    async def search(
-        text: Annotated[str | None, Form(max_length=1000)] = None,
-        image: Annotated[UploadFile | None, File()] = None,
-        audio: Annotated[UploadFile | None, File()] = None,
-        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
-        filter: Annotated[str | None, Form(max_length=1000)] = None,
-        rerank: Annotated[int, Form(ge=0, le=MAX_K)] = 0,
-    ) -> SearchResponse:
-        uploads = {"image": image, "audio": audio}
-        query_modality, raw = await _read_query(model, text, uploads, max_upload_bytes)
-        if rerank and (reranker is None or not reranker.supports(query_modality)):
-            raise HTTPException(422, _no_reranker(reranker, query_modality, target))
-        # CPU-bound work runs off the event loop, so /health and uploads keep being served.
-        vector = await run_in_threadpool(model.encode, [raw], query_modality)
+    @app.post(
+        "/search",
+        response_model=SearchResponse,
+        openapi_extra={"requestBody": openapi_body()},
+        responses={
+            400: {"description": "no query, or more than one"},
+            413: {"description": "an upload or the body over its limit"},
+            415: {"description": "an upload of the wrong type, or an unknown body type"},
+            422: {"description": "a bad field, filter or file"},
+            503: {"description": "busy, or the model produces non-finite embeddings"},
+        },
+    )
+    async def search(request: Request) -> SearchResponse:
+        """Search with a text, an image or an audio query: a multipart form or a JSON body."""
+        nonlocal pending
+        query, upload = await read_search(request, max_upload_bytes)
+        modality = upload.field if upload else "text"
+        if modality not in model.modalities:
+            raise HTTPException(422, f"this model has no {modality} tower")
+        if query.rerank and (reranker is None or not reranker.supports(modality)):
+            raise HTTPException(422, _no_reranker(reranker, modality, target))
+        if pending >= max_pending:
+            raise HTTPException(503, "too many searches in progress; retry shortly")
+        pending += 1
         try:
-            found = await run_in_threadpool(index.search, vector, max(k, rerank), filter or None)
-        except FilterError as err:
-            raise HTTPException(400, str(err)) from None
-        ranked = [(hit, None) for hit in found[0]]
-        if rerank:
-            ranked = await run_in_threadpool(reranker.rerank, query_modality, raw, found[0], rerank)
+            return await anyio.to_thread.run_sync(run, query, upload, modality, limiter=work)
+        finally:
+            pending -= 1
+
+    def run(query: SearchQuery, upload: Upload | None, modality: str) -> SearchResponse:
+        raw = query.text if upload is None else decode_upload(upload, limits)
+        vector = model.encode([raw], modality)
+        probe.check(vector, modality)
+        where = (query.filter or "").strip() or None  # a blank filter box means no filter
+        found = index.search(vector, max(query.k, query.rerank), where)[0]
+        ranked = [(hit, None) for hit in found]
+        if query.rerank:
+            ranked = reranker.rerank(modality, raw, found, query.rerank)
         results = [
             SearchResult(
                 id=hit.id,
+                rank=rank,
                 score=hit.score,
                 rerank_score=matched,
                 metadata=hit.metadata,
                 media=_media_url(hit.id, target),
             )
-            for hit, matched in ranked[:k]
+            for rank, (hit, matched) in enumerate(ranked[: query.k], start=1)
         ]
-        return SearchResponse(query=query_modality, target=target, results=results)
+        return SearchResponse(query=modality, target=target, results=results)
 
-    @app.get("/items/{item_id}", response_model=Item, responses={404: {}})
+    @app.get("/items/{item_id:path}", response_model=Item, responses={404: {}})
     def item(item_id: str) -> Item:
         metadata = index.get([item_id]).get(item_id)
         if metadata is None:
             raise HTTPException(404, f"no item {item_id!r}")
         return Item(id=item_id, metadata=metadata, media=_media_url(item_id, target))
 
-    @app.get("/media/{item_id}", responses={404: {}})
+    @app.get("/media/{item_id:path}", responses={404: {}})
     def media(item_id: str) -> FileResponse:
         metadata = index.get([item_id]).get(item_id)
         # Ids, never paths, come from the client; the stored path must stay under the root.
-        path = None if metadata is None or target == "text" else media_path(root, metadata[target])
+        stored = None if metadata is None or target == "text" else metadata.get(target)
+        path = media_path(root, stored) if isinstance(stored, str) else None
         if path is None:
             raise HTTPException(404, f"no media for item {item_id!r}")
         return FileResponse(path)
 
-    @app.exception_handler(ValueError)
-    async def bad_value(_: Request, err: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=422)
+    @app.exception_handler(JointspaceError)
+    async def user_error(_: Request, err: JointspaceError) -> JSONResponse:
+        # A damaged artifact is the server's problem, not the request's.
+        status = 503 if isinstance(err, ArtifactError) else 422
+        return JSONResponse({"detail": str(err)}, status_code=status)
 
-    app.state.index, app.state.model = index, model
+    app.add_middleware(BodyLimit, limit=max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(AccessLog)
+    app.state.index, app.state.model, app.state.probe = index, model, probe
+    app.state.model_dir, app.state.index_uri = Path(model_dir), index_uri
     return app
 
 
@@ -133,40 +169,6 @@ def _no_reranker(reranker: Reranker | None, query: str, target: str) -> str:
     return f"the re-ranker pairs {reranker.matcher.modalities}, not {query} with {target}"
 
 
-async def _read_query(model, text: str | None, uploads: dict, limit: int):
-    given = {m: f for m, f in uploads.items() if f is not None}
-    if text is not None and text.strip():
-        given["text"] = text
-    if len(given) != 1:
-        raise HTTPException(
-            400, "give exactly one query: a non-empty 'text', an 'image' or an 'audio' file"
-        )
-    ((modality, query),) = given.items()
-    if modality == "text":
-        return "text", text
-    if query.content_type is None or not query.content_type.startswith(f"{modality}/"):
-        raise HTTPException(
-            415, f"'{modality}' must be an {modality} file, got {query.content_type!r}"
-        )
-    data = await query.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(413, f"{modality} larger than {limit} bytes")
-    try:
-        decoded = DECODERS[modality](data)
-    except (ImageError, AudioError, OSError) as err:
-        raise HTTPException(422, f"unreadable {modality}: {err}") from None
-    if modality not in model.modalities:
-        raise HTTPException(422, f"this model has no {modality} tower")
-    return modality, decoded
-
-
-def _decode_audio(data: bytes) -> bytes:
-    check_audio(data)
-    return data
-
-
-DECODERS = {"image": lambda data: load_image(Image.open(io.BytesIO(data))), "audio": _decode_audio}
-
-
 def _media_url(item_id: str, target: str) -> str | None:
+    # Every character but unreserved ones is escaped: '/' and '?' in ids stay part of the id.
     return None if target == "text" else f"/media/{quote(item_id, safe='')}"

@@ -44,7 +44,8 @@ def search_in_browser(
 
     With ``rerank``, the page's re-rank control (shown only for a model with a matcher) is set.
     A card gives ``width`` (its image's natural width, once loaded) or ``audio`` (its player's
-    source URL), and ``caption``.
+    source URL), ``rank`` ("#1"…), ``name`` (the item's caption, text or id) and ``caption``
+    (label and score).
     """
     from playwright.sync_api import sync_playwright
 
@@ -67,7 +68,9 @@ def search_in_browser(
                 ".hit",
                 "cards => cards.map(c => ({width: c.querySelector('img')?.naturalWidth ?? null,"
                 " audio: c.querySelector('audio')?.getAttribute('src') ?? null,"
-                " caption: c.querySelector('.score').textContent}))",
+                " caption: c.querySelector('.score').textContent,"
+                " name: c.querySelector('.name').textContent,"
+                " rank: c.querySelector('.rank').textContent}))",
             )
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from jointspace.errors import ArtifactError
 from jointspace.index import IndexHit
 from jointspace.index.build import media_path
 from jointspace.models.io import model_fingerprint, resolve_model_dir
@@ -89,10 +90,10 @@ class Reranker:
     def _input(self, metadata: dict[str, Any]) -> Any:
         value = metadata.get(self.target)
         if value is None:
-            raise ValueError(f"an indexed item has no {self.target!r} to re-rank with")
+            raise ArtifactError(f"an indexed item has no {self.target!r} to re-rank with")
         if self.target == "text":
             return str(value)
         path = media_path(self.root, value)
         if path is None:
-            raise ValueError(f"indexed media {value!r} is not a file under {self.root}")
+            raise ArtifactError(f"indexed media {value!r} is not a file under {self.root}")
         return path

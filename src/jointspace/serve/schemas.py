@@ -16,6 +16,7 @@ class Item(BaseModel):
 
 
 class SearchResult(Item):
+    rank: int  # 1 for the best result
     score: float
     rerank_score: float | None = None  # the matcher's score, when the result was re-ranked
 
@@ -27,7 +28,8 @@ class SearchResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str  # "ok", or "error" with the reason in ``problem`` (HTTP 503)
+    problem: str | None = None
     items: int
     target: str
     model: str

@@ -11,6 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from jointspace.atomic import atomic_dir
+from jointspace.data.builtin.target import check_target
 from jointspace.registry import register
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -40,7 +41,7 @@ def default_cache_dir() -> Path:
 
 
 @register("dataset", "digits")
-def build_digits(root: Path | None = None, *, overwrite: bool = False) -> Path:
+def build_digits(root: Path | None = None, *, force: bool = False, overwrite: bool = False) -> Path:
     """Write the dataset under ``root/digits`` once (atomically) and return its manifest path."""
     from sklearn.datasets import load_digits
 
@@ -48,6 +49,7 @@ def build_digits(root: Path | None = None, *, overwrite: bool = False) -> Path:
     manifest = target / "manifest.csv"
     if manifest.is_file() and not overwrite:
         return manifest
+    check_target(target, force)
     digits = load_digits()
     with atomic_dir(target) as tmp:
         (tmp / "images").mkdir()

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from jointspace.atomic import atomic_dir
 from jointspace.data.builtin.digits import default_cache_dir
+from jointspace.data.builtin.target import check_target
 from jointspace.registry import register
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -144,7 +145,12 @@ def captions(e: Emoji) -> list[str]:
 
 @register("dataset", "emoji")
 def build_emoji(
-    root: Path | None = None, *, size: int = 64, overwrite: bool = False, limit: int | None = None
+    root: Path | None = None,
+    *,
+    force: bool = False,
+    size: int = 64,
+    overwrite: bool = False,
+    limit: int | None = None,
 ) -> Path:
     """Render the dataset under ``root/emoji-SIZE`` once (atomically); return its manifest."""
     target = Path(root or default_cache_dir() / "datasets") / f"emoji-{size}"
@@ -153,6 +159,7 @@ def build_emoji(
     manifest = target / "manifest.csv"
     if manifest.is_file() and not overwrite:
         return manifest
+    check_target(target, force)
     emoji = load_emoji()
     splits = assign_splits(emoji)
     font = ImageFont.truetype(str(FONT), FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)

@@ -17,6 +17,7 @@ from PIL import Image, ImageFont
 from jointspace.atomic import atomic_dir
 from jointspace.data.builtin.digits import default_cache_dir
 from jointspace.data.builtin.emoji import FONT, FONT_SIZE, load_emoji, png_bytes, render
+from jointspace.data.builtin.target import check_target
 from jointspace.registry import register
 
 GROUPS = ("Animals & Nature", "Food & Drink", "Travel & Places", "Objects")
@@ -41,12 +42,15 @@ def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
 
 
 @register("dataset", "emoji-pairs")
-def build_emoji_pairs(root: Path | None = None, *, size: int = 64, overwrite: bool = False) -> Path:
+def build_emoji_pairs(
+    root: Path | None = None, *, force: bool = False, size: int = 64, overwrite: bool = False
+) -> Path:
     """Render the dataset under ``root/emoji-pairs-SIZE`` once (atomically); return its manifest."""
     target = Path(root or default_cache_dir() / "datasets") / f"emoji-pairs-{size}"
     manifest = target / "manifest.csv"
     if manifest.is_file() and not overwrite:
         return manifest
+    check_target(target, force)
     rng = np.random.default_rng(SEED)
     font = ImageFont.truetype(str(FONT), FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)
     glyphs = [(name, render(chars, font, size // 2)) for chars, name in pick_emoji(EMOJI, rng)]

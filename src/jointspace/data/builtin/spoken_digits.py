@@ -17,6 +17,7 @@ import soundfile
 from jointspace.atomic import atomic_dir
 from jointspace.data.audio import load_audio
 from jointspace.data.builtin.digits import HELD_OUT, WORDS, default_cache_dir
+from jointspace.data.builtin.target import check_target
 from jointspace.data.manifest import ManifestError
 from jointspace.registry import register
 
@@ -44,12 +45,15 @@ SAMPLE_RATE = 16_000
 
 
 @register("dataset", "spoken-digits")
-def build_spoken_digits(root: Path | None = None, *, overwrite: bool = False) -> Path:
+def build_spoken_digits(
+    root: Path | None = None, *, force: bool = False, overwrite: bool = False
+) -> Path:
     """Voice every clip once (atomically) under ``root/spoken-digits``; return the manifest."""
     target = Path(root or default_cache_dir() / "datasets") / "spoken-digits"
     manifest = target / "manifest.csv"
     if manifest.is_file() and not overwrite:
         return manifest
+    check_target(target, force)
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise ManifestError("spoken-digits needs the speech synthesiser: apt install espeak-ng")
