@@ -1,4 +1,4 @@
-"""The service opens its index read-only: searching never writes, bad filters are 400s."""
+"""The service opens its index read-only: searching never writes, bad filters are 422s."""
 
 from fastapi.testclient import TestClient
 
@@ -18,9 +18,9 @@ def test_serving_never_writes_the_index_and_refuses_bad_filters(served_app):
         huge = client.post(
             "/search", data={"text": "a seven", "filter": "label == 99999999999999999999999"}
         )
-        assert huge.status_code == 400 and "out of range" in huge.json()["detail"]  # main: 500
+        assert huge.status_code == 422 and "out of range" in huge.json()["detail"]  # main: 500
         unknown = client.post("/search", data={"text": "a seven", "filter": 'colour == "red"'})
-        assert unknown.status_code == 400  # main: 200 with no results and no warning
+        assert unknown.status_code == 422  # main: 200 with no results and no warning
         assert "known fields: image, label, split" in unknown.json()["detail"]
     # The app is shared with other tests: close a second reader as a shutting-down server would.
     from jointspace.index import open_index
