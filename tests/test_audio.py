@@ -169,7 +169,7 @@ def test_empty_nan_and_bad_arrays_are_clear_errors(tmp_path):
     refused_fast((tone(440, 0.1), 16_000.5), r"sample rate must be an integer, got float")
     refused_fast((np.zeros((2, 2, 2), np.float32), 16_000), r"expected a 1-D or frames×channels")
     refused_fast((tone(440, 0.1), 100), r"sample rate 100 Hz is outside")
-    refused_fast(12, r"^audio input: expected a path, bytes or \(array, sample rate\), got a int")
+    refused_fast(12, r"^audio input: expected a path, bytes or \(array, sample rate\), not int")
 
 
 @pytest.mark.parametrize("rate", [16_000, 8_000, 22_050, 44_100, 48_000, 44_099])

@@ -177,3 +177,18 @@ def test_the_data_cli_keeps_heavy_imports_inside_commands():
             top.add(node.module)
     light = {"__future__", "json", "pathlib", "typing", "typer", "rich.console", "rich.markup"}
     assert top <= light | {"rich.table", "typer.core", "jointspace.cli_errors"}, top
+
+
+def test_inspect_never_overwrites_a_report_or_charts_without_force(tmp_path, digits_manifest):
+    (tmp_path / "r.json").write_text("mine")
+    args = ["data", "inspect", str(digits_manifest), "--json", str(tmp_path / "r.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "r.json already exists; pass --force" in result.output
+    assert (tmp_path / "r.json").read_text() == "mine"
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "labels.png").write_text("mine")
+    plots = ["data", "inspect", str(digits_manifest), "--plots", str(tmp_path / "plots")]
+    assert runner.invoke(app, plots).exit_code == 1
+    assert (tmp_path / "plots" / "labels.png").read_text() == "mine"
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    assert json.loads((tmp_path / "r.json").read_text())["rows"] > 0

@@ -108,13 +108,19 @@ def inspect(
     manifest: Manifest,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG charts into this folder.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing report or charts.")] = False,
 ) -> None:
     """Rows, modalities, caption and image statistics, duplicates and rows that fail to load."""
     from jointspace.atomic import write_text_atomic
     from jointspace.data import resolve_manifest
-    from jointspace.data.inspect import inspect_manifest, save_plots
+    from jointspace.data.inspect import PLOT_NAMES, inspect_manifest, save_plots
     from jointspace.data.manifest import open_manifest
+    from jointspace.errors import JointspaceError
 
+    targets = ([json_path] if json_path else []) + [plots / n for n in PLOT_NAMES if plots]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise JointspaceError(f"{existing[0]} already exists; pass --force to overwrite it")
     report = inspect_manifest(open_manifest(resolve_manifest(manifest)))
     out.print(report_table(report))
     if json_path:

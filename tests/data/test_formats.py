@@ -257,9 +257,7 @@ def test_hf_parquet_image_structs_and_overrides(tmp_path):
 
 def test_hf_errors_list_the_columns(tmp_path):
     pq.write_table(pa.table({"image": ["x.png"], "words": ["hi"]}), tmp_path / "d.parquet")
-    with pytest.raises(
-        ManifestError, match=r"d.parquet: no text column among 'image', 'words'"
-    ):
+    with pytest.raises(ManifestError, match=r"d.parquet: no text column among 'image', 'words'"):
         read_hf(tmp_path / "d.parquet", tmp_path)
     with pytest.raises(ManifestError, match=r"no text column among .* \(wanted 'body'\)"):
         read_hf(tmp_path / "d.parquet", tmp_path, text_column="body")

@@ -1,6 +1,7 @@
 """Bad manifests, images and audio: each ends in one clear error, never a traceback or a hang."""
 
 import io
+import json
 import re
 import struct
 import time
@@ -242,6 +243,11 @@ def test_bad_images_in_a_manifest_and_through_the_loader(tmp_path, name):
     assert_one_clear_error(result, may_pass=may_load)
     if result.exit_code == 1:
         assert "row 1, column 'image'" in result.output
+    report = tmp_path / "report.json"
+    args = ["data", "inspect", str(manifest), "--json", str(report)]
+    inspected = runner.invoke(app, args, terminal_width=300)
+    assert inspected.exit_code == 0 and inspected.exception is None, inspected.output
+    assert len(json.loads(report.read_text())["problems"]) == (0 if may_load else 1)
     for source in (tmp_path / name, data):
         start = time.perf_counter()
         try:

@@ -76,7 +76,7 @@ def _open(source: str | Path | bytes) -> Iterator[tuple[soundfile.SoundFile, str
         handle = source
     else:
         kind = type(source).__name__
-        raise AudioError(name, f"expected a path, bytes or (array, sample rate), got a {kind}")
+        raise AudioError(name, f"expected a path, bytes or (array, sample rate), not {kind}")
     try:
         with soundfile.SoundFile(handle) as clip:
             check_header(clip.frames, clip.samplerate, clip.channels, name)

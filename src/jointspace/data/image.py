@@ -64,7 +64,7 @@ def load_image(
         source = io.BytesIO(bytes(source))
     elif not isinstance(source, Image.Image | str | os.PathLike):
         raise ImageError(
-            name, f"expected a path, bytes, PIL image or array, got {type(source).__name__}"
+            name, f"expected a path, bytes, PIL image or array, not {type(source).__name__}"
         )
     opened = None
     try:

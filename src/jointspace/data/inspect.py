@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from jointspace.atomic import atomic_path
 from jointspace.data.manifest import FILE_COLUMNS, MODALITY_COLUMNS, Manifest
 from jointspace.data.overlap import file_digests, split_overlaps
 from jointspace.data.validate import find_problems
 
 TOP_LABELS = 20
+PLOT_NAMES = ("caption_words.png", "image_sizes.png", "labels.png")
 _PUNCTUATION = re.compile(r"[^\w\s]")
 
 
@@ -101,13 +103,13 @@ def save_plots(report: dict[str, Any], directory: Path) -> list[Path]:
     if "captions" in report:
         hist = report["captions"]["histogram"]
         centers = [(a + b) / 2 for a, b in zip(hist["edges"], hist["edges"][1:], strict=False)]
-        charts.append(("caption_words.png", "caption length (words)", centers, hist["counts"]))
+        charts.append((PLOT_NAMES[0], "caption length (words)", centers, hist["counts"]))
     if "images" in report:
         sizes = report["images"]["sizes"]
-        charts.append(("image_sizes.png", "image size (pixels)", list(sizes), list(sizes.values())))
+        charts.append((PLOT_NAMES[1], "image size (pixels)", list(sizes), list(sizes.values())))
     if "labels" in report:
         top = report["labels"]["top"]
-        charts.append(("labels.png", f"top {len(top)} labels", list(top), list(top.values())))
+        charts.append((PLOT_NAMES[2], f"top {len(top)} labels", list(top), list(top.values())))
     paths = []
     for name, title, xs, ys in charts:
         fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -116,7 +118,8 @@ def save_plots(report: dict[str, Any], directory: Path) -> list[Path]:
         ax.set_ylabel("count")
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
         fig.tight_layout()
-        fig.savefig(directory / name, dpi=100)
+        with atomic_path(directory / name) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         paths.append(directory / name)
     return paths
