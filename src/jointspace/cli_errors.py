@@ -20,6 +20,11 @@ console = Console(stderr=True)
 
 def error_message(err: BaseException) -> str:
     """One line for ``err``: OS errors name the file, a full disk says where it was writing."""
+    # Some messages (YAML parser errors) span lines: the CLI promises one.
+    return " ".join(line.strip() for line in _message(err).splitlines() if line.strip())
+
+
+def _message(err: BaseException) -> str:
     if isinstance(err, JointspaceError):
         return str(err)
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:

@@ -110,6 +110,8 @@ def train_config(
     """
     given = _with(ExperimentConfig.from_yaml(config), overrides) if config is not None else None
     if not resume:
+        if force:
+            raise ConfigError("--force only applies with --resume (a new run never replaces one)")
         if given is None:
             raise ConfigError("give the experiment config (CONFIG) or continue a run (--resume)")
         return given

@@ -102,6 +102,8 @@ def fit(
 
 def check_new_run(out_dir: Path) -> None:
     """Refuse to start a run where one already is (or where its files would overwrite others)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunExistsError(f"{out_dir} is a file, not a run directory: choose another --out")
     taken = [name for name in RUN_ENTRIES if (out_dir / name).exists()]
     if taken:
         raise RunExistsError(
