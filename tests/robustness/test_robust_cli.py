@@ -109,5 +109,5 @@ def test_refused_invocations_changed_nothing(setting):
     assert (setting / "existing.parquet").read_text() == "keep me"
     assert not (setting / "rep").exists() and not (setting / "d").exists()
     assert not (setting / "c").exists()
-    assert not any((setting / name).exists() for name in ("o1", "o2", "o3", "o4", "o6", "o7"))
+    assert not any((setting / name).exists() for name in ("o1", "o2", "o3", "o4", "o5", "o6", "o7"))
     assert sorted(p.name for p in (setting / "empty").iterdir()) == []
