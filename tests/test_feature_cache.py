@@ -158,3 +158,46 @@ def test_training_from_cached_features_matches_training_through_the_backbone(
     again = fit(frozen_image_config(str(tmp_path / "c")), tmp_path / "b", manifest=digits_manifest)
     assert set(directory.iterdir()) == shards  # a later run computes nothing
     assert [r["loss"] for r in again.history] == [r["loss"] for r in cached.history]
+
+
+def tamper_shard(directory, change):
+    """Rewrite the one shard under ``directory`` with ``change(keys, tensors)`` applied."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    (shard,) = directory.glob("*/shard-*.safetensors")
+    with safe_open(str(shard), framework="pt") as f:
+        keys = json.loads(f.metadata()["keys"])
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    keys, tensors = change(keys, tensors)
+    save_file(tensors, str(shard), metadata={"keys": json.dumps(keys)})
+    return shard
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # one row fewer than keys: today "zip() argument 2 is shorter than argument 1"
+        lambda keys, t: (keys, {name: v[:-1] for name, v in t.items()}),
+        # rows reordered under unchanged keys: today silently wrong features
+        lambda keys, t: (
+            keys,
+            {name: v.flip(0) if name == "features" else v for name, v in t.items()},
+        ),
+        # keys reordered under unchanged rows
+        lambda keys, t: (keys[::-1], t),
+    ],
+    ids=["short", "permuted-rows", "permuted-keys"],
+)
+def test_a_shard_with_wrong_or_reordered_rows_is_set_aside_and_recomputed(tmp_path, images, change):
+    tower = locked_model(lock=True).towers["image"]
+    FeatureCache(tmp_path / "cache").features(tower, images)
+    shard = tamper_shard(tmp_path / "cache", change)
+    again = FeatureCache(tmp_path / "cache")
+    features = again.features(tower, images)
+    torch.testing.assert_close(features, direct(tower, images), atol=1e-5, rtol=0)
+    assert again.misses == 5 and shard.with_suffix(".damaged").is_file()
+    fresh = FeatureCache(tmp_path / "cache")  # the recomputed shard is intact
+    assert torch.equal(fresh.features(tower, images), features) and fresh.misses == 0

@@ -7,6 +7,7 @@ from PIL import Image
 
 from jointspace import build_model, load
 from jointspace.config import ModelConfig, TowerConfig
+from jointspace.errors import ArtifactError
 
 CORPUS = ["a handwritten 7", "the digit seven", "the number 3", "a scanned digit three"] * 5
 
@@ -83,7 +84,7 @@ def test_load_rejects_weights_that_do_not_match(tmp_path):
     meta = json.loads((tmp_path / "m" / "config.json").read_text())
     meta["model"]["embed_dim"] = 8
     (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="weights do not match"):
+    with pytest.raises(ArtifactError, match="weights do not match"):
         load(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="no jointspace model"):
         load(tmp_path / "nothing")

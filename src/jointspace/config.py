@@ -18,6 +18,11 @@ from jointspace.errors import JointspaceError
 T = TypeVar("T")
 
 
+def _bounded(default: Any, **limits: Any) -> Any:
+    """A field that ``from_dict`` checks: ``min``/``max`` (inclusive), ``gt``, ``choices``."""
+    return field(default=default, metadata=limits)
+
+
 class ConfigError(JointspaceError, ValueError):
     """A configuration value or key is wrong; the message names where."""
 
@@ -49,7 +54,7 @@ class TowerConfig(PartConfig):
     then trains its last N layers again."""
 
     lock: bool = False
-    unlock_last: int = 0
+    unlock_last: int = _bounded(0, min=0)
 
 
 @dataclass
@@ -63,35 +68,35 @@ class ObjectiveConfig(PartConfig):
 class ModelConfig:
     """The joint model: one tower per modality projected to ``embed_dim``."""
 
-    embed_dim: int = 64
+    embed_dim: int = _bounded(64, min=1)
     towers: dict[str, TowerConfig] = field(
         default_factory=lambda: {"text": TowerConfig("transformer"), "image": TowerConfig("cnn")}
     )
-    init_temperature: float = 0.07
+    init_temperature: float = _bounded(0.07, gt=0)
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, schedule, checkpointing and evaluation cadence."""
 
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.1
+    epochs: int = _bounded(10, min=1)
+    max_steps: int | None = _bounded(None, min=1)
+    batch_size: int = _bounded(128, min=1)
+    lr: float = _bounded(1e-3, gt=0)
+    weight_decay: float = _bounded(0.1, min=0)
     betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.05
-    grad_clip: float | None = 1.0
-    precision: str = "fp32"
+    warmup_steps: int = _bounded(20, min=0)
+    min_lr_ratio: float = _bounded(0.05, min=0, max=1)
+    grad_clip: float | None = _bounded(1.0, min=0)
+    precision: str = _bounded("fp32", choices=("fp32", "bf16"))
     seed: int = 0
-    log_every: int = 10
-    eval_every: int | None = None
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
+    log_every: int = _bounded(10, min=1)
+    eval_every: int | None = _bounded(None, min=1)
+    checkpoint_every: int = _bounded(100, min=1)
+    keep_checkpoints: int = _bounded(2, min=1)
     progress: bool = True
     device: str = "auto"
-    num_workers: int = 0
+    num_workers: int = _bounded(0, min=0)
     # Frozen towers' features: "auto" ($JOINTSPACE_CACHE/features), a directory, or null (off).
     feature_cache: str | None = "auto"
 
@@ -100,27 +105,27 @@ class TrainConfig:
 class EvalConfig:
     """How retrieval is scored: which rows count as relevant and which cut-offs to report."""
 
-    relevance: str = "pairs"
-    ks: list[int] = field(default_factory=lambda: [1, 5, 10])
-    batch_size: int = 256
+    relevance: str = _bounded("pairs", choices=("pairs", "label"))
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10], metadata={"min": 1})
+    batch_size: int = _bounded(256, min=1)
 
 
 @dataclass
 class RerankConfig:
     """The optional second stage: a cross-modal matcher that re-scores the top ``candidates``."""
 
-    width: int = 128
-    depth: int = 2
-    heads: int = 4
-    dropout: float = 0.1
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 20
-    negatives: int = 7  # hard negatives per query in each training step
-    pool: int = 32  # ... drawn from the bi-encoder's best non-matches up to this rank
-    candidates: int = 20  # bi-encoder results re-scored per query (validation and test)
+    width: int = _bounded(128, min=1)
+    depth: int = _bounded(2, min=1)
+    heads: int = _bounded(4, min=1)
+    dropout: float = _bounded(0.1, min=0, max=1)
+    epochs: int = _bounded(15, min=1)
+    batch_size: int = _bounded(32, min=1)
+    lr: float = _bounded(1e-3, gt=0)
+    weight_decay: float = _bounded(0.05, min=0)
+    warmup_steps: int = _bounded(20, min=0)
+    negatives: int = _bounded(7, min=1)  # hard negatives per query in each training step
+    pool: int = _bounded(32, min=1)  # ... drawn from the bi-encoder's best non-matches up to here
+    candidates: int = _bounded(20, min=1)  # bi-encoder results re-scored per query (val, test)
     seed: int = 0
     progress: bool = True
 
@@ -141,7 +146,8 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
-        if "objective" in raw and "objectives" not in raw:  # the single-objective form
+        # The single-objective form: `objective: {...}` instead of a list.
+        if isinstance(raw, dict) and "objective" in raw and "objectives" not in raw:
             raw = {**raw, "objectives": [raw["objective"]]}
             del raw["objective"]
         return from_dict(cls, raw)
@@ -149,7 +155,9 @@ class ExperimentConfig:
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            from jointspace.atomic import write_text_atomic
+
+            write_text_atomic(path, text)
         return text
 
     @classmethod
@@ -158,11 +166,16 @@ class ExperimentConfig:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (not UTF-8)") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
         try:
-            return cls.from_dict(raw)
+            return cls.from_dict({} if raw is None else raw)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from err
 
@@ -179,17 +192,33 @@ def to_dict(obj: Any) -> Any:
 
 
 def from_dict(cls: type[T], raw: Any, where: str = "") -> T:
-    """Build dataclass ``cls`` from plain data, refusing unknown keys and wrong types by path."""
+    """Build dataclass ``cls`` from plain data, refusing unknown keys and wrong types by path.
+
+    Every field is checked against its declared type (numeric strings such as YAML's ``2e-3``
+    become numbers) and against the limits in its metadata.
+    """
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {_show(raw)}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted((str(k) for k in set(raw) - set(fields)), key=str)
     if unknown:
         raise ConfigError(
-            f"unknown key {_join(where, unknown[0])!r}; known keys: {', '.join(sorted(names))}"
+            f"unknown key {_join(where, unknown[0])!r}; known keys: {', '.join(sorted(fields))}"
         )
-    values = {k: _coerce(hints[k], v, _join(where, k)) for k, v in raw.items()}
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in raw
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{_join(where, missing[0])}: required, but missing")
+    values = {}
+    for key, value in raw.items():
+        values[key] = _coerce(hints[key], value, _join(where, key))
+        _check_limits(fields[key].metadata, values[key], _join(where, key))
     return cls(**values)
 
 
@@ -204,23 +233,74 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return from_dict(hint, value, where)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
         return {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()} if args else value
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
+        if origin is tuple and args and Ellipsis not in args:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {_show(value)}")
+            pairs = enumerate(zip(args, value, strict=True))
+            return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in pairs)
         item = args[0] if args else Any
         items = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, str, bool) and not _is_exact(value, hint):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if hint in (int, float, bool):
+        return _scalar(hint, value, where)
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected str, got {_show(value)}")
     return value
 
 
-def _is_exact(value: Any, hint: type) -> bool:
-    return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _scalar(hint: type, value: Any, where: str) -> Any:
+    """``value`` as ``hint``: numbers and numeric strings (YAML reads ``2e-3`` as a string)."""
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in BOOLS:
+            return BOOLS[value.strip().lower()]
+        raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {_show(value)}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a finite {hint.__name__}, got {_show(value)}")
+    if hint is int:
+        if isinstance(number, float) and not number.is_integer():
+            raise ConfigError(f"{where}: expected int, got {_show(value)}")
+        return int(number)
+    return float(number)
+
+
+def _check_limits(limits: Any, value: Any, where: str) -> None:
+    if not limits or value is None:
+        return
+    for i, item in enumerate(value if isinstance(value, list) else [value]):
+        at = f"{where}[{i}]" if isinstance(value, list) else where
+        if "choices" in limits and item not in limits["choices"]:
+            options = ", ".join(limits["choices"])
+            raise ConfigError(f"{at}: must be one of {options}, got {_show(item)}")
+        if "min" in limits and item < limits["min"]:
+            raise ConfigError(f"{at}: must be at least {limits['min']}, got {_show(item)}")
+        if "max" in limits and item > limits["max"]:
+            raise ConfigError(f"{at}: must be at most {limits['max']}, got {_show(item)}")
+        if "gt" in limits and item <= limits["gt"]:
+            raise ConfigError(f"{at}: must be greater than {limits['gt']}, got {_show(item)}")
+
+
+def _show(value: Any) -> str:
+    """A short rendering of a config value for messages (YAML-like, truncated)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _join(where: str, key: str) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from jointspace.errors import ArtifactError
+
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP]
 PAD_ID = 0  # PAD is the first special token, so padded positions are exactly the zeros.
@@ -63,7 +65,16 @@ def configure(tokenizer: Tokenizer, max_len: int) -> Tokenizer:
 
 
 def load_tokenizer(path: Path, max_len: int) -> Tokenizer:
-    """Load a tokenizer saved with ``Tokenizer.save``."""
+    """Load a tokenizer saved with ``Tokenizer.save``; a damaged file is an ``ArtifactError``."""
+    return configure(read_tokenizer(path), max_len)
+
+
+def read_tokenizer(path: Path) -> Tokenizer:
+    """``Tokenizer.from_file`` with one clear error naming a missing or damaged file."""
     if not path.is_file():
-        raise FileNotFoundError(f"tokenizer file not found: {path}")
-    return configure(Tokenizer.from_file(str(path)), max_len)
+        raise ArtifactError(f"tokenizer file not found: {path}")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for every parse error
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else "unreadable"
+        raise ArtifactError(f"{path}: damaged tokenizer file ({reason})") from None

@@ -3,10 +3,13 @@
 Entries live under ``ROOT/<tower fingerprint>/`` (weights + preprocessing) and are keyed by a
 hash of the input's content (file bytes, text, pixels): a changed file or model simply misses.
 Shards are safetensors files written atomically, so a crash loses at most the batch in flight.
+Each row carries a checksum of its key and values: a shard whose rows were reordered, cut or
+mismatched is set aside as damaged and its rows recomputed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,15 +22,15 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from jointspace.artifacts import save_tensors
 from jointspace.atomic import atomic_path
 from jointspace.data.manifest import FILE_COLUMNS
 from jointspace.encoders.base import Tower
 from jointspace.models.modes import evaluating
 
-FORMAT = "1"  # bump when the key scheme or shard layout changes
+FORMAT = "2"  # bump when the key scheme or shard layout changes (2: per-row checksums)
 SHARD_ROWS = 1024
 MAX_SHARDS = 32  # more than this many small shards are merged into one on the next write
 
@@ -143,9 +146,20 @@ class FeatureCache:
 
 
 def _write_shard(path: Path, keys: list[str], rows: torch.Tensor) -> None:
+    rows = rows.float().contiguous()
     with atomic_path(path) as tmp:
-        metadata = {"keys": json.dumps(keys)}
-        save_file({"features": rows.contiguous()}, str(tmp), metadata=metadata)
+        tensors = {"features": rows, "checks": _row_checks(keys, rows)}
+        save_tensors(tmp, tensors, metadata={"keys": json.dumps(keys)})
+
+
+def _row_checks(keys: list[str], rows: torch.Tensor) -> torch.Tensor:
+    """``[N, 8]`` uint8: a hash of each row's key and values, so rows are verified on read."""
+    values = rows.numpy()
+    checks = np.empty((len(keys), 8), dtype=np.uint8)
+    for i, key in enumerate(keys):
+        digest = hashlib.blake2b(key.encode() + values[i].tobytes(), digest_size=8).digest()
+        checks[i] = np.frombuffer(digest, dtype=np.uint8)
+    return torch.from_numpy(checks)
 
 
 def _read_shard(path: Path) -> tuple[list[str], torch.Tensor]:
@@ -153,7 +167,19 @@ def _read_shard(path: Path) -> tuple[list[str], torch.Tensor]:
         with safe_open(str(path), framework="pt") as f:
             keys = json.loads(f.metadata()["keys"])
             rows = f.get_tensor("features")
-    except (SafetensorError, OSError, KeyError, ValueError):  # damaged: only a cache miss
-        os.replace(path, path.with_suffix(".damaged"))
+            checks = f.get_tensor("checks")
+        intact = (
+            isinstance(keys, list)
+            and all(isinstance(k, str) for k in keys)
+            and rows.ndim == 2
+            and rows.dtype == torch.float32
+            and len(keys) == len(rows)
+            and torch.equal(checks, _row_checks(keys, rows))
+        )
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError, RuntimeError):
+        intact = False
+    if not intact:  # damaged, cut or reordered: only a cache miss, recomputed
+        with contextlib.suppress(OSError):  # another process may have set it aside already
+            os.replace(path, path.with_suffix(".damaged"))
         return [], torch.empty(0)
     return keys, rows

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Collection
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-
 from jointspace import __version__
-from jointspace.atomic import atomic_dir
+from jointspace.artifacts import load_tensors, read_json, save_tensors
+from jointspace.atomic import atomic_dir, write_bytes
 from jointspace.config import ConfigError, ModelConfig, dumps_json, from_dict
+from jointspace.errors import ArtifactError
 from jointspace.models.build import build_model
 from jointspace.models.joint import JointModel
 
@@ -19,19 +19,31 @@ FORMAT = "jointspace-model"
 
 
 def save_model(model: JointModel, directory: str | Path) -> Path:
-    """Write the model directory atomically: a crash leaves the previous model intact."""
+    """Write the model directory atomically: a crash leaves the previous model intact.
+
+    A saved model is self-contained: it holds every weight, frozen towers' included.
+    """
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
         write_model_files(model, tmp)
     return directory
 
 
-def write_model_files(model: JointModel, directory: Path) -> None:
-    """Write the model files into an existing directory (used inside checkpoints too)."""
+def write_model_files(
+    model: JointModel, directory: Path, keys: Collection[str] | None = None
+) -> None:
+    """Write the model files into an existing directory (used inside checkpoints too).
+
+    ``keys`` limits the weights written (a checkpoint leaves out frozen towers' weights).
+    """
     meta = {"format": FORMAT, "jointspace_version": __version__, "model": model.config}
-    (directory / CONFIG_FILE).write_text(dumps_json(meta))
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
+    write_bytes(directory / CONFIG_FILE, dumps_json(meta).encode())
+    state = {
+        k: v.detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+        if keys is None or k in keys
+    }
+    save_tensors(directory / WEIGHTS_FILE, state, metadata={"format": FORMAT})
     for tower in model.towers.values():
         tower.save_assets(directory)
 
@@ -46,23 +58,51 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 
 def load(path: str | Path, device: str = "cpu") -> JointModel:
-    """Load a saved model; embeddings are identical to the model that was saved."""
+    """Load a saved model; embeddings are identical to the model that was saved.
+
+    A damaged directory (broken JSON, truncated or NaN weights) is one ``ArtifactError``.
+    """
     directory = resolve_model_dir(path)
-    meta = json.loads((directory / CONFIG_FILE).read_text())
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{directory / CONFIG_FILE}: not a jointspace model config")
-    config = from_dict(ModelConfig, meta["model"], "model")
-    model = build_model(config, assets_dir=directory)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise FileNotFoundError(f"model weights not found: {weights}")
+    config = read_model_config(directory)
     try:
-        model.load_state_dict(load_file(str(weights)))
-    except RuntimeError as err:
-        # torch lists every mismatching tensor; keep the first line, it names the problem.
-        first = str(err).strip().splitlines()[-1].strip()
-        raise ConfigError(f"{weights}: weights do not match {CONFIG_FILE}: {first}") from None
+        model = build_model(config, assets_dir=directory)
+    except (ValueError, OSError) as err:  # e.g. a tower's asset file was deleted
+        raise ArtifactError(f"{directory}: damaged model directory: {err}") from None
+    weights = directory / WEIGHTS_FILE
+    load_weights(model, weights, load_tensors(weights))
     return model.to(device).eval()
+
+
+def read_model_config(directory: Path) -> ModelConfig:
+    """The ``ModelConfig`` in ``directory/config.json``, after checking every JSON asset there."""
+    path = directory / CONFIG_FILE
+    meta = read_json(path)
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a jointspace model config")
+    for asset in sorted(directory.rglob("*.json")):  # e.g. a garbage tokenizer.json
+        if asset != path and asset.stat().st_size < 1 << 28:
+            read_json(asset)
+    try:
+        return from_dict(ModelConfig, meta.get("model"), "model")
+    except ConfigError as err:
+        raise ArtifactError(f"{path}: damaged: {err}") from None
+
+
+def load_weights(
+    model: JointModel, weights: Path, state: dict, *, missing: Collection[str] = ()
+) -> None:
+    """Load ``state`` into ``model``; only the keys in ``missing`` may be absent from it."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        # torch lists every mismatching tensor; keep the last line, it names the problem.
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ArtifactError(f"{weights}: weights do not match {CONFIG_FILE}: {first}") from None
+    absent = sorted(set(result.missing_keys) - set(missing))
+    if absent or result.unexpected_keys:
+        name = (absent or result.unexpected_keys)[0]
+        problem = "missing" if absent else "unexpected"
+        raise ArtifactError(f"{weights}: weights do not match {CONFIG_FILE}: {problem} {name!r}")
 
 
 def model_fingerprint(model_dir: str | Path) -> str:

@@ -8,11 +8,32 @@ from pathlib import Path
 import pandas as pd
 
 from jointspace.atomic import atomic_path
+from jointspace.errors import ArtifactError
 
 
 def read_log(path: Path) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file; evaluations are ``{"step", "eval": {...}}``."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The records of a ``metrics.jsonl`` file; evaluations are ``{"step", "eval": {...}}``.
+
+    A last line cut short by a killed write is dropped; damage elsewhere is an ArtifactError.
+    """
+    try:
+        lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # no newline after it: the write never finished
+                break
+            raise ArtifactError(f"{path}, line {number}: damaged (not JSON)") from None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise ArtifactError(f"{path}, line {number}: damaged (no integer 'step')")
+        records.append(record)
+    return records
 
 
 def write_csv(jsonl: Path, csv: Path) -> Path:

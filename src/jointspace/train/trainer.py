@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,22 +15,34 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from jointspace.config import TrainConfig
+from jointspace.atomic import (
+    disk_full,
+    is_disk_full,
+    recover_dir,
+    remove_stale_temps,
+    write_text_atomic,
+)
+from jointspace.config import ConfigError, TrainConfig
 from jointspace.data.collate import Batch, make_collate
 from jointspace.data.dataset import PairedDataset
 from jointspace.data.sampler import EpochBatchSampler, batches_per_epoch
+from jointspace.errors import ArtifactError, DiskFullError, JointspaceError
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import save_model
 from jointspace.models.joint import JointModel
 from jointspace.objectives.masks import positive_pairs
+from jointspace.progress import Progress
+from jointspace.progress import logger as library_logger
 from jointspace.train import checkpoint as ckpt
 from jointspace.train.frozen import use_cached_features
-from jointspace.train.logs import write_csv
+from jointspace.train.frozen_ref import plan_frozen
+from jointspace.train.logs import read_log, write_csv
 from jointspace.train.optim import build_optimizer, lr_factor, set_lr
+from jointspace.train.runlock import run_lock
 
 log = logging.getLogger("jointspace")
+OLD_CHECKPOINT = re.compile(r"^\.step-\d{7}\.old$")
 Evaluator = Callable[[JointModel], dict[str, float]]
 Callback = Callable[[int, dict[str, float]], None]
 
@@ -77,15 +90,28 @@ class Trainer:
         self.optimizer = build_optimizer([model, objective], config)
         self.checkpoints = self.out_dir / "checkpoints"
         self.log_path = self.out_dir / "metrics.jsonl"
+        self._frozen: dict | None = None  # frozen weights checkpoints reference, not store
 
     def fit(self, dataset: PairedDataset, *, resume: bool = False) -> TrainResult:
-        """Train to the configured number of steps, from scratch or from the latest checkpoint."""
+        """Train to the configured number of steps, from scratch or from the latest checkpoint.
+
+        Holds the run directory's lock throughout, and first removes temp files that a killed
+        run left. With ``resume`` and more epochs (or steps) than the run recorded, training
+        continues with the LR schedule recomputed for the new total.
+        """
+        library_logger()  # progress and warnings reach stderr unless the application says not
+        with run_lock(self.out_dir):
+            self._remove_leftovers()
+            return self._fit(dataset, resume)
+
+    def _fit(self, dataset: PairedDataset, resume: bool) -> TrainResult:
         cfg = self.config
         per_epoch = batches_per_epoch(len(dataset), cfg.batch_size)
         total = cfg.max_steps or cfg.epochs * per_epoch
         self.model.to(self.device)
         self.objective.to(self.device)
         self._num_rows = len(dataset)
+        self._epochs = math.ceil(total / per_epoch)
         step, best = self._start(resume, total)
         result = TrainResult(self.out_dir, total, best=best)
         dataset, self.pooled = use_cached_features(self.model, dataset, self.feature_cache)
@@ -95,43 +121,62 @@ class Trainer:
                 for m, t in self.model.towers.items()
             }
         )
-        # disable=None: a live bar on a terminal, silence in CI logs and pipes.
-        bar = tqdm(
-            total=total,
-            initial=step,
-            desc="train",
-            unit="step",
-            disable=None if cfg.progress else True,
-        )
+        progress = Progress(total, step, "train", enabled=cfg.progress, every=cfg.log_every)
         rng_at_step = torch.get_rng_state()
+        failed = True
         try:
-            while step < total:
-                epoch, start_batch = divmod(step, per_epoch)
-                dataset.set_epoch(epoch)
-                for batch in self._loader(dataset, collate, epoch, start_batch):
-                    record = self._train_step(batch.to(self.device), step, total)
-                    step += 1
-                    rng_at_step = torch.get_rng_state()
-                    self._after_step(step, total, per_epoch, record, result, bar)
-                    if step >= total:
-                        break
-        except BaseException:
-            # Save the last completed step so --resume loses nothing, then let the error through.
-            self._save_if_newer(step, total, result.best, rng_at_step)
+            with progress.active():
+                while step < total:
+                    epoch, start_batch = divmod(step, per_epoch)
+                    dataset.set_epoch(epoch)
+                    started, first = time.perf_counter(), len(result.history)
+                    for batch in self._loader(dataset, collate, epoch, start_batch):
+                        record = self._train_step(batch.to(self.device), step, total)
+                        step += 1
+                        rng_at_step = torch.get_rng_state()
+                        self._after_step(step, total, per_epoch, record, result, progress)
+                        if step >= total:
+                            break
+                    losses = [r["loss"] for r in result.history[first:]]
+                    progress.info(
+                        "epoch %d/%d done: step %d/%d, mean loss %.4f, %.1f s",
+                        epoch + 1,
+                        self._epochs,
+                        step,
+                        total,
+                        sum(losses) / max(1, len(losses)),
+                        time.perf_counter() - started,
+                    )
+            failed = False
+        except BaseException as err:
+            # Save the last completed step so --resume loses nothing, then let the error through
+            # (not after a full disk: that save would fail the same way).
+            if not isinstance(err, DiskFullError):
+                self._save_if_newer(step, total, result.best, rng_at_step, quiet=True)
             raise
         finally:
-            bar.close()
-            if self.log_path.exists():
-                write_csv(self.log_path, self.log_path.with_suffix(".csv"))
+            self._write_csv(quiet=failed)
         self._save_if_newer(step, total, result.best, rng_at_step)
         if self.evaluator is None:
             save_model(self.model, self.out_dir / "model")
         return result
 
+    def _remove_leftovers(self) -> None:
+        # A kill mid-write leaves temp entries (only ours: see atomic.TEMP_NAME) and, between
+        # the two renames of atomic_dir, `.NAME.old` holding the previous version.
+        recover_dir(self.out_dir / "model")
+        if self.checkpoints.is_dir():
+            for entry in self.checkpoints.iterdir():
+                if OLD_CHECKPOINT.match(entry.name):
+                    recover_dir(self.checkpoints / entry.name[1:-4])
+        removed = remove_stale_temps(self.out_dir) + remove_stale_temps(self.checkpoints)
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+
     def _start(self, resume: bool, total: int) -> tuple[int, dict | None]:
-        latest = ckpt.latest_checkpoint(self.checkpoints)
+        found = ckpt.list_checkpoints(self.checkpoints)
         if not resume:
-            if latest is not None:
+            if found:
                 raise FileExistsError(
                     f"{self.out_dir} already holds checkpoints: resume it (--resume) or choose "
                     "another output directory (--out)"
@@ -140,18 +185,47 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.unlink(missing_ok=True)
             return 0, None
-        if latest is None:
-            raise FileNotFoundError(f"nothing to resume: no checkpoint in {self.checkpoints}")
-        state, rng = ckpt.load_checkpoint(latest, self.model, self.objective, self.optimizer)
-        if (state["num_rows"], state["total_steps"]) != (self._num_rows, total):
-            raise ValueError(
-                f"{latest} was made for {state['num_rows']} rows and {state['total_steps']} steps; "
-                f"this run has {self._num_rows} rows and {total} steps: data or schedule changed"
+        path, state, rng = self._load_newest_intact(found)
+        if state["num_rows"] != self._num_rows:
+            raise ConfigError(
+                f"{path} was made for {state['num_rows']} training rows; this run has "
+                f"{self._num_rows}: the data changed, so it cannot be resumed"
+            )
+        if state["step"] > total:
+            raise ConfigError(
+                f"{path} is at step {state['step']}, past the {total} steps asked for now: "
+                "ask for at least as many epochs (or max_steps) as the run already trained"
+            )
+        if state["total_steps"] != total:
+            log.info(
+                "extending the run from %d to %d steps: the LR schedule is recomputed for %d",
+                state["total_steps"],
+                total,
+                total,
             )
         torch.set_rng_state(rng)
         self._truncate_log(state["step"])
-        log.info("resumed from %s at step %d", latest, state["step"])
+        log.info("resumed from %s at step %d", path, state["step"])
         return state["step"], state["best"]
+
+    def _load_newest_intact(self, found: list[Path]) -> tuple[Path, dict, torch.Tensor]:
+        # A damaged newer checkpoint (truncated file, broken JSON, NaN) is set aside, not lost.
+        for index in range(len(found) - 1, -1, -1):
+            path = found[index]
+            try:
+                ckpt.check_checkpoint(path)
+                state, rng = ckpt.load_checkpoint(path, self.model, self.objective, self.optimizer)
+            except ckpt.FrozenSourceChanged:
+                raise
+            except ArtifactError as err:
+                ckpt.warn_damaged(path, err)
+                continue
+            for damaged in found[index + 1 :]:
+                log.warning("set aside damaged checkpoint as %s", ckpt.set_aside(damaged).name)
+            return path, state, rng
+        if found:
+            raise ArtifactError(f"every checkpoint in {self.checkpoints} is damaged; see above")
+        raise FileNotFoundError(f"nothing to resume: no checkpoint in {self.checkpoints}")
 
     def _loader(self, dataset: PairedDataset, collate, epoch: int, start_batch: int) -> DataLoader:
         sampler = EpochBatchSampler(
@@ -203,52 +277,97 @@ class Trainer:
             "samples_per_s": len(batch) / seconds,
         }
 
-    def _after_step(self, step, total, per_epoch, record, result, bar) -> None:
+    def _after_step(self, step, total, per_epoch, record, result, progress) -> None:
         cfg = self.config
         record = {"step": step, **record, "temperature": math.exp(-self.model.logit_scale.item())}
         result.history.append(record)
-        bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
+        progress.update(
+            step,
+            {
+                "loss": f"{record['loss']:.4f}",
+                "lr": f"{record['lr']:.2e}",
+                "samples/s": f"{record['samples_per_s']:.0f}",
+            },
+        )
         if step % cfg.log_every == 0 or step == total:
             self._log(record)
         eval_every = cfg.eval_every or per_epoch
         if self.evaluator is not None and (step % eval_every == 0 or step == total):
-            self._evaluate(step, result)
+            self._evaluate(step, per_epoch, result, progress)
         if step % cfg.checkpoint_every == 0:
             self._save_checkpoint(step, total, result.best, torch.get_rng_state())
         for callback in self.callbacks:
             callback(step, record)
 
-    def _evaluate(self, step: int, result: TrainResult) -> None:
+    def _evaluate(self, step: int, per_epoch: int, result: TrainResult, progress) -> None:
         metrics = self.evaluator(self.model)
         result.evals.append({"step": step, **metrics})
         self._log({"step": step, "eval": metrics})
-        if result.best is None or metrics["primary"] > result.best["primary"]:
+        improved = result.best is None or metrics["primary"] > result.best["primary"]
+        shown = [f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("R@1")][:4]
+        progress.info(
+            "eval at step %d (epoch %.1f): primary %.4f%s  %s",
+            step,
+            step / per_epoch,
+            metrics["primary"],
+            " (best so far, saved)" if improved else "",
+            "  ".join(shown),
+        )
+        if improved:
             result.best = {"step": step, "primary": metrics["primary"]}
             save_model(self.model, self.out_dir / "model")
 
-    def _save_if_newer(self, step, total, best, rng) -> None:
-        if step > _state_step(ckpt.latest_checkpoint(self.checkpoints)):
-            self._save_checkpoint(step, total, best, rng)
+    def _save_if_newer(self, step, total, best, rng, *, quiet: bool = False) -> None:
+        newest = ckpt.list_checkpoints(self.checkpoints)
+        if step > (_state_step(newest[-1]) if newest else 0):
+            try:
+                self._save_checkpoint(step, total, best, rng)
+            except (OSError, JointspaceError) as err:
+                if not quiet:
+                    raise
+                log.warning("could not save a checkpoint at step %d: %s", step, err)
 
     def _save_checkpoint(self, step, total, best, rng) -> None:
-        state = {"step": step, "num_rows": self._num_rows, "total_steps": total, "best": best}
+        state = {
+            "step": step,
+            "num_rows": self._num_rows,
+            "total_steps": total,
+            "epochs": self._epochs,
+            "best": best,
+        }
+        if self._frozen is None:
+            self._frozen = plan_frozen(self.model)
         ckpt.save_checkpoint(
-            self.checkpoints, self.model, self.objective, self.optimizer, state, rng
+            self.checkpoints, self.model, self.objective, self.optimizer, state, rng, self._frozen
         )
         ckpt.prune_checkpoints(self.checkpoints, self.config.keep_checkpoints)
 
     def _log(self, record: dict[str, Any]) -> None:
-        with self.log_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:
+            if is_disk_full(err):
+                raise disk_full(self.log_path) from None
+            raise
 
-    def _truncate_log(self, step: int) -> None:
-        # Lines written after the checkpoint would be repeated by the resumed run: drop them.
+    def _write_csv(self, *, quiet: bool) -> None:
         if not self.log_path.exists():
             return
-        lines = self.log_path.read_text().splitlines()
-        kept = [line for line in lines if json.loads(line)["step"] <= step]
-        self.log_path.write_text("".join(f"{line}\n" for line in kept))
+        try:
+            write_csv(self.log_path, self.log_path.with_suffix(".csv"))
+        except (OSError, JointspaceError) as err:
+            if not quiet:  # while another error propagates, do not replace it with this one
+                raise
+            log.warning("could not update %s: %s", self.log_path.with_suffix(".csv"), err)
+
+    def _truncate_log(self, step: int) -> None:
+        # Lines written after the checkpoint would be repeated by the resumed run: drop them,
+        # and a last line cut short by a kill.
+        if not self.log_path.exists():
+            return
+        kept = [r for r in read_log(self.log_path) if r["step"] <= step]
+        write_text_atomic(self.log_path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _state_step(path: Path | None) -> int:
