@@ -369,3 +369,22 @@ def test_package_api_still_exposes_every_name():
     for name in jointspace.__all__:
         assert getattr(jointspace, name) is not None
     assert set(jointspace.__all__) <= set(dir(jointspace))
+
+
+def test_training_progress_reaches_stderr_when_it_is_a_file(tmp_path, digits_manifest):
+    import subprocess
+    import sys
+
+    config = tmp_path / "tiny.yaml"
+    tiny = tiny_config(batch_size=512, epochs=2, log_every=2)
+    tiny.train.progress = True
+    tiny.data.val_split = None
+    tiny.to_yaml(config)
+    log = tmp_path / "stderr.txt"
+    args = [sys.executable, "-m", "jointspace.cli", "train", str(config)]
+    args += ["--data", str(digits_manifest), "--out", str(tmp_path / "run")]
+    with log.open("w") as stderr:  # not a terminal: no bar, lines instead
+        assert subprocess.run(args, stderr=stderr, stdout=subprocess.DEVNULL).returncode == 0
+    text = log.read_text()
+    assert text.count("epoch 1/2 done") == 1 and text.count("epoch 2/2 done") == 1
+    assert "train step 2/" in text
