@@ -40,6 +40,10 @@ class RunExistsError(JointspaceError, FileExistsError):
     """A training run would overwrite files of another run (or of a user) in its directory."""
 
 
+class NoRunError(JointspaceError, FileNotFoundError):
+    """``--resume`` pointed at a directory that holds no run."""
+
+
 # What ``fit`` writes at the top of a run directory: anything else there is left alone.
 RUN_ENTRIES = (RUN_CONFIG, "checkpoints", "model", "metrics.jsonl", "metrics.csv")
 
@@ -106,9 +110,10 @@ def check_new_run(out_dir: Path) -> None:
         raise RunExistsError(f"{out_dir} is a file, not a run directory: choose another --out")
     taken = [name for name in RUN_ENTRIES if (out_dir / name).exists()]
     if taken:
+        what = "checkpoints" if "checkpoints" in taken else "run files"
         raise RunExistsError(
-            f"{out_dir} already holds {', '.join(taken)}: continue that run with --resume, "
-            "or choose another --out (nothing was written)"
+            f"{out_dir} already holds {what} ({', '.join(taken)}): continue that run with "
+            "--resume, or choose another --out (nothing was written)"
         )
 
 
@@ -117,7 +122,7 @@ def _has_checkpoint(out_dir: Path) -> bool:
         return True
     if (out_dir / RUN_CONFIG).is_file():
         return False  # started but killed before its first checkpoint: nothing to lose
-    raise RunExistsError(f"nothing to resume: {out_dir} holds no run ({RUN_CONFIG} missing)")
+    raise NoRunError(f"nothing to resume: {out_dir} holds no run ({RUN_CONFIG} missing)")
 
 
 def _record_config(path: Path, text: str) -> None:
