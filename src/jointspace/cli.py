@@ -20,7 +20,7 @@ from jointspace.cli_data import app as data_app
 from jointspace.cli_errors import user_errors
 from jointspace.cli_index import app as index_app
 from jointspace.cli_options import Force, ModelDir, Query, RunData, TopK
-from jointspace.cli_outputs import claim_dir, claim_file, mark_dir
+from jointspace.cli_outputs import OutputExistsError, claim_dir, claim_file, mark_dir
 from jointspace.cli_train import compare, train
 
 app = typer.Typer(
@@ -206,7 +206,7 @@ def rerank(
 
     matcher = resolve_model_dir(model_dir) / MATCHER_DIR
     if matcher.exists() and not force:
-        raise FileExistsError(f"{matcher} already holds a matcher: pass --force to retrain it")
+        raise OutputExistsError(f"{matcher} already holds a matcher: pass --force to retrain it")
     if json_path:
         claim_file(json_path, force)
     saved = run_config(model_dir) or ExperimentConfig()
