@@ -250,3 +250,40 @@ def test_checkpoints_of_a_locked_pretrained_tower_are_slim_and_resume_exactly(
     with pytest.raises(ArtifactError, match="frozen text tower's weights differ"):
         fit(config, tmp_path / "run", manifest=digits_manifest, resume=True)
     assert latest.is_dir()  # not set aside as damaged: the checkpoint is fine
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kill_9_at_a_random_point_then_resume_reaches_the_uninterrupted_run(
+    runs, tmp_path, digits_manifest, seed
+):
+    import random
+    import signal
+    import time
+
+    config, straight, _ = runs
+    config = small_config(max_steps=12)
+    config.train.checkpoint_every = 1  # a checkpoint write in flight at most moments
+    config.to_yaml(tmp_path / "c.yaml")
+    run = tmp_path / "run"
+    script = (
+        "import sys\nfrom jointspace import fit\nfrom jointspace.config import ExperimentConfig\n"
+        f"fit(ExperimentConfig.from_yaml({str(tmp_path / 'c.yaml')!r}), {str(run)!r}, "
+        f"manifest={str(digits_manifest)!r})\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "step-0000002").exists() and child.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(random.Random(seed).uniform(0.0, 0.6))
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    rest = fit(config, run, manifest=digits_manifest, resume=True)
+    if rest.history:  # the kill may land after the last step
+        start = rest.history[0]["step"]
+        assert losses(rest) == pytest.approx(losses(straight)[start - 1 :], abs=1e-6)
+    a = load(straight.out_dir).encode(["a handwritten 7"], "text")
+    assert abs(load(run).encode(["a handwritten 7"], "text") - a).max() < 1e-5
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == sorted(set(logged)) and logged[-1] == 12

@@ -13,14 +13,14 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from jointspace.errors import DiskFullError
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
 # Exactly the names made here (and by tempfile.mkstemp, which older versions used).
-TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -151,16 +151,20 @@ def recover_dir(target: Path) -> None:
         os.replace(old, target)
 
 
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Delete temp entries a killed writer left in ``directory`` (only our own name pattern).
+def remove_stale_temps(
+    directory: Path, targets: Callable[[str], bool] = lambda name: True
+) -> list[Path]:
+    """Delete temp entries a killed writer left in ``directory`` for targets ``targets`` accepts.
 
-    Call it only while holding the lock that keeps other writers out of ``directory``.
+    Only our own name pattern; call it only while holding the lock that keeps the writers of
+    those targets out of ``directory``.
     """
     removed = []
     if not directory.is_dir():
         return removed
     for entry in sorted(directory.iterdir()):
-        if not TEMP_NAME.match(entry.name):
+        match = TEMP_NAME.match(entry.name)
+        if not match or not targets(match["target"]):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

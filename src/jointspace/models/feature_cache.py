@@ -29,6 +29,7 @@ from jointspace.atomic import atomic_path
 from jointspace.data.manifest import FILE_COLUMNS
 from jointspace.encoders.base import Tower
 from jointspace.models.modes import evaluating
+from jointspace.progress import is_terminal, logger
 
 FORMAT = "2"  # bump when the key scheme or shard layout changes (2: per-row checksums)
 SHARD_ROWS = 1024
@@ -76,11 +77,14 @@ class FeatureCache:
     def _compute(self, tower: Tower, fingerprint: str, todo: dict[str, Any]) -> None:
         device = next(tower.parameters()).device
         items = list(todo.items())
+        shown = self.progress and len(items) > self.batch_size
+        if shown and not is_terminal():  # a bar only on a terminal; a line otherwise
+            logger().info("computing %d %s features for the cache", len(items), tower.modality)
         bar = tqdm(
             total=len(items),
             desc=f"caching {tower.modality} features",
             unit="item",
-            disable=None if self.progress and len(items) > self.batch_size else True,
+            disable=not (shown and is_terminal()),
         )
         with bar, evaluating(tower):
             for start in range(0, len(items), SHARD_ROWS):

@@ -42,6 +42,7 @@ from jointspace.train.optim import build_optimizer, lr_factor, set_lr
 from jointspace.train.runlock import run_lock
 
 log = logging.getLogger("jointspace")
+RUN_FILES = {"model", "metrics.jsonl", "metrics.csv", "config.yaml"}  # what a run writes in RUN
 OLD_CHECKPOINT = re.compile(r"^\.step-\d{7}\.old$")
 Evaluator = Callable[[JointModel], dict[str, float]]
 Callback = Callable[[int, dict[str, float]], None]
@@ -169,14 +170,19 @@ class Trainer:
             for entry in self.checkpoints.iterdir():
                 if OLD_CHECKPOINT.match(entry.name):
                     recover_dir(self.checkpoints / entry.name[1:-4])
-        removed = remove_stale_temps(self.out_dir) + remove_stale_temps(self.checkpoints)
+        # Only what training writes: `report`, say, may be writing beside it right now.
+        removed = remove_stale_temps(self.out_dir, RUN_FILES.__contains__)
+        removed += remove_stale_temps(self.checkpoints, ckpt.NAME.match)
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
 
     def _start(self, resume: bool, total: int) -> tuple[int, dict | None]:
         found = ckpt.list_checkpoints(self.checkpoints)
         if not resume:
-            if found:
+            set_aside = self.checkpoints.is_dir() and any(
+                p.name.startswith(ckpt.DAMAGED_PREFIX) for p in self.checkpoints.iterdir()
+            )
+            if found or set_aside:
                 raise FileExistsError(
                     f"{self.out_dir} already holds checkpoints: resume it (--resume) or choose "
                     "another output directory (--out)"
