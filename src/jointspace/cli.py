@@ -63,7 +63,7 @@ def _setup() -> None:
     # Progress lines (epochs, evaluations, embedding) reach stderr even when it is a file or pipe.
     logger = logging.getLogger("jointspace")
     logger.setLevel(logging.INFO)
-    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+    if not logger.handlers:  # one handler: jointspace.progress may have installed its own
         logger.addHandler(_Stderr())
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +18,7 @@ from jointspace.config import ConfigError
 from jointspace.data import Manifest
 from jointspace.evaluate.retrieval import embed_values
 from jointspace.models.joint import JointModel
-
-log = logging.getLogger("jointspace")
+from jointspace.progress import is_terminal, logger
 
 
 @dataclass
@@ -64,7 +61,8 @@ def embed_manifest(
     store = _PartStore(parts, _parts_key(key, modality, values, batch_size)) if parts else None
     reused = store.count(len(starts)) if store else 0
     if reused:
-        log.info("resuming: %d of %d batches already embedded in %s", reused, len(starts), parts)
+        message = "resuming: %d of %d batches already embedded in %s"
+        logger().info(message, reused, len(starts), parts)
     vectors = []
     with _progress(len(values), f"embed {modality}") as advance:
         for number, start in enumerate(starts):
@@ -141,10 +139,11 @@ def _parts_key(key: str, modality: str, values: list[str], batch_size: int) -> s
 @contextlib.contextmanager
 def _progress(total: int, desc: str):
     """A tqdm bar on a terminal; otherwise an INFO line at every tenth of ``total``."""
-    if sys.stderr.isatty():
+    if is_terminal():
         with tqdm(total=total, desc=desc, unit="item") as bar:
             yield bar.update
         return
+    log = logger()  # the library's stderr handler, unless the application configured logging
     state = {"done": 0, "next": 0}
 
     def advance(count: int) -> None:
