@@ -129,3 +129,262 @@ def test_demo_serve_indexes_the_dataset_and_serves_it(trained_run, digits_manife
     assert served["port"] == 8123 and served["host"] == "127.0.0.1"
     health = TestClient(served["app"]).get("/health").json()
     assert health["items"] == len(set(read_manifest(digits_manifest).column("image")))
+
+
+# --- issue 13: nothing lost, --data recorded, one-line errors ---------------------------------
+
+
+def _tree(path):
+    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_demo_refuses_a_directory_it_did_not_create(tmp_path, trained_run):
+    import shutil
+
+    copy = tmp_path / "copy-of-run"
+    shutil.copytree(trained_run, copy)
+    (copy / "notes.txt").write_text("what I tried\n")
+    before = _tree(copy)
+    result = runner.invoke(app, ["demo", "--out", str(copy), "--epochs", "1", "--scratch"])
+    assert result.exit_code == 1
+    assert "was not written by `jointspace demo`" in result.output
+    assert _tree(copy) == before  # refused: nothing changed, notes and run intact
+    forced = runner.invoke(app, ["demo", "--out", str(copy), "--scratch", "--force"])
+    assert forced.exit_code == 1 and _tree(copy) == before  # --force never takes a foreign dir
+
+
+def test_demo_help_says_what_it_replaces():
+    result = runner.invoke(app, ["demo", "--help"], terminal_width=200)
+    text = " ".join(result.output.split())
+    assert "--force" in text and "did not write" in text
+
+
+def _other_config(tmp_path):
+    path = tmp_path / "other.yaml"
+    tiny_config(batch_size=64, epochs=12).to_yaml(path)
+    return path
+
+
+def test_train_into_a_run_with_checkpoints_writes_nothing(tmp_path, trained_run, digits_manifest):
+    before = (trained_run / "config.yaml").read_bytes()
+    args = ["train", str(_other_config(tmp_path)), "--data", str(digits_manifest)]
+    result = runner.invoke(app, [*args, "--out", str(trained_run)])
+    assert result.exit_code == 1 and "--resume" in result.output
+    assert (trained_run / "config.yaml").read_bytes() == before  # epochs/batch not overwritten
+
+
+def test_resume_reads_the_runs_own_config(trained_run):
+    before = (trained_run / "config.yaml").read_bytes()
+    result = runner.invoke(app, ["train", "--out", str(trained_run), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert (trained_run / "config.yaml").read_bytes() == before
+
+
+def test_resume_with_a_different_config_shows_the_fields(tmp_path, trained_run):
+    before = (trained_run / "config.yaml").read_bytes()
+    args = ["train", str(_other_config(tmp_path)), "--out", str(trained_run), "--resume"]
+    result = runner.invoke(app, args, terminal_width=400)
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "train.batch_size: 128 recorded, 64 in" in text
+    assert "train.epochs: 1 recorded, 12 in" in text and "--force" in text
+    assert (trained_run / "config.yaml").read_bytes() == before
+
+
+def test_failed_resume_leaves_the_recorded_config(tmp_path, trained_run, digits_manifest):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = (run / "config.yaml").read_bytes()
+    smaller = tmp_path / "m.csv"
+    lines = digits_manifest.read_text().splitlines()
+    smaller.write_text("\n".join(lines[:2000]) + "\n")
+    (tmp_path / "images").symlink_to(digits_manifest.parent / "images")
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--data", str(smaller)])
+    assert result.exit_code == 1  # other data: the checkpoint does not fit it
+    assert (run / "config.yaml").read_bytes() == before
+
+
+def test_resume_extends_a_run_by_more_epochs(tmp_path, trained_run):
+    import shutil
+
+    from jointspace.config import ExperimentConfig
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert ExperimentConfig.from_yaml(run / "config.yaml").train.epochs == 2
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert last == 2 * steps
+
+
+def test_train_records_the_manifest_it_was_given(trained_run, digits_manifest):
+    from jointspace.config import ExperimentConfig
+
+    recorded = ExperimentConfig.from_yaml(trained_run / "config.yaml").data.manifest
+    assert recorded == str(digits_manifest.resolve())
+
+
+def test_commands_default_data_to_the_runs_manifest(trained_run, tmp_path):
+    result = runner.invoke(app, ["eval", str(trained_run), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    assert "text → image" in result.output
+    args = ["search", str(trained_run), "--query", "a handwritten seven", "--k", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("images/") == 2
+
+
+def test_a_bare_model_without_data_asks_for_data(trained_run, tmp_path):
+    import shutil
+
+    shutil.copytree(trained_run / "model", tmp_path / "model")
+    result = runner.invoke(app, ["eval", str(tmp_path / "model")])
+    assert result.exit_code == 1
+    assert "records no manifest" in result.output and "--data" in result.output
+
+
+def test_existing_outputs_are_refused_unless_forced(trained_run, tmp_path):
+    out = tmp_path / "m.json"
+    out.write_text("mine\n")
+    args = ["eval", str(trained_run), "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "--force" in result.output
+    assert out.read_text() == "mine\n"
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert "text_to_image/mAP" in json.loads(out.read_text())
+
+
+def test_report_refuses_a_directory_it_did_not_write(trained_run, tmp_path):
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("chapter 1\n")
+    for extra in ([], ["--force"]):
+        result = runner.invoke(app, ["report", str(trained_run), "--out", str(folder), *extra])
+        assert result.exit_code == 1, result.output
+        assert [p.name for p in folder.iterdir()] == ["thesis.tex"]
+
+
+def test_compare_refuses_a_directory_it_did_not_write(tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("x")
+    config = tmp_path / "c.yaml"
+    tiny_config(epochs=1).to_yaml(config)
+    result = runner.invoke(
+        app, ["compare", str(config), "--objectives", "clip", "--out", str(folder)]
+    )
+    assert result.exit_code == 1 and "was not written by `jointspace compare`" in result.output
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+
+
+def test_rerank_keeps_an_existing_matcher_without_force(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "model" / "matcher").mkdir()
+    (run / "model" / "matcher" / "config.json").write_text("{}")
+    result = runner.invoke(app, ["rerank", str(run)])
+    assert result.exit_code == 1 and "--force" in result.output
+    assert (run / "model" / "matcher" / "config.json").read_text() == "{}"
+
+
+def test_embed_shows_progress_and_resumes_finished_batches(
+    trained_run, tmp_path, monkeypatch, caplog
+):
+    import logging
+
+    import jointspace.embed as embed_module
+
+    out = tmp_path / "e.parquet"
+    args = ["embed", str(trained_run), "--split", "test", "--out", str(out), "--batch-size", "64"]
+    calls = []
+    real = embed_module.embed_values
+
+    def counting(*a, **k):
+        calls.append(len(a[3]))
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(out))  # dies after two batches
+        return real(*a, **k)
+
+    monkeypatch.setattr(embed_module, "embed_values", counting)
+    with caplog.at_level(logging.INFO, logger="jointspace"):
+        failed = runner.invoke(app, args)
+    assert failed.exit_code == 1 and "no space left on device writing" in failed.output
+    assert not out.exists() and "embed image: 64/" in caplog.text
+    calls.clear()
+    monkeypatch.setattr(embed_module, "embed_values", real)
+    with caplog.at_level(logging.INFO, logger="jointspace"):
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "resuming: 2 of" in caplog.text
+    resumed = pq.read_table(out)
+    fresh = tmp_path / "fresh.parquet"
+    runner.invoke(app, [*args[:-4], "--out", str(fresh), "--batch-size", "64"])
+    assert resumed.equals(pq.read_table(fresh))
+    assert not list(tmp_path.glob(".*.parts"))  # batches removed once the file holds them
+
+
+def test_os_errors_are_one_line_naming_the_file(trained_run, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    args = ["eval", str(trained_run), "--json", str(blocker / "m.json")]
+    result = runner.invoke(app, args, terminal_width=400)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == f"error: File exists: {blocker}"
+
+
+def test_a_bug_inside_a_command_keeps_its_traceback(trained_run, monkeypatch):
+    import jointspace.pipeline
+
+    def broken(*args, **kwargs):
+        raise AttributeError("a bug")
+
+    monkeypatch.setattr(jointspace.pipeline, "evaluate_model", broken)
+    result = runner.invoke(app, ["eval", str(trained_run)])
+    assert isinstance(result.exception, AttributeError)  # not turned into "error: a bug"
+
+
+def test_importing_the_cli_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import jointspace.cli, sys; "
+        "print(sorted(m for m in ('torch','numpy','scipy','pandas','faiss') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_package_api_still_exposes_every_name():
+    import jointspace
+
+    for name in jointspace.__all__:
+        assert getattr(jointspace, name) is not None
+    assert set(jointspace.__all__) <= set(dir(jointspace))
+
+
+def test_training_progress_reaches_stderr_when_it_is_a_file(tmp_path, digits_manifest):
+    import subprocess
+    import sys
+
+    config = tmp_path / "tiny.yaml"
+    tiny = tiny_config(batch_size=512, epochs=2, log_every=2)
+    tiny.train.progress = True
+    tiny.data.val_split = None
+    tiny.to_yaml(config)
+    log = tmp_path / "stderr.txt"
+    args = [sys.executable, "-m", "jointspace.cli", "train", str(config)]
+    args += ["--data", str(digits_manifest), "--out", str(tmp_path / "run")]
+    with log.open("w") as stderr:  # not a terminal: no bar, lines instead
+        assert subprocess.run(args, stderr=stderr, stdout=subprocess.DEVNULL).returncode == 0
+    text = log.read_text()
+    assert text.count("epoch 1/2 done") == 1 and text.count("epoch 2/2 done") == 1
+    assert "train step 2/" in text

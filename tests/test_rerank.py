@@ -206,7 +206,8 @@ def test_rerank_command_prints_before_and_after(reranked_run, tmp_path):
 
     run, *_ = reranked_run
     out = tmp_path / "rerank.json"
-    result = CliRunner().invoke(app, ["rerank", str(run), "--epochs", "1", "--json", str(out)])
+    args = ["rerank", str(run), "--epochs", "1", "--json", str(out), "--force"]  # replaces one
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "text → image (reranked)" in result.output and "bi_encoder" in result.output
     assert set(json.loads(out.read_text())) == {"val", "test"}

@@ -1,12 +1,28 @@
 """jointspace: learn, evaluate and serve joint embedding spaces."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from jointspace.config import ExperimentConfig, builtin_config
-from jointspace.data import build_dataset, read_manifest
-from jointspace.models import JointModel, build_model, load
-from jointspace.pipeline import evaluate_model, fit, load_manifest
-from jointspace.train import Trainer, TrainResult
+# Public name → module that defines it. Imported on first use (PEP 562) so that
+# `import jointspace.cli` (hence `jointspace --help`) does not pay for torch.
+_LAZY = {
+    "ExperimentConfig": "jointspace.config",
+    "builtin_config": "jointspace.config",
+    "build_dataset": "jointspace.data",
+    "read_manifest": "jointspace.data",
+    "JointModel": "jointspace.models",
+    "build_model": "jointspace.models",
+    "load": "jointspace.models",
+    "evaluate_model": "jointspace.pipeline",
+    "fit": "jointspace.pipeline",
+    "load_manifest": "jointspace.pipeline",
+    "Trainer": "jointspace.train",
+    "TrainResult": "jointspace.train",
+}
 
 __all__ = [
     "ExperimentConfig",
@@ -23,3 +39,23 @@ __all__ = [
     "load_manifest",
     "read_manifest",
 ]
+
+if TYPE_CHECKING:
+    from jointspace.config import ExperimentConfig, builtin_config
+    from jointspace.data import build_dataset, read_manifest
+    from jointspace.models import JointModel, build_model, load
+    from jointspace.pipeline import evaluate_model, fit, load_manifest
+    from jointspace.train import Trainer, TrainResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jointspace' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

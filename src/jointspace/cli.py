@@ -1,9 +1,15 @@
-"""The ``jointspace`` command line: one command, one function over the layers below."""
+"""The ``jointspace`` command line: one command, one function over the layers below.
+
+Importing this module imports no torch/numpy: every command imports what it needs in its body,
+so ``jointspace --help`` is fast. Outputs follow one rule (see ``cli_outputs``): an existing
+output is refused unless --force, and --force replaces only what the same command wrote.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +19,9 @@ from rich.console import Console
 from jointspace.cli_data import app as data_app
 from jointspace.cli_errors import user_errors
 from jointspace.cli_index import app as index_app
-from jointspace.cli_options import Data, ModelDir, Query, TopK
-from jointspace.config import ExperimentConfig
+from jointspace.cli_options import Force, ModelDir, Query, RunData, TopK
+from jointspace.cli_outputs import OutputExistsError, claim_dir, claim_file, mark_dir
+from jointspace.cli_train import compare, train
 
 app = typer.Typer(
     help="Learn, evaluate and search joint embedding spaces.",
@@ -28,80 +35,73 @@ app.add_typer(index_app, name="index")
 
 Split = Annotated[str | None, typer.Option(help="Keep only rows of this split.")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]
-JsonOut = Annotated[Path | None, typer.Option("--json", help="Write metrics JSON here.")]
+JsonOut = Annotated[
+    Path | None,
+    typer.Option("--json", help="Write metrics JSON here (an existing file needs --force)."),
+]
 
 
-@app.command()
-@user_errors
-def train(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML, e.g. configs/digits.yaml.")],
-    data: Annotated[str | None, typer.Option(help="Override the config's manifest.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/latest"),
-    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
-    skip_bad: SkipBad = False,
-) -> None:
-    """Train a joint embedding model from a YAML config."""
-    from jointspace.pipeline import fit
+class _Stderr(logging.StreamHandler):
+    """A handler bound to whatever ``sys.stderr`` is when a record comes (tests swap it)."""
 
-    cfg = ExperimentConfig.from_yaml(config)
-    cfg.data.skip_bad = cfg.data.skip_bad or skip_bad
-    cfg.train.epochs = epochs if epochs is not None else cfg.train.epochs
-    cfg.train.max_steps = max_steps if max_steps is not None else cfg.train.max_steps
-    result = fit(cfg, out_dir, manifest=data, resume=resume)
-    best = (
-        f" (best {result.best['primary']:.3f} at step {result.best['step']})" if result.best else ""
-    )
-    console.print(f"trained {result.steps} steps → {result.model_dir}{best}")
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # always the current sys.stderr
 
 
-@app.command()
-@user_errors
-def compare(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML shared by every run.")],
-    objectives: Annotated[
-        str, typer.Option(help="Comma-separated: clip,siglip,triplet-sum,triplet-max,cca,dcca")
-    ] = "clip,siglip,triplet-sum,triplet-max,cca,dcca",
-    data: Annotated[str | None, typer.Option(help="Override the config's manifest.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory of runs.")] = Path(
-        "runs/compare"
-    ),
-    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
-) -> None:
-    """Train one config with each objective (same towers, data, seed, budget); tabulate."""
-    from jointspace.compare import compare as run_compare
-    from jointspace.compare import markdown_table
+@app.callback()
+def _setup() -> None:
+    """Learn, evaluate and search joint embedding spaces."""
+    # Progress lines (epochs, evaluations, embedding) reach stderr even when it is a file or pipe.
+    logger = logging.getLogger("jointspace")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:  # one handler: jointspace.progress may have installed its own
+        logger.addHandler(_Stderr())
 
-    cfg = ExperimentConfig.from_yaml(config)
-    cfg.train.epochs = epochs if epochs is not None else cfg.train.epochs
-    names = [n.strip() for n in objectives.split(",") if n.strip()]
-    rows = run_compare(cfg, names, out_dir, manifest=data, log=console.print)
-    out.print(markdown_table(rows, cfg.data.modalities))
-    console.print(f"table → {out_dir / 'compare.md'}, {out_dir / 'compare.json'}")
+
+app.command()(user_errors(train))
+app.command()(user_errors(compare))
 
 
 @app.command("eval")
 @user_errors
 def eval_command(
     model_dir: ModelDir,
-    data: Data,
+    data: RunData = None,
     split: Split = "test",
     relevance: Annotated[str | None, typer.Option(help="pairs | label (default: run's)")] = None,
     json_path: JsonOut = None,
     skip_bad: SkipBad = False,
+    force: Force = False,
 ) -> None:
     """Evaluate retrieval in both directions (Recall@K, mAP, median rank)."""
     from jointspace.atomic import write_text_atomic
     from jointspace.config import EvalConfig
     from jointspace.evaluate.report import metrics_table
-    from jointspace.pipeline import evaluate_model, load_manifest, load_trained, run_config
+    from jointspace.pipeline import (
+        evaluate_model,
+        load_manifest,
+        load_trained,
+        run_config,
+        run_manifest,
+    )
 
+    if json_path:
+        claim_file(json_path, force)
     model = load_trained(model_dir)
     saved = run_config(model_dir)
     eval_cfg = saved.eval if saved else EvalConfig()
     eval_cfg.relevance = relevance or eval_cfg.relevance
-    manifest = load_manifest(data, model.modalities, split=split, skip_bad=skip_bad)
+    spec = run_manifest(model_dir, data)
+    manifest = load_manifest(spec, model.modalities, split=split, skip_bad=skip_bad)
     metrics = evaluate_model(model, manifest, eval_cfg)
     out.print(metrics_table(metrics, f"{split or 'all'} split, relevance={eval_cfg.relevance}"))
     if json_path:
@@ -112,21 +112,24 @@ def eval_command(
 @user_errors
 def zeroshot(
     model_dir: ModelDir,
-    data: Data,
+    data: RunData = None,
     split: Split = "zeroshot",
     modality: Annotated[str, typer.Option(help="Modality to classify.")] = "image",
     template: Annotated[
         list[str] | None, typer.Option(help="Prompt with {} for the class name; repeatable.")
     ] = None,
     json_path: JsonOut = None,
+    force: Force = False,
 ) -> None:
     """Zero-shot classification: each item against text prompts built from the labels."""
     from jointspace.atomic import write_text_atomic
     from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot
-    from jointspace.pipeline import load_manifest, load_trained
+    from jointspace.pipeline import load_manifest, load_trained, run_manifest
 
+    if json_path:
+        claim_file(json_path, force)
     model = load_trained(model_dir)
-    manifest = load_manifest(data, [modality], split=split)
+    manifest = load_manifest(run_manifest(model_dir, data), [modality], split=split)
     result = evaluate_zero_shot(model, manifest, modality=modality, templates=template or TEMPLATES)
     metrics = {k: round(100 * v, 2) for k, v in result.metrics.items()}
     out.print(f"{len(result.labels)} classes, {split or 'all'} split: {metrics} (%)")
@@ -139,26 +142,31 @@ def zeroshot(
 @user_errors
 def report(
     model_dir: ModelDir,
-    data: Data,
-    out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("report"),
+    data: RunData = None,
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Report directory (new or empty; --force replaces a report)."),
+    ] = Path("report"),
     split: Split = "test",
     zeroshot_split: Annotated[
         str | None, typer.Option(help="Held-out split for zero-shot (if present).")
     ] = "zeroshot",
     relevance: Annotated[str | None, typer.Option(help="pairs | label (default: run's)")] = None,
     map_method: Annotated[str, typer.Option("--map", help="2-D map: pca | tsne.")] = "pca",
+    force: Force = False,
 ) -> None:
     """Write an HTML report: metrics, Recall@K, zero-shot, probe, geometry, maps, failures."""
     from jointspace.models.io import resolve_model_dir
-    from jointspace.pipeline import load_manifest, load_trained, run_config
+    from jointspace.pipeline import load_manifest, load_trained, run_config, run_manifest
     from jointspace.report import build_report
 
+    claim_dir(out_dir, "report", force)
     model = load_trained(model_dir)
     saved = run_config(model_dir)
     relevance = relevance or (saved.eval.relevance if saved else "pairs")
-    manifest = load_manifest(data, model.modalities)
+    manifest = load_manifest(run_manifest(model_dir, data), model.modalities)
     run_dir = resolve_model_dir(model_dir).parent
-    build_report(
+    build_report(  # replaces out_dir atomically: a failure leaves the earlier report
         model,
         manifest,
         out_dir,
@@ -169,6 +177,7 @@ def report(
         run_dir=run_dir,
         map_method=map_method,
     )
+    mark_dir(out_dir, "report")
     console.print(f"report → {out_dir / 'index.html'}")
 
 
@@ -176,18 +185,30 @@ def report(
 @user_errors
 def rerank(
     model_dir: ModelDir,
-    data: Annotated[str | None, typer.Option(help="Override the run's manifest.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override rerank.epochs.")] = None,
+    data: RunData = None,
+    epochs: Annotated[int | None, typer.Option(help="Override rerank.epochs.", min=1)] = None,
     candidates: Annotated[
-        int | None, typer.Option(help="Bi-encoder results re-scored per query.")
+        int | None, typer.Option(help="Bi-encoder results re-scored per query.", min=1)
     ] = None,
     json_path: JsonOut = None,
+    force: Force = False,
 ) -> None:
-    """Train a cross-modal matcher that re-ranks the model's top results (MODEL_DIR/matcher)."""
+    """Train a cross-modal matcher that re-ranks the model's top results (MODEL_DIR/matcher).
+
+    An existing matcher is replaced only with --force, atomically once the new one is trained.
+    """
     from jointspace.atomic import write_text_atomic
+    from jointspace.config import ExperimentConfig
     from jointspace.evaluate.report import rerank_table
+    from jointspace.models.io import resolve_model_dir
+    from jointspace.models.matcher import MATCHER_DIR
     from jointspace.pipeline import fit_reranker, run_config
 
+    matcher = resolve_model_dir(model_dir) / MATCHER_DIR
+    if matcher.exists() and not force:
+        raise OutputExistsError(f"{matcher} already holds a matcher: pass --force to retrain it")
+    if json_path:
+        claim_file(json_path, force)
     saved = run_config(model_dir) or ExperimentConfig()
     cfg = saved.rerank
     cfg.epochs = epochs if epochs is not None else cfg.epochs
@@ -203,22 +224,42 @@ def rerank(
 @user_errors
 def embed(
     model_dir: ModelDir,
-    data: Data,
+    data: RunData = None,
     modality: Annotated[str, typer.Option(help="Which column to embed.")] = "image",
-    out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file.")] = Path(
-        "embeddings.parquet"
-    ),
+    out_path: Annotated[
+        Path,
+        typer.Option("--out", help="Output Parquet file (an existing one needs --force)."),
+    ] = Path("embeddings.parquet"),
     split: Split = None,
     skip_bad: SkipBad = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Items per batch; each finished batch survives a kill.", min=1)
+    ] = 256,
+    force: Force = False,
 ) -> None:
-    """Embed the unique values of one modality into a Parquet file."""
-    from jointspace.embed import embed_manifest, write_embeddings
-    from jointspace.pipeline import load_manifest, load_trained
+    """Embed the unique values of one modality into a Parquet file.
 
+    Finished batches are kept beside OUT (.OUT.parts) until OUT is written atomically, so a
+    killed run, started again with the same arguments, embeds only what is left.
+    """
+    from jointspace.embed import discard_parts, embed_manifest, parts_dir, write_embeddings
+    from jointspace.models.io import model_fingerprint
+    from jointspace.pipeline import load_manifest, load_trained, run_manifest
+
+    claim_file(out_path, force)
     model = load_trained(model_dir)
-    manifest = load_manifest(data, [modality], split=split, skip_bad=skip_bad)
-    table = embed_manifest(model, manifest, modality)
+    spec = run_manifest(model_dir, data)
+    manifest = load_manifest(spec, [modality], split=split, skip_bad=skip_bad)
+    table = embed_manifest(
+        model,
+        manifest,
+        modality,
+        parts=parts_dir(out_path),
+        key=model_fingerprint(model_dir),
+        batch_size=batch_size,
+    )
     write_embeddings(table, out_path)
+    discard_parts(out_path)
     console.print(f"wrote {table.num_rows} {modality} embeddings → {out_path}")
 
 
@@ -226,18 +267,18 @@ def embed(
 @user_errors
 def search(
     model_dir: ModelDir,
-    data: Data,
     query: Query,
+    data: RunData = None,
     k: TopK = 5,
     target: Annotated[str, typer.Option(help="Modality to search.")] = "image",
     split: Split = None,
 ) -> None:
     """Brute-force search a manifest's items with a text query."""
     from jointspace.embed import results_table, search_manifest
-    from jointspace.pipeline import load_manifest, load_trained
+    from jointspace.pipeline import load_manifest, load_trained, run_manifest
 
     model = load_trained(model_dir)
-    manifest = load_manifest(data, ["text", target], split=split)
+    manifest = load_manifest(run_manifest(model_dir, data), ["text", target], split=split)
     hits = search_manifest(model, manifest, [query], target, k)[0]
     out.print(results_table(query, hits))
 
@@ -273,7 +314,14 @@ def serve(
 @app.command()
 @user_errors
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Run directory: new or empty. An earlier demo run there is replaced only with "
+            "--force, and only if it holds nothing the demo did not write.",
+        ),
+    ] = Path("runs/demo"),
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -289,17 +337,37 @@ def demo(
             "(default: pretrained when their packages are installed).",
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.", min=1)] = None,
     grid: Annotated[Path | None, typer.Option(help="Save the query results as a PNG grid.")] = None,
     serve: Annotated[
         bool, typer.Option(help="End by serving a search page over the data.")
     ] = False,
     port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an earlier demo run in --out (and an existing --grid file)."
+        ),
+    ] = False,
 ) -> None:
-    """Build a built-in dataset, train on CPU, evaluate the test split, show a few searches."""
+    """Build a built-in dataset, train on CPU, evaluate the test split, show a few searches.
+
+    Never deletes a directory it did not create: a non-empty --out is refused unless it is an
+    earlier demo run (it holds a .jointspace-output marker) and --force is given.
+    """
     from jointspace.demo import run_demo
 
-    run_demo(out_dir, dataset=dataset, pretrained=pretrained, epochs=epochs, grid=grid, console=out)
+    if grid is not None:
+        claim_file(grid, force)
+    run_demo(
+        out_dir,
+        dataset=dataset,
+        pretrained=pretrained,
+        epochs=epochs,
+        grid=grid,
+        console=out,
+        force=force,
+    )
     if serve:
         from jointspace.demo import serve_demo
 
@@ -307,7 +375,6 @@ def demo(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     app()
 
 

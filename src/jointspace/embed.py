@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,11 +11,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.table import Table
+from tqdm.auto import tqdm
 
-from jointspace.atomic import atomic_path
+from jointspace.atomic import atomic_path, write_text_atomic
+from jointspace.config import ConfigError
 from jointspace.data import Manifest
 from jointspace.evaluate.retrieval import embed_values
 from jointspace.models.joint import JointModel
+from jointspace.progress import is_terminal, logger
 
 
 @dataclass
@@ -36,11 +41,42 @@ def unique_items(manifest: Manifest, modality: str) -> tuple[list[str], list[dic
     return list(first), list(first.values())
 
 
-def embed_manifest(model: JointModel, manifest: Manifest, modality: str) -> pa.Table:
-    """A table of unique values with ``id``, ``label`` and a float32 ``embedding`` list column."""
+def embed_manifest(
+    model: JointModel,
+    manifest: Manifest,
+    modality: str,
+    *,
+    parts: Path | None = None,
+    key: str = "",
+    batch_size: int = 256,
+) -> pa.Table:
+    """A table of unique values with ``id``, ``label`` and a float32 ``embedding`` list column.
+
+    With ``parts``, each batch of vectors is saved there atomically as it is done, and batches
+    already saved under the same ``key`` (model fingerprint) are reused: a killed run resumes.
+    Progress: a bar on a terminal, a log line per tenth of the work otherwise.
+    """
     values, rows = unique_items(manifest, modality)
-    vectors = embed_values(model, manifest, modality, values).astype(np.float32)
-    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+    starts = range(0, len(values), batch_size)
+    store = _PartStore(parts, _parts_key(key, modality, values, batch_size)) if parts else None
+    reused = store.count(len(starts)) if store else 0
+    if reused:
+        message = "resuming: %d of %d batches already embedded in %s"
+        logger().info(message, reused, len(starts), parts)
+    vectors = []
+    with _progress(len(values), f"embed {modality}") as advance:
+        for number, start in enumerate(starts):
+            batch = values[start : start + batch_size]
+            done = store.load(number) if store else None
+            if done is None:
+                done = embed_values(model, manifest, modality, batch, batch_size).astype(np.float32)
+                if store:
+                    store.save(number, done)
+            vectors.append(done)
+            advance(len(batch))
+    empty = np.zeros((0, model.config.embed_dim), np.float32)
+    matrix = np.concatenate(vectors) if vectors else empty
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), matrix.shape[1])
     return pa.table(
         {
             "id": [r["id"] for r in rows],
@@ -57,12 +93,74 @@ def write_embeddings(table: pa.Table, path: str | Path) -> None:
         pq.write_table(table, tmp)
 
 
+def parts_dir(out_path: Path) -> Path:
+    """Where ``embed --out OUT`` keeps finished batches until OUT is written."""
+    return out_path.with_name(f".{out_path.name}.parts")
+
+
+class _PartStore:
+    """Finished batches as ``part-NNNNNN.npy``, valid only for the ``key`` they were made under."""
+
+    def __init__(self, directory: Path, key: str):
+        self.directory = directory
+        key_file = directory / "key.txt"
+        if not key_file.is_file() or key_file.read_text() != key:
+            # Batches made for another model or other data are useless here; only they go.
+            for old in directory.glob("part-*.npy"):
+                old.unlink()
+        directory.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(key_file, key)
+
+    def _path(self, number: int) -> Path:
+        return self.directory / f"part-{number:06d}.npy"
+
+    def count(self, total: int) -> int:
+        return sum(self._path(n).is_file() for n in range(total))
+
+    def load(self, number: int) -> np.ndarray | None:
+        path = self._path(number)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # damaged (should not happen: parts are written atomically): redo it
+
+    def save(self, number: int, vectors: np.ndarray) -> None:
+        with atomic_path(self._path(number)) as tmp, open(tmp, "wb") as f:
+            np.save(f, vectors, allow_pickle=False)
+
+
+def _parts_key(key: str, modality: str, values: list[str], batch_size: int) -> str:
+    digest = hashlib.sha256("\n".join(values).encode())
+    return f"{key} {modality} {batch_size} {len(values)} {digest.hexdigest()}"
+
+
+@contextlib.contextmanager
+def _progress(total: int, desc: str):
+    """A tqdm bar on a terminal; otherwise an INFO line at every tenth of ``total``."""
+    if is_terminal():
+        with tqdm(total=total, desc=desc, unit="item") as bar:
+            yield bar.update
+        return
+    log = logger()  # the library's stderr handler, unless the application configured logging
+    state = {"done": 0, "next": 0}
+
+    def advance(count: int) -> None:
+        state["done"] += count
+        if state["done"] >= state["next"] or state["done"] == total:
+            log.info("%s: %d/%d", desc, state["done"], total)
+            state["next"] = state["done"] + max(1, total // 10)
+
+    yield advance
+
+
 def search_manifest(
     model: JointModel, manifest: Manifest, queries: list[str], target: str, k: int = 5
 ) -> list[list[Hit]]:
     """Top-``k`` items of ``target`` for each text query, by cosine similarity."""
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise ConfigError(f"k must be at least 1, got {k}")
     values, rows = unique_items(manifest, target)
     gallery = embed_values(model, manifest, target, values)
     scores = model.encode(queries, "text") @ gallery.T
@@ -92,3 +190,13 @@ def results_table(query: str, hits: list[Hit]) -> Table:
     for hit in hits:
         table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.value, hit.label)
     return table
+
+
+def discard_parts(out_path: Path) -> None:
+    """Remove the finished batches once ``out_path`` holds them all (only files embed wrote)."""
+    directory = parts_dir(out_path)
+    for part in directory.glob("part-*.npy"):
+        part.unlink()
+    (directory / "key.txt").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        directory.rmdir()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 import torch
 
 from jointspace.atomic import write_text_atomic
-from jointspace.config import EvalConfig, ExperimentConfig, RerankConfig
-from jointspace.data import Manifest, PairedDataset, read_manifest, resolve_manifest
+from jointspace.config import ConfigError, EvalConfig, ExperimentConfig, RerankConfig
+from jointspace.data import Manifest, ManifestError, PairedDataset, read_manifest, resolve_manifest
+from jointspace.errors import JointspaceError
 from jointspace.evaluate.rerank import fit_prior_weight, matching_set, rerank_metrics
 from jointspace.evaluate.retrieval import evaluate_retrieval
 from jointspace.models.build import build_model
@@ -34,6 +36,18 @@ def load_manifest(
     return manifest.split(split) if split else manifest
 
 
+class RunExistsError(JointspaceError, FileExistsError):
+    """A training run would overwrite files of another run (or of a user) in its directory."""
+
+
+class NoRunError(JointspaceError, FileNotFoundError):
+    """``--resume`` pointed at a directory that holds no run."""
+
+
+# What ``fit`` writes at the top of a run directory: anything else there is left alone.
+RUN_ENTRIES = (RUN_CONFIG, "checkpoints", "model", "metrics.jsonl", "metrics.csv")
+
+
 def fit(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -42,12 +56,23 @@ def fit(
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
-    """Train ``config`` into ``out_dir``; the selected model ends up in ``out_dir/model``."""
+    """Train ``config`` into ``out_dir``; the selected model ends up in ``out_dir/model``.
+
+    A new run refuses a directory that already holds run files (nothing is written then).
+    ``resume`` continues from the latest checkpoint (a run killed before its first one starts
+    afresh); its ``config.yaml`` is replaced only once a step has trained.
+    """
+    out_dir = Path(out_dir)
+    config = copy.deepcopy(config)  # the recorded manifest below must not leak to the caller
     data = config.data
-    full = load_manifest(manifest or data.manifest, data.modalities, skip_bad=data.skip_bad)
+    spec = manifest or data.manifest
+    resume = resume and _has_checkpoint(out_dir)
+    if not resume:
+        check_new_run(out_dir)
+    full = load_manifest(spec, data.modalities, skip_bad=data.skip_bad)
+    data.manifest = manifest_spec(spec)
     train_rows = full.split(data.train_split) if data.train_split else full
     has_val = data.val_split is not None and data.val_split in full.splits()
-    out_dir = Path(out_dir)
     torch.manual_seed(config.train.seed)
     model = _initial_model(config, train_rows, out_dir, resume)
     model.feature_cache = FeatureCache.from_setting(config.train.feature_cache)
@@ -61,6 +86,9 @@ def fit(
     preprocess = {m: model.tower(m).preprocess for m in data.modalities}
     seed = config.train.seed if data.augment else None
     dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
+    record = partial(_record_config, out_dir / RUN_CONFIG, config.to_yaml())
+    if resume:
+        callbacks = [*callbacks, _once(record)]
     trainer = Trainer(
         model,
         objective,
@@ -70,10 +98,68 @@ def fit(
         callbacks=callbacks,
         feature_cache=model.feature_cache,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        write_text_atomic(out_dir / RUN_CONFIG, config.to_yaml())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        record()
     return trainer.fit(dataset, resume=resume)
+
+
+def check_new_run(out_dir: Path) -> None:
+    """Refuse to start a run where one already is (or where its files would overwrite others)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunExistsError(f"{out_dir} is a file, not a run directory: choose another --out")
+    taken = [name for name in RUN_ENTRIES if (out_dir / name).exists()]
+    if taken:
+        what = "checkpoints" if "checkpoints" in taken else "run files"
+        raise RunExistsError(
+            f"{out_dir} already holds {what} ({', '.join(taken)}): continue that run with "
+            "--resume, or choose another --out (nothing was written)"
+        )
+
+
+def _has_checkpoint(out_dir: Path) -> bool:
+    if ckpt.latest_checkpoint(out_dir / "checkpoints") is not None:
+        return True
+    if (out_dir / RUN_CONFIG).is_file():
+        return False  # started but killed before its first checkpoint: nothing to lose
+    raise NoRunError(f"nothing to resume: {out_dir} holds no run ({RUN_CONFIG} missing)")
+
+
+def _record_config(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text() != text:
+        write_text_atomic(path, text)
+
+
+def _once(action: Callable[[], None]) -> Callback:
+    done = []
+
+    def callback(step: int, record: dict[str, float]) -> None:
+        if not done:
+            done.append(step)
+            action()
+
+    return callback
+
+
+def manifest_spec(spec: str | Path) -> str:
+    """How a run records its manifest: ``builtin:NAME`` as given, a file as its absolute path."""
+    text = str(spec)
+    if text.startswith("builtin:"):
+        return text
+    path = Path(text)
+    return str(path.resolve()) if path.exists() else f"builtin:{text}"
+
+
+def run_manifest(model_dir: str | Path, data: str | None) -> str:
+    """``--data`` if given, else the manifest the run in ``model_dir`` was trained on."""
+    if data:
+        return data
+    saved = run_config(model_dir)
+    if saved is None:
+        raise ConfigError(
+            f"{model_dir} records no manifest (no {RUN_CONFIG} beside its model): pass --data"
+        )
+    return saved.data.manifest
 
 
 def _initial_model(
@@ -98,7 +184,7 @@ def evaluate_model(
     if modalities is None:
         modalities = [m for m in model.modalities if m in manifest.modalities]
     if len(modalities) != 2:
-        raise ValueError(f"retrieval needs exactly two modalities, got {list(modalities)}")
+        raise ConfigError(f"retrieval needs exactly two modalities, got {list(modalities)}")
     return evaluate_retrieval(
         model,
         manifest,
@@ -141,7 +227,7 @@ def fit_reranker(
     model = load_trained(model_dir)
     saved = run_config(model_dir)
     if saved is None and manifest is None:
-        raise ValueError(
+        raise ConfigError(
             f"no {RUN_CONFIG} beside {model_dir} to say what it was trained on: "
             "pass the manifest (--data)"
         )
@@ -153,7 +239,7 @@ def fit_reranker(
     named = {"train": data.train_split, "val": data.val_split, "test": data.test_split}
     splits = {k: full.split(s) for k, s in named.items() if s is not None and s in full.splits()}
     if "train" not in splits:
-        raise ValueError(f"no {data.train_split!r} split in {full.path} to train a re-ranker on")
+        raise ManifestError(f"no {data.train_split!r} split in {full.path} to train a re-ranker on")
     train_set = matching_set(model, splits.pop("train"), modalities)
     scored = {
         k: matching_set(model, m, modalities, saved.eval.relevance) for k, m in splits.items()
