@@ -20,7 +20,7 @@ $(STAMP): $(PY) pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP) system-deps
-	$(VENV)/bin/jointspace demo
+	$(VENV)/bin/jointspace demo --force  # replaces only an earlier demo run holding nothing else
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q

@@ -116,7 +116,7 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_previous_one(
         fit(config, run, manifest=digits_manifest)
     monkeypatch.undo()
     message = str(caught.value)
-    assert message.startswith("no space left on the device writing ")
+    assert message.startswith("no space left on device writing ")
     assert (
         message.count("checkpoints/step-0000008") == 1 and "previous version is intact" in message
     )

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -117,18 +118,35 @@ def test_skip_bad_reports_and_skips(tmp_path, trained_run, digits_manifest, capl
 
 
 def test_demo_serve_indexes_the_dataset_and_serves_it(trained_run, digits_manifest, monkeypatch):
-    import uvicorn
     from fastapi.testclient import TestClient
 
     from jointspace.demo import serve_demo
+    from jointspace.serve import listen
 
     monkeypatch.setenv("JOINTSPACE_CACHE", str(digits_manifest.parents[2]))
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
-    serve_demo(trained_run, port=8123)
-    assert served["port"] == 8123 and served["host"] == "127.0.0.1"
+    monkeypatch.setattr(listen, "run_on", lambda sock, app: served.update(app=app, sock=sock))
+    serve_demo(trained_run, port=0)  # port 0: any free port; the socket is bound before indexing
+    assert served["sock"].getsockname()[0] == "127.0.0.1"
+    served["sock"].close()
     health = TestClient(served["app"]).get("/health").json()
     assert health["items"] == len(set(read_manifest(digits_manifest).column("image")))
+
+
+def test_demo_serve_on_a_busy_port_fails_before_indexing(trained_run, tmp_path):
+    import socket
+
+    from jointspace.demo import serve_demo
+    from jointspace.errors import JointspaceError
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("index"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(JointspaceError, match=f"port {busy.getsockname()[1]} .* in use"):
+            serve_demo(run, port=busy.getsockname()[1])
+    assert not (run / "index").exists()  # refused before minutes of indexing
 
 
 # --- issue 13: nothing lost, --data recorded, one-line errors ---------------------------------
@@ -195,7 +213,7 @@ def test_failed_resume_leaves_the_recorded_config(tmp_path, trained_run, digits_
     import shutil
 
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("index"))
     before = (run / "config.yaml").read_bytes()
     smaller = tmp_path / "m.csv"
     lines = digits_manifest.read_text().splitlines()
@@ -212,7 +230,7 @@ def test_resume_extends_a_run_by_more_epochs(tmp_path, trained_run):
     from jointspace.config import ExperimentConfig
 
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("index"))
     steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--epochs", "2"])
     assert result.exit_code == 0, result.output
@@ -286,7 +304,7 @@ def test_rerank_keeps_an_existing_matcher_without_force(trained_run, tmp_path):
     import shutil
 
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("index"))
     (run / "model" / "matcher").mkdir()
     (run / "model" / "matcher" / "config.json").write_text("{}")
     result = runner.invoke(app, ["rerank", str(run)])

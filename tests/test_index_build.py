@@ -156,7 +156,8 @@ def test_build_names_the_row_with_an_empty_id(run, digits_manifest, tmp_path):
 
     manifest = small_manifest(digits_manifest, tmp_path / "m.csv", 4, blank)
     result = build(run, manifest, f"faiss://{tmp_path / 'i'}")
-    one_line_error(result, "row 7 (image ", "the id is empty")
+    # `index build` validates the manifest first, like every command: the row is named there.
+    one_line_error(result, "m.csv, row 7, column 'id': empty id; to skip bad rows")
     assert not (tmp_path / "i").exists()  # refused before anything was written
 
 

@@ -54,10 +54,16 @@ def test_eval_zeroshot_search_and_report(small_run):
     metrics = json.loads((small_run / "e.json").read_text())
     assert "text → image" in evaluated and 0 <= metrics["text_to_image/R@1"] <= 1
     zero = invoke("zeroshot", small_run / "run", *data, "--json", small_run / "z.json")
-    assert (
-        "2 classes" in zero
-        and json.loads((small_run / "z.json").read_text())["metrics"]["top1"] >= 0
-    )
+    zero_json = json.loads((small_run / "z.json").read_text())
+    assert "2 classes, zeroshot split (leaf class names)" in zero and zero_json["naming"] == "leaf"
+    labels = sorted(zero_json["class_names"])
+    names = small_run / "names.json"
+    names.write_text(json.dumps({label: f"the number {label}" for label in labels}))
+    options = ["--class-names", names, "--json", small_run / "z2.json", "--force"]
+    invoke("zeroshot", small_run / "run", *data, *options)
+    mapped = json.loads((small_run / "z2.json").read_text())
+    assert mapped["naming"] == f"file:{names}"
+    assert mapped["class_names"] == {label: f"the number {label}" for label in labels}
     found = invoke("search", small_run / "run", *data, "--query", "the digit 9", "--k", "3")
     assert found.count("images/") == 3
     invoke("report", small_run / "run", *data, "--out", small_run / "report")

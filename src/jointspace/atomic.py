@@ -34,7 +34,7 @@ def is_disk_full(err: BaseException) -> bool:
 def disk_full(target: Path) -> DiskFullError:
     """The one-line error for a write to ``target`` that ran out of space."""
     err = DiskFullError(
-        f"no space left on the device writing {target}; the previous version is intact — "
+        f"no space left on device writing {target}; the previous version is intact — "
         "free some space and run the command again"
     )
     err.path = target  # not .filename: OSError would then print "[Errno 28] None: …"

@@ -34,6 +34,13 @@ app.add_typer(data_app, name="data")
 app.add_typer(index_app, name="index")
 
 Split = Annotated[str | None, typer.Option(help="Keep only rows of this split.")]
+ClassNames = Annotated[
+    str,
+    typer.Option(
+        help="How labels become class names in prompts: leaf (shapes/star_icons → 'star icons'), "
+        "path, or a JSON/YAML file mapping each label to its name."
+    ),
+]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]
 JsonOut = Annotated[
     Path | None,
@@ -118,6 +125,7 @@ def zeroshot(
     template: Annotated[
         list[str] | None, typer.Option(help="Prompt with {} for the class name; repeatable.")
     ] = None,
+    class_names: ClassNames = "leaf",
     json_path: JsonOut = None,
     force: Force = False,
 ) -> None:
@@ -130,11 +138,24 @@ def zeroshot(
         claim_file(json_path, force)
     model = load_trained(model_dir)
     manifest = load_manifest(run_manifest(model_dir, data), [modality], split=split)
-    result = evaluate_zero_shot(model, manifest, modality=modality, templates=template or TEMPLATES)
+    result = evaluate_zero_shot(
+        model, manifest, modality=modality, templates=template or TEMPLATES, names=class_names
+    )
     metrics = {k: round(100 * v, 2) for k, v in result.metrics.items()}
-    out.print(f"{len(result.labels)} classes, {split or 'all'} split: {metrics} (%)")
+    out.print(
+        f"{len(result.labels)} classes, {split or 'all'} split ({result.naming} class names): "
+        f"{metrics} (%)"
+    )
+    if result.excluded_items:
+        out.print(f"{result.excluded_items} items with more than one label left out")
     if json_path:
-        payload = {"metrics": result.metrics, "per_class": result.per_class}
+        payload = {
+            "metrics": result.metrics,
+            "per_class": result.per_class,
+            "naming": result.naming,
+            "class_names": result.class_names,
+            "excluded_items": result.excluded_items,
+        }
         write_text_atomic(json_path, json.dumps(payload, indent=2))
 
 
@@ -153,6 +174,7 @@ def report(
     ] = "zeroshot",
     relevance: Annotated[str | None, typer.Option(help="pairs | label (default: run's)")] = None,
     map_method: Annotated[str, typer.Option("--map", help="2-D map: pca | tsne.")] = "pca",
+    class_names: ClassNames = "leaf",
     force: Force = False,
 ) -> None:
     """Write an HTML report: metrics, Recall@K, zero-shot, probe, geometry, maps, failures."""
@@ -176,6 +198,7 @@ def report(
         relevance=relevance,
         run_dir=run_dir,
         map_method=map_method,
+        class_names=class_names,
     )
     mark_dir(out_dir, "report")
     console.print(f"report → {out_dir / 'index.html'}")

@@ -20,8 +20,12 @@ console = Console(stderr=True)
 
 def error_message(err: BaseException) -> str:
     """One line for ``err``: OS errors name the file, a full disk says where it was writing."""
-    # Some messages (YAML parser errors) span lines: the CLI promises one.
-    return " ".join(line.strip() for line in _message(err).splitlines() if line.strip())
+    # Some messages (YAML parser errors, a manifest's bad rows) span lines: the CLI promises one.
+    line = ""
+    for part in (p.strip() for p in _message(err).splitlines()):
+        if part:
+            line += ("" if not line else " " if line.endswith(":") else "; ") + part
+    return line
 
 
 def _message(err: BaseException) -> str:

@@ -14,7 +14,6 @@ from jointspace.config import ConfigError, ExperimentConfig, builtin_config
 from jointspace.data import Manifest, build_dataset
 from jointspace.embed import Hit, search_manifest
 from jointspace.evaluate.report import metrics_table
-from jointspace.evaluate.retrieval import chance_retrieval
 from jointspace.pipeline import (
     evaluate_model,
     fit,
@@ -100,15 +99,8 @@ def run_demo(
     for split in (config.data.test_split, *[s for s in EXTRA_SPLITS if s in full.splits()]):
         part = full.split(split)
         results[split] = metrics = evaluate_model(model, part, config.eval)
-        chance = chance_retrieval(
-            part,
-            modalities=config.data.modalities,
-            relevance=config.eval.relevance,
-            ks=config.eval.ks,
-        )
         title = f"{split} split ({len(part)} rows, relevance={config.eval.relevance}), in %"
-        console.print(metrics_table(metrics, title))
-        console.print(metrics_table(chance, f"chance on the {split} split: random scores"))
+        console.print(metrics_table(metrics, title))  # with exact chance rows beside each metric
     queries, searched = _demo_queries(dataset, config_name, full, console)
     target = _target(config)
     results_per_query = search_manifest(model, searched, queries, target, 5)
@@ -147,15 +139,16 @@ def _hits_line(query: str, hits: list[Hit], icons: dict[str, str]) -> Table:
 
 def serve_demo(out_dir: Path, port: int = 8000) -> None:
     """Index the demo run's dataset images with its model and serve the search page."""
-    import uvicorn
-
     from jointspace.data import read_manifest, resolve_manifest
     from jointspace.index.build import build_index
     from jointspace.serve import create_app
+    from jointspace.serve.listen import bind_port, run_on
+
+    sock = bind_port("127.0.0.1", port)  # a busy port fails before minutes of indexing
 
     uri = f"faiss://{out_dir / 'index'}"
     manifest = read_manifest(resolve_manifest(run_config(out_dir).data.manifest))
     target = _target(run_config(out_dir))
     build_index(load_trained(out_dir), out_dir, manifest, target, uri).close()
     print(f"search page: http://127.0.0.1:{port}  (Ctrl-C stops it)")
-    uvicorn.run(create_app(out_dir, uri), host="127.0.0.1", port=port, log_level="warning")
+    run_on(sock, create_app(out_dir, uri))

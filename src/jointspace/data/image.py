@@ -24,14 +24,16 @@ from jointspace.errors import JointspaceError
 MAX_PIXELS = int(os.environ.get("JOINTSPACE_MAX_IMAGE_PIXELS", 50_000_000))
 # MAX_ASPECT: slivers (a 1×20,000 PNG resized on its short side becomes 32×640,000 pixels).
 MAX_ASPECT = float(os.environ.get("JOINTSPACE_MAX_IMAGE_ASPECT", 50))
-# What Pillow raises on malformed files; only these are translated into ImageError.
-_DECODE_ERRORS = (
+# What Pillow's format plugins raise on malformed files; only these become ImageError.
+DECODE_ERRORS = (
     UnidentifiedImageError,
     OSError,
     SyntaxError,
     ValueError,
     EOFError,
     IndexError,
+    TypeError,
+    ZeroDivisionError,
     struct.error,
     zlib.error,
 )
@@ -84,7 +86,7 @@ def load_image(
         pillow = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         reason = f"{_bomb_pixels(err)}exceeds Pillow's decompression-bomb limit of {pillow}"
         raise ImageError(name, reason) from err
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise ImageError(name, f"unreadable or corrupt image ({_reason(err)})") from err
     finally:
         # _to_rgb always returns a copy, so the file can go; multi-frame files stay open otherwise.

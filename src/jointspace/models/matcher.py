@@ -6,7 +6,6 @@ matcher attends across the query's and each candidate's tokens and re-scores the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from jointspace import __version__
+from jointspace.artifacts import load_tensors, read_json, save_tensors
 from jointspace.atomic import atomic_dir
 from jointspace.config import ConfigError, dumps_json, from_dict
 from jointspace.encoders.transformer import transformer_stack
@@ -137,7 +136,7 @@ def save_matcher(
         if metrics is not None:
             (tmp / METRICS_FILE).write_text(dumps_json(metrics))
         state = {k: v.detach().contiguous().cpu() for k, v in matcher.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        save_tensors(tmp / WEIGHTS_FILE, state, metadata={"format": FORMAT})
     return directory
 
 
@@ -147,7 +146,7 @@ def load_matcher(directory: str | Path, model_fingerprint: str | None = None) ->
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"no matcher at {directory} ({CONFIG_FILE} missing)")
-    meta = json.loads(config_path.read_text())
+    meta = read_json(config_path)
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{config_path}: not a jointspace matcher config")
     config = from_dict(MatcherConfig, meta["matcher"], "matcher")
@@ -157,5 +156,5 @@ def load_matcher(directory: str | Path, model_fingerprint: str | None = None) ->
             f"{model_fingerprint}; retrain it with `jointspace rerank`"
         )
     matcher = CrossModalMatcher(config)
-    matcher.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    matcher.load_state_dict(load_tensors(directory / WEIGHTS_FILE))
     return matcher.eval()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 from dataclasses import dataclass
 
 import soundfile
 from fastapi import HTTPException
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from jointspace.data.audio import (
     MAX_SAMPLE_RATE,
@@ -18,21 +17,10 @@ from jointspace.data.audio import (
     AudioError,
     check_audio,
 )
+from jointspace.data.image import DECODE_ERRORS as _IMAGE_ERRORS
 from jointspace.data.image import ImageError, load_image
 from jointspace.serve.query import Upload
 
-# What Pillow's format plugins raise on bytes they cannot make sense of.
-_IMAGE_ERRORS = (
-    UnidentifiedImageError,
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    IndexError,
-    TypeError,
-    ZeroDivisionError,
-    struct.error,
-)
 _AUDIO_ERRORS = (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError)
 _REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
