@@ -322,7 +322,7 @@ def test_embed_shows_progress_and_resumes_finished_batches(
     out = tmp_path / "e.parquet"
     args = ["embed", str(trained_run), "--split", "test", "--out", str(out), "--batch-size", "64"]
     calls = []
-    real = embed_module.embed_values
+    real = embed_module.embed_items
 
     def counting(*a, **k):
         calls.append(len(a[3]))
@@ -330,13 +330,13 @@ def test_embed_shows_progress_and_resumes_finished_batches(
             raise OSError(28, "No space left on device", str(out))  # dies after two batches
         return real(*a, **k)
 
-    monkeypatch.setattr(embed_module, "embed_values", counting)
+    monkeypatch.setattr(embed_module, "embed_items", counting)
     with caplog.at_level(logging.INFO, logger="jointspace"):
         failed = runner.invoke(app, args)
     assert failed.exit_code == 1 and "no space left on device writing" in failed.output
     assert not out.exists() and "embed image: 64/" in caplog.text
     calls.clear()
-    monkeypatch.setattr(embed_module, "embed_values", real)
+    monkeypatch.setattr(embed_module, "embed_items", real)
     with caplog.at_level(logging.INFO, logger="jointspace"):
         result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

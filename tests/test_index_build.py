@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 from conftest import tiny_config
 from jointspace.cli import app
 from jointspace.data import read_manifest
-from jointspace.embed import unique_items
 from jointspace.index import open_index
 from jointspace.index.build import ModelMismatchError, build_index, open_for_model
 from jointspace.models import load
+from jointspace.models.embedding import distinct_items
 
 KILL_AT_BATCH_3 = """
 import os, sys
@@ -43,7 +43,7 @@ def test_build_indexes_every_image_with_metadata(run, digits_manifest, tmp_path)
     manifest = read_manifest(digits_manifest)
     model = load(run)
     index = build_index(model, run, manifest, "image", f"faiss://{tmp_path / 'i'}", progress=False)
-    values, rows = unique_items(manifest, "image")
+    values, rows = distinct_items(manifest, "image")
     assert index.ids() == {r["id"] for r in rows} and len(index) == len(values)
     query = model.encode(["a handwritten seven"], "text")
     hits = index.search(query, k=5, filter='split == "test"')[0]
@@ -68,7 +68,7 @@ def test_killed_build_resumes_without_duplicates_or_gaps(run, digits_manifest, t
     partial.close()
     manifest = read_manifest(digits_manifest)
     index = build_index(load(run), run, manifest, "image", uri, batch_size=64, progress=False)
-    _, rows = unique_items(manifest, "image")
+    _, rows = distinct_items(manifest, "image")
     assert index.ids() == {r["id"] for r in rows}
     assert len(index) == len(rows) == index.index.ntotal  # no vector twice
     index.close()

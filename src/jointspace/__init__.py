@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from jointspace._version import __version__
 
 # Public name → module that defines it. Imported on first use (PEP 562) so that
 # `import jointspace.cli` (hence `jointspace --help`) does not pay for torch.

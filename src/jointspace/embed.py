@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from jointspace.atomic import atomic_path, write_text_atomic
 from jointspace.config import ConfigError
 from jointspace.data import Manifest
-from jointspace.evaluate.retrieval import embed_values
+from jointspace.models.embedding import distinct_items, embed_items
 from jointspace.models.joint import JointModel
 from jointspace.progress import is_terminal, logger
 
@@ -31,14 +31,6 @@ class Hit:
     id: str
     label: str
     split: str = ""
-
-
-def unique_items(manifest: Manifest, modality: str) -> tuple[list[str], list[dict[str, str]]]:
-    """Distinct values of a modality column and the first row that holds each."""
-    first: dict[str, dict[str, str]] = {}
-    for row in manifest.rows:
-        first.setdefault(row[modality], row)
-    return list(first), list(first.values())
 
 
 def embed_manifest(
@@ -56,7 +48,7 @@ def embed_manifest(
     already saved under the same ``key`` (model fingerprint) are reused: a killed run resumes.
     Progress: a bar on a terminal, a log line per tenth of the work otherwise.
     """
-    values, rows = unique_items(manifest, modality)
+    values, rows = distinct_items(manifest, modality)
     starts = range(0, len(values), batch_size)
     store = _PartStore(parts, _parts_key(key, modality, values, batch_size)) if parts else None
     reused = store.count(len(starts)) if store else 0
@@ -69,7 +61,7 @@ def embed_manifest(
             batch = values[start : start + batch_size]
             done = store.load(number) if store else None
             if done is None:
-                done = embed_values(model, manifest, modality, batch, batch_size).astype(np.float32)
+                _, done = embed_items(model, manifest, modality, batch, batch_size=batch_size)
                 if store:
                     store.save(number, done)
             vectors.append(done)
@@ -161,8 +153,8 @@ def search_manifest(
     """Top-``k`` items of ``target`` for each text query, by cosine similarity."""
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
-    values, rows = unique_items(manifest, target)
-    gallery = embed_values(model, manifest, target, values)
+    values, rows = distinct_items(manifest, target)
+    _, gallery = embed_items(model, manifest, target, values)
     scores = model.encode(queries, "text") @ gallery.T
     results = []
     for row_scores in scores:

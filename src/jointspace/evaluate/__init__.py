@@ -4,7 +4,6 @@ from jointspace.evaluate.errors import EvaluationError
 from jointspace.evaluate.metrics import chance_metrics, ranking_stats, retrieval_metrics
 from jointspace.evaluate.retrieval import (
     chance_retrieval,
-    embed_values,
     evaluate_retrieval,
     relevance_matrix,
 )
@@ -13,7 +12,6 @@ __all__ = [
     "EvaluationError",
     "chance_metrics",
     "chance_retrieval",
-    "embed_values",
     "evaluate_retrieval",
     "ranking_stats",
     "relevance_matrix",

@@ -10,11 +10,11 @@ import torch
 
 from jointspace.data.manifest import Manifest
 from jointspace.evaluate.metrics import retrieval_metrics
-from jointspace.evaluate.retrieval import embed_values, raw_values, relevance_matrix
+from jointspace.evaluate.retrieval import relevance_matrix
+from jointspace.models.embedding import embed_items, item_inputs
 from jointspace.models.joint import JointModel
-from jointspace.models.matcher import CrossModalMatcher
+from jointspace.models.matcher import CrossModalMatcher, MatchingSet
 from jointspace.models.modes import evaluating
-from jointspace.train.matcher import MatchingSet
 
 PAIR_CHUNK = 512  # pairs per matcher forward pass when re-scoring
 
@@ -31,11 +31,10 @@ def matching_set(
     values_a, values_b, relevant = relevance_matrix(manifest, a, b, relevance)
     tokens, embedded = {}, []
     for modality, values in ((a, values_a), (b, values_b)):
-        inputs = raw_values(manifest, modality, values)
+        inputs = item_inputs(manifest, modality, values)
         tokens[modality] = model.encode_tokens(inputs, modality, batch_size=batch_size)
-        embedded.append(
-            torch.from_numpy(embed_values(model, manifest, modality, values, batch_size))
-        )
+        _, vectors = embed_items(model, manifest, modality, values, batch_size=batch_size)
+        embedded.append(torch.from_numpy(vectors))
     scores = embedded[0] @ embedded[1].T
     return MatchingSet((a, b), tokens, scores, torch.from_numpy(relevant))
 

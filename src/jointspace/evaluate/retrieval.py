@@ -11,6 +11,7 @@ import numpy as np
 from jointspace.data.manifest import Manifest, ManifestError
 from jointspace.evaluate.errors import EvaluationError
 from jointspace.evaluate.metrics import chance_metrics, retrieval_metrics, scored_queries
+from jointspace.models.embedding import embed_items
 from jointspace.models.joint import JointModel
 
 RELEVANCE = ("pairs", "label")
@@ -108,7 +109,8 @@ def embed_split(
     a, b = modalities
     values_a, values_b, relevant = relevance_matrix(manifest, a, b, relevance)
     embedded = tuple(
-        embed_values(model, manifest, m, v, batch_size) for m, v in ((a, values_a), (b, values_b))
+        embed_items(model, manifest, m, v, batch_size=batch_size)[1]
+        for m, v in ((a, values_a), (b, values_b))
     )
     for modality, values, x in zip((a, b), (values_a, values_b), embedded, strict=True):
         check_finite(x, modality, values)
@@ -175,14 +177,3 @@ def _both_directions(a, b, relevant, score_fn, scores=None) -> dict[str, float]:
         metrics |= {f"{name}/{k}": v for k, v in score_fn(s, r).items()}
     return metrics
 
-
-def embed_values(
-    model: JointModel, manifest: Manifest, modality: str, values: list[str], batch_size: int = 256
-) -> np.ndarray:
-    """Embeddings of manifest values; file columns are resolved against the manifest."""
-    return model.encode(raw_values(manifest, modality, values), modality, batch_size=batch_size)
-
-
-def raw_values(manifest: Manifest, modality: str, values: list[str]) -> list:
-    """What a tower takes: texts as they are, file columns as paths resolved by the manifest."""
-    return values if modality == "text" else [manifest.resolve(v) for v in values]

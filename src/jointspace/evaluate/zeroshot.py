@@ -11,7 +11,8 @@ import numpy as np
 from jointspace.data.manifest import Manifest, ManifestError
 from jointspace.evaluate.class_names import class_name, class_names
 from jointspace.evaluate.errors import EvaluationError
-from jointspace.evaluate.retrieval import check_finite, embed_values
+from jointspace.evaluate.retrieval import check_finite
+from jointspace.models.embedding import embed_items
 from jointspace.models.joint import JointModel
 
 __all__ = ["TEMPLATES", "class_name", "class_names", "evaluate_zero_shot", "zero_shot_scores"]
@@ -108,7 +109,7 @@ def evaluate_zero_shot(
     items, targets, labels, excluded = labelled_items(manifest, modality, with_excluded=True)
     mapping, naming = class_names(labels, names)
     classes = class_embeddings(model, [mapping[label] for label in labels], templates)
-    embedded = embed_values(model, manifest, modality, items)
+    _, embedded = embed_items(model, manifest, modality, items)
     check_finite(embedded, modality, items)
     result = zero_shot_scores(embedded @ classes.T, targets, labels, ks)
     result.class_names, result.naming, result.excluded_items = mapping, naming, excluded

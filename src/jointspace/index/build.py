@@ -8,10 +8,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from jointspace.data.manifest import Manifest, ManifestError
-from jointspace.embed import unique_items
 from jointspace.errors import JointspaceError
-from jointspace.evaluate.retrieval import embed_values
 from jointspace.index import VectorIndex, open_index
+from jointspace.models.embedding import distinct_items, embed_items
 from jointspace.models.io import model_fingerprint
 from jointspace.models.joint import JointModel
 
@@ -78,7 +77,7 @@ def build_index(
     rerun adds only what is missing: no duplicate and no gap. ``force`` first discards what the
     index held (a damaged index, another model's, or a folder of other files).
     """
-    values, rows = unique_items(manifest, modality)
+    values, rows = distinct_items(manifest, modality)
     _check_ids(manifest, modality, values, rows)  # before anything is opened or written
     fingerprint = model_fingerprint(model_dir)
     index = open_for_model(
@@ -124,7 +123,9 @@ def _add_missing(
     bar.disable = not progress
     for number, start in enumerate(range(0, len(todo), batch_size), start=1):
         chunk = todo[start : start + batch_size]
-        vectors = embed_values(model, manifest, modality, [v for v, _ in chunk], batch_size)
+        _, vectors = embed_items(
+            model, manifest, modality, [v for v, _ in chunk], batch_size=batch_size
+        )
         metadata = [{modality: v, **_metadata(r)} for v, r in chunk]
         index.add([r["id"] for _, r in chunk], vectors, metadata)
         if number % save_every == 0:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Collection
 from pathlib import Path
 
-from jointspace import __version__
+from jointspace._version import __version__
 from jointspace.artifacts import load_tensors, read_json, save_tensors
 from jointspace.atomic import atomic_dir, write_bytes
 from jointspace.config import ConfigError, ModelConfig, dumps_json, from_dict

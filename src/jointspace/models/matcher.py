@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jointspace import __version__
+from jointspace._version import __version__
 from jointspace.artifacts import load_tensors, read_json, save_tensors
 from jointspace.atomic import atomic_dir
 from jointspace.config import ConfigError, dumps_json, from_dict
@@ -41,6 +41,33 @@ class MatcherConfig:
     heads: int = 4
     dropout: float = 0.1
     model_fingerprint: str = ""
+
+
+@dataclass
+class MatchingSet:
+    """One split as a matcher sees it: token states per modality, bi-encoder scores, matches."""
+
+    modalities: tuple[str, str]
+    tokens: dict[str, Tokens]
+    scores: torch.Tensor  # [len(a), len(b)] bi-encoder similarities
+    relevant: torch.Tensor  # [len(a), len(b)] bool
+
+    def direction(self, query: str) -> tuple[str, torch.Tensor, torch.Tensor]:
+        """The target modality, scores and matches with ``query`` as the rows."""
+        a, b = self.modalities
+        if query == a:
+            return b, self.scores, self.relevant
+        return a, self.scores.T, self.relevant.T
+
+    def pair_tokens(
+        self, query: str, rows: torch.Tensor, target: str, columns: torch.Tensor
+    ) -> dict[str, Tokens]:
+        """Token states of ``query`` item ``rows[i]`` beside ``target`` item ``columns[i]``."""
+        return {
+            query: tuple(t[rows] for t in self.tokens[query]),
+            target: tuple(t[columns] for t in self.tokens[target]),
+        }
+
 
 
 class CrossModalMatcher(nn.Module):

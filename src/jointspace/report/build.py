@@ -15,8 +15,9 @@ from jointspace.evaluate import geometry
 from jointspace.evaluate.chance import pooled_survival
 from jointspace.evaluate.metrics import ranking_stats, scored_queries
 from jointspace.evaluate.probe import linear_probe, linear_probe_cv
-from jointspace.evaluate.retrieval import Retrieval, embed_split, embed_values, score_retrieval
+from jointspace.evaluate.retrieval import Retrieval, embed_split, score_retrieval
 from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot, labelled_items
+from jointspace.models.embedding import embed_items
 from jointspace.models.joint import JointModel
 from jointspace.report import plots
 from jointspace.report.html import render_html
@@ -90,7 +91,7 @@ def _retrieval_section(data: Retrieval, relevance: str, out: Path) -> dict[str, 
 
 def _geometry_section(model, part: Manifest, modalities, rng) -> dict[str, Any]:
     rows = _sample(part.rows, 1000, rng)
-    pairs = tuple(embed_values(model, part, m, [row[m] for row in rows]) for m in modalities[:2])
+    pairs = tuple(embed_items(model, part, m, [row[m] for row in rows])[1] for m in modalities[:2])
     values = geometry.diagnose(dict(zip(modalities, pairs, strict=False)), pairs=pairs)
     return {"values": values, "notes": geometry.interpret(values)}
 
@@ -130,7 +131,7 @@ def _probe_section(model, manifest: Manifest, modality: str) -> dict:
     splits, dropped = {}, {}
     for name in names:
         items, targets, labels = labelled_items(manifest.split(name), modality)
-        embedded = embed_values(model, manifest, modality, items)
+        embedded = embed_items(model, manifest, modality, items)[1]
         splits[name] = (embedded, np.array(labels)[targets])
     known = set(splits["train"][1])
     for name in names[1:]:  # classes only seen at test time cannot be probed: drop, count
@@ -158,14 +159,14 @@ def _heatmap(model, part: Manifest, modalities, rng, path: Path) -> None:
     a, b = modalities
     rows = _sample(list({row[b]: row for row in part.rows}.values()), HEATMAP_PAIRS, rng)
     texts, images = [r[a] for r in rows], [r[b] for r in rows]
-    scores = embed_values(model, part, a, texts) @ embed_values(model, part, b, images).T
+    scores = embed_items(model, part, a, texts)[1] @ embed_items(model, part, b, images)[1].T
     plots.similarity_heatmap(scores, texts, [part.resolve(v) for v in images], path)
 
 
 def _map(model, part: Manifest, modalities, rng, path: Path, method: str) -> None:
     a, b = modalities
     rows = _sample(part.rows, MAP_POINTS, rng)
-    points = np.concatenate([embed_values(model, part, m, [r[m] for r in rows]) for m in (a, b)])
+    points = np.concatenate([embed_items(model, part, m, [r[m] for r in rows])[1] for m in (a, b)])
     flat = project_2d(points, method)
     labels = [r.get("label", "") for r in rows] * 2
     kinds = [a] * len(rows) + [b] * len(rows)

@@ -7,21 +7,27 @@ import torch
 from torch import nn
 
 from jointspace.data.manifest import Manifest
+from jointspace.models.embedding import distinct_items, embed_items, per_row
 from jointspace.models.joint import JointModel
 from jointspace.objectives.cca import LinearCCA
 
 
 @torch.no_grad()
 def head_inputs(model: JointModel, manifest: Manifest, modality: str, batch_size: int = 256):
-    """What each row's ``modality`` tower feeds its projection head (pooled features)."""
+    """What each row's ``modality`` tower feeds its projection head (pooled features).
+
+    Each distinct item runs through the tower once (five captions of one image: one image pass).
+    """
     tower = model.tower(modality)
+    values, _ = distinct_items(manifest, modality)
     captured: list[torch.Tensor] = []
     hook = tower.head.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
     try:
-        model.encode(_inputs(manifest, modality), modality, batch_size=batch_size)
+        embed_items(model, manifest, modality, values, batch_size=batch_size)
     finally:
         hook.remove()
-    return torch.cat(captured).double().cpu().numpy()
+    features = torch.cat(captured).double().cpu().numpy()
+    return per_row(manifest, modality, values, features)
 
 
 def fit_linear_cca(
@@ -37,7 +43,7 @@ def fit_linear_cca(
     linear step that deep CCA needs after training (Andrew et al. 2013)."""
     if after_head:
         features = [
-            model.encode(_inputs(train, m), m, normalize=False).astype(np.float64)
+            per_row(train, m, *embed_items(model, train, m, normalize=False)).astype(np.float64)
             for m in modalities
         ]
     else:
@@ -59,11 +65,6 @@ def fit_linear_cca(
         if isinstance(tower.head, nn.Linear):  # saved configs must rebuild a head with a bias
             tower.params["head"] = model.config.towers[modality].params["head"] = "affine"
     return cca
-
-
-def _inputs(manifest: Manifest, modality: str) -> list:
-    values = manifest.column(modality)
-    return values if modality == "text" else [manifest.resolve(v) for v in values]
 
 
 def _affine(weights: np.ndarray, mean: np.ndarray) -> nn.Linear:

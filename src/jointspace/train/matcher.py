@@ -11,37 +11,13 @@ import torch
 from tqdm.auto import tqdm
 
 from jointspace.config import RerankConfig
-from jointspace.models.matcher import CrossModalMatcher, MatcherConfig, Tokens
+from jointspace.models.matcher import CrossModalMatcher, MatcherConfig, MatchingSet
 from jointspace.objectives.itm import hard_negatives, itm_loss, sample_positives
 from jointspace.train.optim import lr_factor, param_groups, set_lr
 
+__all__ = ["MatcherFit", "MatchingSet", "fit_matcher", "new_matcher"]  # MatchingSet: re-exported
+
 log = logging.getLogger("jointspace")
-
-
-@dataclass
-class MatchingSet:
-    """One split as a matcher sees it: token states per modality, bi-encoder scores, matches."""
-
-    modalities: tuple[str, str]
-    tokens: dict[str, Tokens]
-    scores: torch.Tensor  # [len(a), len(b)] bi-encoder similarities
-    relevant: torch.Tensor  # [len(a), len(b)] bool
-
-    def direction(self, query: str) -> tuple[str, torch.Tensor, torch.Tensor]:
-        """The target modality, scores and matches with ``query`` as the rows."""
-        a, b = self.modalities
-        if query == a:
-            return b, self.scores, self.relevant
-        return a, self.scores.T, self.relevant.T
-
-    def pair_tokens(
-        self, query: str, rows: torch.Tensor, target: str, columns: torch.Tensor
-    ) -> dict[str, Tokens]:
-        """Token states of ``query`` item ``rows[i]`` beside ``target`` item ``columns[i]``."""
-        return {
-            query: tuple(t[rows] for t in self.tokens[query]),
-            target: tuple(t[columns] for t in self.tokens[target]),
-        }
 
 
 @dataclass
