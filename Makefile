@@ -34,6 +34,8 @@ system-deps:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy  # the packages named in pyproject's [tool.mypy]
+	$(VENV)/bin/lint-imports --no-cache  # the import contracts in pyproject
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks

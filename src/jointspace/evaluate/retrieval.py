@@ -176,4 +176,3 @@ def _both_directions(a, b, relevant, score_fn, scores=None) -> dict[str, float]:
     for name, s, r in ((f"{a}_to_{b}", scores, relevant), (f"{b}_to_{a}", scores.T, relevant.T)):
         metrics |= {f"{name}/{k}": v for k, v in score_fn(s, r).items()}
     return metrics
-

@@ -73,7 +73,8 @@ class FaissIndex(FaissFolder, VectorIndex):
             raise IndexUriError(f"faiss index kind must be one of {KINDS}, got {kind!r}")
         self.writable, self.dirty, self.closed = mode == "w", False, False
         # Web servers call from a thread pool: one connection, serialised by a lock.
-        self.lock, self.writer, self.db = threading.RLock(), None, None
+        self.lock = threading.RLock()
+        self.writer: WriterLock | None = None
         try:
             self._start(dim, kind, force, info)
         except BaseException as err:
@@ -148,12 +149,14 @@ class FaissIndex(FaissFolder, VectorIndex):
         extra = max(0, self.index.ntotal - self._count()) if self.kind == "hnsw" else 0
         fetch = min(k + extra, max(self.index.ntotal, 1))
         selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
+        # faiss's stubs omit the keyword arguments its wrappers take (they keep ``sel`` alive).
+        search: faiss.SearchParameters | None = None
         if self.trained:
             nprobe = int(self.info.get("nprobe", self.index.nprobe))
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
-        else:
-            params = None if selector is None else faiss.SearchParameters(sel=selector)
-        scores, keys = self.index.search(queries, fetch, params=params)
+            search = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)  # type: ignore[call-arg]
+        elif selector is not None:
+            search = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
+        scores, keys = self.index.search(queries, fetch, params=search)
         return [self._hits(s, row, k) for s, row in zip(scores, keys, strict=True)]
 
     def _hits(self, scores: np.ndarray, keys: np.ndarray, k: int) -> list[IndexHit]:
@@ -236,8 +239,8 @@ class FaissIndex(FaissFolder, VectorIndex):
             self._release()
 
     def _release(self) -> None:
-        if self.db is not None:
-            self.db.close()  # a writer's uncommitted rows roll back
+        if (db := getattr(self, "db", None)) is not None:  # None: failed before connecting
+            db.close()  # a writer's uncommitted rows roll back
         if self.writer is not None:
             self.writer.release()
         self.closed = True

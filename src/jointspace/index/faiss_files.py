@@ -94,7 +94,7 @@ def write_vectors(index: faiss.Index, folder: Path) -> str:
             _write(file, data)
             return len(data)
 
-        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
     return digest.hexdigest()
 
 
@@ -132,7 +132,7 @@ def read_vectors(path: Path, sha: str | None) -> faiss.Index | None:
                 digest.update(data)
                 return data
 
-            index = faiss.read_index(faiss.PyCallbackIOReader(read))
+            index = faiss.read_index(faiss.PyCallbackIOReader(read))  # type: ignore[attr-defined]
             digest.update(file.read())
     except FileNotFoundError:
         return None

@@ -13,6 +13,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import faiss
@@ -52,6 +53,21 @@ STATE = "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT)"
 
 class FaissFolder:
     """The opening half of ``FaissIndex``: sets ``info``, ``db``, ``index`` and ``fields``."""
+
+    # Set by ``FaissIndex.__init__`` (the first three) and by the opening methods below.
+    path: Path
+    uri: str
+    writable: bool
+    info: dict[str, Any]
+    saved_info: dict[str, Any]
+    dim: int
+    kind: str
+    fields: set[str] | None  # None: an index saved before fields were recorded
+    index: Any  # a faiss index; faiss's stubs lack the keyword arguments its wrappers take
+    db: sqlite3.Connection
+
+    def _record_state(self, sha: str) -> None:
+        raise NotImplementedError  # FaissIndex records the state of its vectors
 
     def _missing(self) -> None:
         if any((self.path / name).exists() for name in (VECTORS, NEXT, META)):
@@ -168,7 +184,8 @@ class FaissFolder:
             index, source = empty_vectors(self.dim, self.kind), None
             if sha:
                 for source in (VECTORS, NEXT):
-                    if (index := read_vectors(self.path / source, sha)) is not None:
+                    if (found := read_vectors(self.path / source, sha)) is not None:
+                        index = found
                         break
                 else:
                     if self._snapshot() != (state, count):

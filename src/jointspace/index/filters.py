@@ -29,7 +29,7 @@ class FilterError(JointspaceError, ValueError):
 class Condition:
     field: str
     op: str
-    value: str | float | int | tuple
+    value: str | float | int | tuple[str | float | int, ...]  # a tuple for "in" / "not in"
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def to_sql(expr: Condition | Junction, column: str = "meta") -> tuple[str, list]
         sql = f" {expr.op.upper()} ".join(f"({s})" for s, _ in parts)
         return sql, [v for _, values in parts for v in values]
     target = f"json_extract({column}, '$.{expr.field}')"
-    if expr.op in ("in", "not in"):
+    if isinstance(expr.value, tuple):  # the parser makes one for "in" / "not in" only
         marks = ", ".join("?" for _ in expr.value)
         return f"{target} {expr.op.upper()} ({marks})", list(expr.value)
     sql_op = "=" if expr.op == "==" else "!="
@@ -131,7 +131,7 @@ def to_milvus(expr: Condition | Junction) -> str:
     """The same filter in Milvus' boolean expression syntax."""
     if isinstance(expr, Junction):
         return f" {expr.op} ".join(f"({to_milvus(p)})" for p in expr.parts)
-    if expr.op in ("in", "not in"):
+    if isinstance(expr.value, tuple):  # "in" / "not in"
         values = ", ".join(json.dumps(v) for v in expr.value)
         return f"{expr.field} {expr.op} [{values}]"
     return f"{expr.field} {expr.op} {json.dumps(expr.value)}"

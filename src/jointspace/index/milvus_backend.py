@@ -47,7 +47,8 @@ class MilvusIndex(VectorIndex):
     ):
         self.target, self.collection = target, collection
         self.uri = uri or f"milvus://{target}"
-        self.writable, self.closed, self.dirty, self.client = mode == "w", False, False, None
+        self.writable, self.closed, self.dirty = mode == "w", False, False
+        self.client: Any = None  # a pymilvus MilvusClient once connected (pymilvus is untyped)
         if target.endswith(".db"):
             self._check_lite(Path(target), force)
         try:

@@ -69,7 +69,6 @@ class MatchingSet:
         }
 
 
-
 class CrossModalMatcher(nn.Module):
     """``[CLS] + tokens(a) + tokens(b)`` through a transformer; the CLS state gives a logit.
 

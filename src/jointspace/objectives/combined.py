@@ -38,6 +38,8 @@ class CombinedObjective(nn.Module):
                 terms[key] = value
                 if name.endswith("_loss"):
                     total = weight * value if total is None else total + weight * value
+        if total is None:
+            raise ValueError("none of the objectives returned a '…_loss' term")
         return terms | {"loss": total}
 
 

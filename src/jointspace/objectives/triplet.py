@@ -75,4 +75,5 @@ class TripletObjective(PairwiseObjective):
         positives = eye if positives is None else positives | eye
         scores = a.float() @ b.float().T
         both = [(scores, positives), (scores.T, positives.T)]
-        return sum(margin_loss(s, self.miner(s, p), self.margin) for s, p in both)
+        forward, backward = (margin_loss(s, self.miner(s, p), self.margin) for s, p in both)
+        return forward + backward
