@@ -1,4 +1,4 @@
-"""Every part named in docs/, README.md and configs/ resolves in a fresh `jointspace.cli` process."""
+"""Part names in docs/, README.md and configs/ resolve in a fresh process that imported the CLI."""
 
 import json
 import re

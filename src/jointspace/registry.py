@@ -73,7 +73,7 @@ def lookup(kind: str, name: str) -> Factory:
     return factory
 
 
-def build(kind: str, name: str, **params: Any) -> Any:
+def build(kind: str, name: str, /, **params: Any) -> Any:
     """Build the part ``name`` of ``kind`` with keyword ``params``."""
     factory = lookup(kind, name)
     try:

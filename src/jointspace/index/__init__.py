@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+# The module, not its functions: importing jointspace.index.build rebinds `build` here.
+from jointspace import registry
 from jointspace.index.base import IndexHit, VectorIndex
 from jointspace.index.errors import IndexUriError
 from jointspace.index.filters import FilterError, parse_filter
-from jointspace.registry import UnknownPartError, available, build, lookup
 
 
 def open_index(
@@ -25,9 +26,9 @@ def open_index(
     """
     scheme, _, rest = uri.partition("://") if "://" in uri else ("faiss", "", uri)
     try:
-        opener = lookup("index", scheme)
-    except UnknownPartError:
-        use = " or ".join(f"{name}://" for name in available("index"))
+        opener = registry.lookup("index", scheme)
+    except registry.UnknownPartError:
+        use = " or ".join(f"{name}://" for name in registry.available("index"))
         raise IndexUriError(f"unknown index scheme {scheme!r} in {uri!r}; use {use}") from None
     if mode not in ("r", "w"):
         raise IndexUriError(f"index mode must be 'r' (read) or 'w' (write), not {mode!r}")
@@ -41,7 +42,7 @@ def open_index(
     location = rest.split("?", 1)[0]
     if not location:
         raise IndexUriError(f"index {uri!r} names no folder, file or server")
-    return build(
+    return registry.build(
         "index",
         scheme,
         location=location,
