@@ -54,7 +54,7 @@ def test_siglip_uses_the_models_scale_and_bias():
     out = objective(
         {"text": a, "image": b}, logit_scale=model.logit_scale, logit_bias=model.logit_bias
     )
-    expected = naive_siglip(a.double(), b.double(), float(model.logit_scale), -3.0)
+    expected = naive_siglip(a.double(), b.double(), model.logit_scale.item(), -3.0)
     assert float(out["siglip_loss"]) == pytest.approx(expected, abs=1e-5)
     assert float(out["temperature"]) == pytest.approx(0.07, rel=1e-6)
     out["siglip_loss"].backward()
