@@ -73,6 +73,8 @@ class ModelConfig:
         default_factory=lambda: {"text": TowerConfig("transformer"), "image": TowerConfig("cnn")}
     )
     init_temperature: float = _bounded(0.07, gt=0)
+    # SigLIP's learnable logit bias; null: the model has none (set when an objective needs it).
+    init_logit_bias: float | None = None
 
 
 @dataclass

@@ -1,44 +1,80 @@
-"""Named registries: parts are chosen by name in a config (``@register("objective", "clip")``)."""
+"""Named parts chosen in a config: ``build("objective", "clip", **params)`` for every kind.
+
+Built-in parts come from the explicit table in :mod:`jointspace.parts` and are imported on first
+look-up; ``register`` adds a user's own part. Importing a module registers nothing.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
-_REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {}
+from jointspace.errors import JointspaceError
+from jointspace.parts import BUILTIN_PARTS, PLURALS
+
+Factory = Callable[..., Any]
+# The user's own parts: a factory, or a "module:attribute" imported on first look-up.
+_USER: dict[str, dict[str, Factory | str]] = {}
+_LOADED: dict[tuple[str, str], Factory] = {}
 
 
-def register(kind: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator that makes a class or factory buildable as ``build(kind, name, ...)``."""
+class UnknownPartError(JointspaceError, KeyError):
+    """No part of that kind has that name; the message lists the known ones."""
 
-    def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
-        table = _REGISTRY.setdefault(kind, {})
-        if name in table and table[name] is not factory:
-            raise ValueError(f"{kind} {name!r} is already registered by {table[name]!r}")
-        table[name] = factory
-        return factory
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
-    return decorate
+
+def register(kind: str, name: str, factory: Factory | str | None = None) -> Any:
+    """Make ``factory`` (a callable or ``"module:attribute"``) buildable as ``build(kind, name)``.
+
+    Without ``factory`` it is a decorator: ``@register("objective", "mine")``.
+    """
+
+    def add(target: Factory | str) -> Factory | str:
+        known = _target(kind, name)
+        if known is not None and known != target and _LOADED.get((kind, name)) is not target:
+            raise ValueError(f"{kind} {name!r} is already registered as {known!r}")
+        _USER.setdefault(kind, {})[name] = target
+        _LOADED.pop((kind, name), None)
+        return target
+
+    return add if factory is None else add(factory)
+
+
+def unregister(kind: str, name: str) -> None:
+    """Remove a part ``register`` added (built-in parts stay)."""
+    _USER.get(kind, {}).pop(name, None)
+    _LOADED.pop((kind, name), None)
+
+
+def kinds() -> list[str]:
+    """Every kind of part, sorted."""
+    return sorted({*BUILTIN_PARTS, *_USER})
 
 
 def available(kind: str) -> list[str]:
-    """Names registered for ``kind``, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY.get(kind, {}))
+    """Names known for ``kind`` (built-in and registered), sorted; nothing is imported."""
+    return sorted({*BUILTIN_PARTS.get(kind, {}), *_USER.get(kind, {})})
 
 
-def lookup(kind: str, name: str) -> Callable[..., Any]:
-    """The factory registered as ``name``; a clear error lists the known names otherwise."""
-    _load_builtins()
-    table = _REGISTRY.get(kind, {})
-    if name not in table:
-        known = ", ".join(sorted(table)) or "none"
-        raise KeyError(f"unknown {kind} {name!r}; known {kind}s: {known}")
-    return table[name]
+def lookup(kind: str, name: str) -> Factory:
+    """The factory named ``name``, imported now; ``UnknownPartError`` lists the known names."""
+    if (kind, name) in _LOADED:
+        return _LOADED[(kind, name)]
+    target = _target(kind, name)
+    if target is None:
+        known = ", ".join(available(kind)) or "none"
+        plural = PLURALS.get(kind, f"{kind}s")
+        raise UnknownPartError(f"unknown {kind} {name!r}; known {plural}: {known}")
+    factory = _import(target) if isinstance(target, str) else target
+    _LOADED[(kind, name)] = factory
+    return factory
 
 
-def build(kind: str, name: str, **params: Any) -> Any:
-    """Build the part registered as ``name`` with keyword ``params``."""
+def build(kind: str, name: str, /, **params: Any) -> Any:
+    """Build the part ``name`` of ``kind`` with keyword ``params``."""
     factory = lookup(kind, name)
     try:
         return factory(**params)
@@ -46,7 +82,11 @@ def build(kind: str, name: str, **params: Any) -> Any:
         raise TypeError(f"cannot build {kind} {name!r} with {sorted(params)}: {err}") from err
 
 
-def _load_builtins() -> None:
-    # Importing the packages runs their @register lines; done lazily to keep import order free.
-    from jointspace import encoders, objectives  # noqa: F401
-    from jointspace.data import builtin, formats  # noqa: F401
+def _target(kind: str, name: str) -> Factory | str | None:
+    user = _USER.get(kind, {})
+    return user[name] if name in user else BUILTIN_PARTS.get(kind, {}).get(name)
+
+
+def _import(target: str) -> Factory:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)

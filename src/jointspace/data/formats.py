@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from jointspace.atomic import atomic_path
 from jointspace.data.manifest import FILE_COLUMNS, KNOWN_COLUMNS, SUFFIXES, ManifestError, quote
-from jointspace.registry import available, lookup, register
+from jointspace.registry import available, lookup
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 TEXT_COLUMNS = ("text", "caption", "sentence", "captions")
@@ -104,7 +104,6 @@ def _images_dir(src: Path, images_dir: Path | None) -> Path:
     return src.parent / "images" if (src.parent / "images").is_dir() else src.parent
 
 
-@register("format", "coco")
 def read_coco(src: Path, out_dir: Path, *, images_dir: Path | None = None) -> list[Row]:
     """COCO captions JSON: one row per annotation, images looked up by ``image_id``."""
     src = Path(src)
@@ -124,7 +123,6 @@ def read_coco(src: Path, out_dir: Path, *, images_dir: Path | None = None) -> li
     return rows
 
 
-@register("format", "karpathy")
 def read_karpathy(src: Path, out_dir: Path, *, images_dir: Path | None = None) -> list[Row]:
     """Karpathy split JSON (Flickr30k, COCO): one row per sentence."""
     src = Path(src)
@@ -223,7 +221,6 @@ def _hf_image(
     raise ManifestError(f"{where}: no image bytes or path")
 
 
-@register("format", "hf")
 def read_hf(
     src: Path,
     out_dir: Path,
@@ -266,7 +263,6 @@ def _fill(template: str, label: str) -> str:
         raise ManifestError(f"template {quote(template)}: only {{label}} may be filled") from err
 
 
-@register("format", "folder")
 def read_folder(src: Path, out_dir: Path, *, template: str = "a photo of a {label}") -> list[Row]:
     """``src/<class>/<image>``: label = class folder, text = template filled with the class."""
     src = Path(src)
@@ -283,7 +279,6 @@ def read_folder(src: Path, out_dir: Path, *, template: str = "a photo of a {labe
     return rows
 
 
-@register("format", "clotho")
 def read_clotho(src: Path, out_dir: Path, *, audio_dir: Path | None = None) -> list[Row]:
     """Clotho captions CSV (``file_name, caption_1..caption_5``): one row per caption."""
     src = Path(src)
@@ -305,7 +300,6 @@ def read_clotho(src: Path, out_dir: Path, *, audio_dir: Path | None = None) -> l
     return rows
 
 
-@register("format", "audiocaps")
 def read_audiocaps(src: Path, out_dir: Path, *, audio_dir: Path | None = None) -> list[Row]:
     """AudioCaps CSV (``audiocap_id, youtube_id, start_time, caption``): one row per caption."""
     src = Path(src)

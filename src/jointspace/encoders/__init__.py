@@ -1,4 +1,4 @@
-"""Encoder towers, one per modality, registered by name (``@register("encoder", ...)``)."""
+"""Encoder towers, one per modality, built by name (see ``jointspace.parts``)."""
 
 from jointspace.encoders.audio import AudioCNN
 from jointspace.encoders.base import Tower

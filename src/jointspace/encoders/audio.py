@@ -12,7 +12,6 @@ from jointspace.data.audio import AudioTransform
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.image import conv_stages, map_tokens
-from jointspace.registry import register
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -51,7 +50,6 @@ class LogMel(nn.Module):
         return torch.log(self.filterbank @ power + 1e-6).unsqueeze(1)
 
 
-@register("encoder", "audio_cnn")
 class AudioCNN(Tower):
     """Log-mel spectrogram, per-clip normalised, through conv stages, then average pool."""
 

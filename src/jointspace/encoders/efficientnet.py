@@ -14,7 +14,6 @@ from torch import nn
 
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.image import ImageTower, map_tokens
-from jointspace.registry import register
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage.
 STAGES = (
@@ -119,7 +118,6 @@ def load_imagenet(spec: str = CHECKPOINT) -> EfficientNetLite0:
     return model.eval()
 
 
-@register("encoder", "efficientnet_lite0")
 class EfficientNetTower(ImageTower):
     """Pretrained EfficientNet-Lite0 features (224 px, the checkpoint's normalisation) → head."""
 

@@ -13,7 +13,6 @@ from jointspace.data.image import ImageTransform, load_image
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.transformer import transformer_stack
-from jointspace.registry import register
 
 RGB_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -64,7 +63,6 @@ def all_valid(states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return states, torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
 
 
-@register("encoder", "cnn")
 class SmallCNN(ImageTower):
     """Stages of two 3×3 conv blocks, each stage halving resolution, then global average pool."""
 
@@ -89,7 +87,6 @@ class SmallCNN(ImageTower):
         return map_tokens(self.features(images))
 
 
-@register("encoder", "vit")
 class SmallViT(ImageTower):
     """A small Vision Transformer: patch embedding, CLS token, pre-norm encoder."""
 

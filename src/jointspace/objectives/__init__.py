@@ -1,5 +1,9 @@
-"""Objectives: pure functions on embeddings plus thin registered modules."""
+"""Objectives: pure functions on embeddings plus thin modules built by name (``jointspace.parts``).
 
+Objectives hold no parameters: the model owns the temperature and SigLIP's bias.
+"""
+
+from jointspace.objectives.cca import DeepCCAObjective, LinearCCA, dcca_loss
 from jointspace.objectives.contrastive import ClipObjective, clip_loss
 from jointspace.objectives.masks import positive_pairs
 from jointspace.objectives.miners import AllMiner, HardestMiner, SemiHardMiner
@@ -9,11 +13,14 @@ from jointspace.objectives.triplet import TripletObjective, margin_loss, triplet
 __all__ = [
     "AllMiner",
     "ClipObjective",
+    "DeepCCAObjective",
     "HardestMiner",
+    "LinearCCA",
     "SemiHardMiner",
     "SigLipObjective",
     "TripletObjective",
     "clip_loss",
+    "dcca_loss",
     "margin_loss",
     "positive_pairs",
     "siglip_loss",

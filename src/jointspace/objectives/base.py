@@ -1,21 +1,36 @@
-"""The objective contract: embeddings in (never the model), named loss terms out."""
+"""The objective contract: embeddings and the model's logits in, named loss terms out.
+
+Objectives hold no parameters: the temperature (``logit_scale``) and SigLIP's ``logit_bias``
+belong to the model, which passes them in (as OpenCLIP does).
+"""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 
+class LogitInit(NamedTuple):
+    """The logit scale (inverse temperature) and bias a model starts with for an objective."""
+
+    scale: float
+    bias: float
+
+
 class PairwiseObjective(nn.Module):
     """A loss on every pair of modalities, averaged, returned as ``{"<name>_loss": tensor}``.
 
-    Subclasses set ``name`` and implement ``pair_loss``.
+    Subclasses set ``name`` and implement ``pair_loss``; ``used`` reports (detached) the
+    temperature and bias they applied, which the trainer logs.
     """
 
     name = ""
+    # Set by objectives that need the model's logit_bias: the values a new one starts from.
+    logit_init: LogitInit | None = None
 
     def pair_loss(
         self,
@@ -23,14 +38,22 @@ class PairwiseObjective(nn.Module):
         b: torch.Tensor,
         logit_scale: torch.Tensor | None,
         positives: torch.Tensor | None,
+        logit_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         raise NotImplementedError
+
+    def used(
+        self, logit_scale: torch.Tensor | None, logit_bias: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """``{"temperature": …, "logit_bias": …}`` as this objective applied them; {} if none."""
+        return {}
 
     def forward(
         self,
         embeddings: Mapping[str, torch.Tensor],
         *,
         logit_scale: torch.Tensor | None = None,
+        logit_bias: torch.Tensor | None = None,
         positives: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         pairs = list(itertools.combinations(sorted(embeddings), 2))
@@ -39,6 +62,18 @@ class PairwiseObjective(nn.Module):
                 f"the {self.name} objective needs two modalities, got {sorted(embeddings)}"
             )
         losses = [
-            self.pair_loss(embeddings[x], embeddings[y], logit_scale, positives) for x, y in pairs
+            self.pair_loss(embeddings[x], embeddings[y], logit_scale, positives, logit_bias)
+            for x, y in pairs
         ]
-        return {f"{self.name}_loss": torch.stack(losses).mean()}
+        # Cloned: the optimizer updates the parameters in place after this step.
+        used = {k: v.detach().clone() for k, v in self.used(logit_scale, logit_bias).items()}
+        return {f"{self.name}_loss": torch.stack(losses).mean(), **used}
+
+
+def logit_init(objective: nn.Module) -> LogitInit | None:
+    """What the first part of ``objective`` needing the model's logit bias starts it from."""
+    for module in objective.modules():
+        init = getattr(module, "logit_init", None)
+        if init is not None:
+            return init
+    return None

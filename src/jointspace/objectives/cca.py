@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from jointspace.objectives.base import PairwiseObjective
-from jointspace.registry import register
 
 
 def _inverse_sqrt(cov: np.ndarray) -> np.ndarray:
@@ -86,7 +85,6 @@ def dcca_loss(
     return -eigen.flip(0)[:k].sqrt().sum().float()
 
 
-@register("objective", "dcca")
 class DeepCCAObjective(PairwiseObjective):
     """Deep CCA over every pair of modalities: maximise the top-k canonical correlations."""
 
@@ -96,5 +94,5 @@ class DeepCCAObjective(PairwiseObjective):
         super().__init__()
         self.top_k, self.reg = top_k, reg
 
-    def pair_loss(self, a, b, logit_scale, positives) -> torch.Tensor:
+    def pair_loss(self, a, b, logit_scale, positives, logit_bias=None) -> torch.Tensor:
         return dcca_loss(a, b, self.top_k, self.reg)

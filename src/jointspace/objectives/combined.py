@@ -25,16 +25,23 @@ class CombinedObjective(nn.Module):
         embeddings: Mapping[str, torch.Tensor],
         *,
         logit_scale: torch.Tensor | None = None,
+        logit_bias: torch.Tensor | None = None,
         positives: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
         total = None
         for index, (part, weight) in enumerate(zip(self.parts, self.weights, strict=True)):
-            for name, value in part(
-                embeddings, logit_scale=logit_scale, positives=positives
-            ).items():
+            out = part(
+                embeddings, logit_scale=logit_scale, logit_bias=logit_bias, positives=positives
+            )
+            for name, value in out.items():
                 # Two objectives of one kind (say triplet sum and max) keep separate names.
-                key = name if name not in terms else f"{name.removesuffix('_loss')}{index}_loss"
+                if name in terms:
+                    is_loss = name.endswith("_loss")
+                    base = name.removesuffix("_loss") if is_loss else name
+                    key = f"{base}{index}_loss" if is_loss else f"{base}{index}"
+                else:
+                    key = name
                 terms[key] = value
                 if name.endswith("_loss"):
                     total = weight * value if total is None else total + weight * value

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from jointspace.objectives.base import PairwiseObjective
-from jointspace.registry import register
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
 
@@ -38,9 +37,8 @@ def clip_loss(
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-@register("objective", "clip")
 class ClipObjective(PairwiseObjective):
-    """CLIP loss averaged over every pair of modalities present in the embeddings."""
+    """CLIP loss averaged over every pair of modalities, at the model's clamped temperature."""
 
     name = "clip"
 
@@ -48,5 +46,12 @@ class ClipObjective(PairwiseObjective):
         super().__init__()
         self.max_logit_scale = max_logit_scale
 
-    def pair_loss(self, a, b, logit_scale, positives) -> torch.Tensor:
+    def pair_loss(self, a, b, logit_scale, positives, logit_bias=None) -> torch.Tensor:
+        if logit_scale is None:
+            raise ValueError("the clip objective needs the model's logit_scale")
         return clip_loss(a, b, logit_scale, positives, self.max_logit_scale)
+
+    def used(self, logit_scale, logit_bias) -> dict[str, torch.Tensor]:
+        if logit_scale is None:
+            return {}
+        return {"temperature": (-logit_scale.float().clamp(0.0, self.max_logit_scale)).exp()}

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from jointspace.registry import register
-
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
@@ -20,7 +18,6 @@ def _pairs(scores: torch.Tensor, positives: torch.Tensor) -> tuple[torch.Tensor,
     return anchors, pos
 
 
-@register("miner", "all")
 class AllMiner:
     """Every anchor–positive pair with every negative of that anchor."""
 
@@ -31,7 +28,6 @@ class AllMiner:
         return anchors[pair_index], pos[pair_index], neg
 
 
-@register("miner", "hardest")
 class HardestMiner:
     """For each anchor–positive pair, the negative the anchor scores highest (VSE++)."""
 
@@ -43,7 +39,6 @@ class HardestMiner:
         return anchors[has_negative], pos[has_negative], neg[has_negative]
 
 
-@register("miner", "semi_hard")
 class SemiHardMiner:
     """Negatives scored below the positive but within ``margin`` of it (FaceNet's semi-hard)."""
 

@@ -1,15 +1,11 @@
-"""SigLIP: a sigmoid loss on every pair, with learnable temperature and bias (Zhai et al. 2023)."""
+"""SigLIP: a sigmoid loss on every pair, with the model's learnable scale and bias (Zhai 2023)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from jointspace.objectives.base import PairwiseObjective
-from jointspace.registry import register
+from jointspace.objectives.base import LogitInit, PairwiseObjective
 
 
 def siglip_loss(
@@ -35,17 +31,29 @@ def siglip_loss(
     return -F.logsigmoid(signs * logits).sum() / len(a)
 
 
-@register("objective", "siglip")
 class SigLipObjective(PairwiseObjective):
-    """SigLIP over every pair of modalities; owns its scale and bias (init log 10 and −10)."""
+    """SigLIP over every pair of modalities with the model's scale and bias.
+
+    ``init_scale`` and ``init_bias`` (the paper's 10 and −10) start a model that has no bias yet.
+    """
 
     name = "siglip"
 
     def __init__(self, init_scale: float = 10.0, init_bias: float = -10.0):
         super().__init__()
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
-        self.logit_bias = nn.Parameter(torch.tensor(float(init_bias)))
+        if not init_scale > 0:
+            raise ValueError(f"siglip init_scale must be positive, got {init_scale}")
+        self.logit_init = LogitInit(float(init_scale), float(init_bias))
 
-    def pair_loss(self, a, b, logit_scale, positives) -> torch.Tensor:
-        # The model's CLIP logit_scale is ignored: SigLIP's scale and bias are its own.
-        return siglip_loss(a, b, self.logit_scale, self.logit_bias, positives)
+    def pair_loss(self, a, b, logit_scale, positives, logit_bias=None) -> torch.Tensor:
+        if logit_scale is None or logit_bias is None:
+            raise ValueError(
+                "the siglip objective needs the model's logit_scale and logit_bias "
+                "(model.add_logit_bias adds a bias; the Trainer does so itself)"
+            )
+        return siglip_loss(a, b, logit_scale, logit_bias, positives)
+
+    def used(self, logit_scale, logit_bias) -> dict[str, torch.Tensor]:
+        if logit_scale is None or logit_bias is None:
+            return {}
+        return {"temperature": (-logit_scale.float()).exp(), "logit_bias": logit_bias.float()}

@@ -6,7 +6,7 @@ import torch
 
 from jointspace.objectives.base import PairwiseObjective
 from jointspace.objectives.miners import Triplets
-from jointspace.registry import lookup, register
+from jointspace.registry import lookup
 
 REDUCTIONS = ("sum", "max")
 
@@ -51,7 +51,6 @@ def margin_loss(scores: torch.Tensor, triplets: Triplets, margin: float) -> torc
     return (margin - scores[anchors, pos] + scores[anchors, neg]).clamp_min(0).mean()
 
 
-@register("objective", "triplet")
 class TripletObjective(PairwiseObjective):
     """Triplet loss in both directions; ``miner`` (``all``, ``hardest``, ``semi_hard``) replaces
     the built-in ``reduction`` with mined triplets."""
@@ -68,7 +67,7 @@ class TripletObjective(PairwiseObjective):
         if factory is not None:
             self.miner = factory(margin) if miner == "semi_hard" else factory()
 
-    def pair_loss(self, a, b, logit_scale, positives) -> torch.Tensor:
+    def pair_loss(self, a, b, logit_scale, positives, logit_bias=None) -> torch.Tensor:
         if self.miner is None:
             return triplet_loss(a, b, positives, self.margin, self.reduction)
         eye = torch.eye(len(a), dtype=torch.bool, device=a.device)

@@ -25,6 +25,7 @@ from jointspace.models.build import FROZEN_FILE, frozen_towers
 from jointspace.models.io import WEIGHTS_FILE, load_weights, read_model_config, write_model_files
 from jointspace.models.joint import JointModel
 from jointspace.train.frozen_ref import FrozenRefs, frozen_fingerprint
+from jointspace.train.legacy import migrate_objective_logits
 
 STATE_FILE = "trainer_state.json"
 OPTIM_FILE, OBJECTIVE_FILE = "optimizer.safetensors", "objective.safetensors"
@@ -103,6 +104,12 @@ def load_checkpoint(
         optim_state = _unflatten_optimizer(tensors, state.pop("optimizer"))
     except (KeyError, ValueError, TypeError, AttributeError):
         raise ArtifactError(f"{path / STATE_FILE}: damaged optimizer layout") from None
+    try:
+        optim_state = migrate_objective_logits(
+            model, objective, weights, objective_state, optim_state, optimizer
+        )
+    except ValueError as err:
+        raise ArtifactError(f"{path}: cannot read this older checkpoint: {err}") from None
     load_weights(model, path / WEIGHTS_FILE, weights, missing=missing)
     try:
         objective.load_state_dict(objective_state)

@@ -31,6 +31,7 @@ from jointspace.errors import ArtifactError, DiskFullError, JointspaceError
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import save_model
 from jointspace.models.joint import JointModel
+from jointspace.objectives.base import logit_init
 from jointspace.objectives.masks import positive_pairs
 from jointspace.progress import Progress
 from jointspace.progress import logger as library_logger
@@ -88,6 +89,10 @@ class Trainer:
         self.feature_cache = feature_cache
         self.pooled: frozenset[str] = frozenset()
         self.device = torch.device(_pick_device(config.device))
+        init = logit_init(objective)
+        if init is not None and model.logit_bias is None:
+            # SigLIP's bias belongs to the model (saved with it); it starts at the paper's values.
+            model.add_logit_bias(init.bias, init.scale)
         self.optimizer = build_optimizer([model, objective], config)
         self.checkpoints = self.out_dir / "checkpoints"
         self.log_path = self.out_dir / "metrics.jsonl"
@@ -263,6 +268,7 @@ class Trainer:
             losses = self.objective(
                 embeddings,
                 logit_scale=self.model.logit_scale,
+                logit_bias=self.model.logit_bias,
                 positives=positive_pairs(batch.groups),
             )
         # A combined objective gives its weighted total as "loss"; otherwise sum the terms.
@@ -285,7 +291,8 @@ class Trainer:
 
     def _after_step(self, step, total, per_epoch, record, result, progress) -> None:
         cfg = self.config
-        record = {"step": step, **record, "temperature": math.exp(-self.model.logit_scale.item())}
+        # The objective reports the temperature (and bias) it applied, e.g. after CLIP's clamp.
+        record = {"step": step, **record}
         result.history.append(record)
         progress.update(
             step,

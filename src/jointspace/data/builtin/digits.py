@@ -12,7 +12,6 @@ from PIL import Image
 
 from jointspace.atomic import atomic_dir
 from jointspace.data.builtin.target import check_target
-from jointspace.registry import register
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEMPLATES = (
@@ -40,7 +39,6 @@ def default_cache_dir() -> Path:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "jointspace"
 
 
-@register("dataset", "digits")
 def build_digits(root: Path | None = None, *, force: bool = False, overwrite: bool = False) -> Path:
     """Write the dataset under ``root/digits`` once (atomically) and return its manifest path."""
     from sklearn.datasets import load_digits

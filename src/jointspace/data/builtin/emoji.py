@@ -20,7 +20,6 @@ from PIL import Image, ImageDraw, ImageFont
 from jointspace.atomic import atomic_dir
 from jointspace.data.builtin.digits import default_cache_dir
 from jointspace.data.builtin.target import check_target
-from jointspace.registry import register
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
@@ -143,7 +142,6 @@ def captions(e: Emoji) -> list[str]:
     return [name] + ([keywords] if keywords else [])
 
 
-@register("dataset", "emoji")
 def build_emoji(
     root: Path | None = None,
     *,

@@ -18,7 +18,6 @@ from jointspace.atomic import atomic_dir
 from jointspace.data.builtin.digits import default_cache_dir
 from jointspace.data.builtin.emoji import FONT, FONT_SIZE, load_emoji, png_bytes, render
 from jointspace.data.builtin.target import check_target
-from jointspace.registry import register
 
 GROUPS = ("Animals & Nature", "Food & Drink", "Travel & Places", "Objects")
 EMOJI, PAIRS = 120, 1200  # emoji drawn, unordered pairs drawn (each gives two images)
@@ -41,7 +40,6 @@ def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
     return canvas
 
 
-@register("dataset", "emoji-pairs")
 def build_emoji_pairs(
     root: Path | None = None, *, force: bool = False, size: int = 64, overwrite: bool = False
 ) -> Path:

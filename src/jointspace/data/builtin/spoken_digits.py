@@ -19,7 +19,6 @@ from jointspace.data.audio import load_audio
 from jointspace.data.builtin.digits import HELD_OUT, WORDS, default_cache_dir
 from jointspace.data.builtin.target import check_target
 from jointspace.data.manifest import ManifestError
-from jointspace.registry import register
 
 VOICES = (
     "en-us",
@@ -44,7 +43,6 @@ SEED = 0
 SAMPLE_RATE = 16_000
 
 
-@register("dataset", "spoken-digits")
 def build_spoken_digits(
     root: Path | None = None, *, force: bool = False, overwrite: bool = False
 ) -> Path:
