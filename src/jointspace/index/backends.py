@@ -6,6 +6,7 @@ Each takes the URI's location and ``?options`` and declares which options it acc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jointspace.index.base import VectorIndex
 from jointspace.index.errors import IndexUriError
@@ -19,7 +20,9 @@ def open_faiss(location: str, dim: int | None, options: dict[str, str], **kwargs
 
     uri = kwargs.get("uri", location)
     kind = options.get("kind", "flat")
-    tuning = {k: _positive_int(k, options[k], uri) for k in IVFPQ_OPTIONS if k in options}
+    tuning: dict[str, Any] = {
+        k: _positive_int(k, options[k], uri) for k in IVFPQ_OPTIONS if k in options
+    }
     return FaissIndex(Path(location), dim, kind=kind, **tuning, **kwargs)
 
 
