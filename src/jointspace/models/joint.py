@@ -13,6 +13,7 @@ from torch import nn
 
 from jointspace.config import ModelConfig
 from jointspace.encoders.base import Tower
+from jointspace.errors import InputError, UnknownNameError
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.matcher import pad_tokens
 from jointspace.models.modes import evaluating
@@ -38,7 +39,9 @@ class JointModel(nn.Module):
     def tower(self, modality: str) -> Tower:
         """The tower for ``modality``, with a clear error naming the ones this model has."""
         if modality not in self.towers:
-            raise KeyError(f"this model has no {modality!r} tower; it has {self.modalities}")
+            raise UnknownNameError(
+                f"this model has no {modality!r} tower; it has {self.modalities}"
+            )
         return self.towers[modality]
 
     def forward(
@@ -91,7 +94,7 @@ class JointModel(nn.Module):
                 for states, mask in map(tower.tokens, self._batches(tower, inputs, batch_size))
             ]
         if not chunks:
-            raise ValueError(f"no {modality} inputs to encode")
+            raise InputError(f"no {modality} inputs to encode")
         return pad_tokens(chunks)
 
     def _cached(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor) -> bool:
