@@ -251,6 +251,18 @@ def _case_tower_without_data(tmp_path, monkeypatch):
     ExperimentConfig.from_dict({"data": {"modalities": ["text"]}})
 
 
+def _case_one_tower_objective(tmp_path, monkeypatch):
+    from jointspace.objectives.contrastive import ClipObjective
+
+    ClipObjective()({"text": torch.ones(2, 4)}, logit_scale=torch.tensor(1.0))
+
+
+def _case_text_tower_without_corpus(tmp_path, monkeypatch):
+    from jointspace.models.build import build_tower
+
+    build_tower(8, "text", TowerConfig("transformer", {}))
+
+
 def _case_cca_rows(tmp_path, monkeypatch):
     from jointspace.objectives.cca import LinearCCA
 
@@ -288,6 +300,8 @@ CASES = {
     _case_tower_param: (ConfigError, ValueError, "'vit' has no parameter 'widths'; it takes"),
     _case_no_objectives: (ConfigError, ValueError, "objectives: the list is empty"),
     _case_tower_without_data: (ConfigError, ValueError, "model.towers.image: data.modalities"),
+    _case_one_tower_objective: (ConfigError, ValueError, "clip objective needs two modalities"),
+    _case_text_tower_without_corpus: (InputError, ValueError, "needs a corpus"),
     _case_cca_rows: (InputError, ValueError, "more rows than components"),
     _case_negatives: (InputError, ValueError, "4 negatives per query asked"),
 }

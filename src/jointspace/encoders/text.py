@@ -15,7 +15,7 @@ from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.tokenizer import PAD_ID, load_tokenizer, train_wordpiece
 from jointspace.encoders.transformer import transformer_stack
-from jointspace.errors import InputTypeError
+from jointspace.errors import InputError, InputTypeError
 from jointspace.registry import register
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -62,7 +62,7 @@ class TextTransformer(Tower):
         elif corpus:
             tokenizer = train_wordpiece(corpus, params.get("vocab_size", 2000), max_len)
         else:
-            raise ValueError("the text tower needs a corpus to train its tokenizer, or a saved one")
+            raise InputError("the text tower needs a corpus to train its tokenizer, or a saved one")
         return cls(embed_dim, tokenizer, **params)
 
     def save_assets(self, directory: Path) -> None:

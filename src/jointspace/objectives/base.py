@@ -8,6 +8,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from jointspace.config import ConfigError
+
 
 class PairwiseObjective(nn.Module):
     """A loss on every pair of modalities, averaged, returned as ``{"<name>_loss": tensor}``.
@@ -35,8 +37,9 @@ class PairwiseObjective(nn.Module):
     ) -> dict[str, torch.Tensor]:
         pairs = list(itertools.combinations(sorted(embeddings), 2))
         if not pairs:
-            raise ValueError(
-                f"the {self.name} objective needs two modalities, got {sorted(embeddings)}"
+            raise ConfigError(
+                f"the {self.name} objective needs two modalities, got "
+                f"{', '.join(sorted(embeddings)) or 'none'}: give model.towers two"
             )
         losses = [
             self.pair_loss(embeddings[x], embeddings[y], logit_scale, positives) for x, y in pairs
