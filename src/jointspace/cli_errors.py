@@ -11,10 +11,9 @@ from rich.markup import escape
 
 from jointspace.errors import JointspaceError
 
-# ValueError and KeyError stay: lower layers (registry, index, evaluate, encoders) still raise
-# them for bad user input. Anything else (AttributeError, TypeError, …) is a bug: traceback.
-# ImportError: a missing optional package (transformers, pymilvus) names what to install.
-USER_ERRORS = (JointspaceError, OSError, ImportError, ValueError, KeyError)
+# A user can fix a JointspaceError (a missing optional package too) or an OSError naming a file.
+# Anything else (ValueError, KeyError, TypeError, …) is a bug: it keeps its traceback.
+USER_ERRORS = (JointspaceError, OSError)
 console = Console(stderr=True)
 
 
@@ -36,8 +35,6 @@ def _message(err: BaseException) -> str:
     if isinstance(err, OSError) and err.filename is not None:
         target = f"{err.filename} → {err.filename2}" if err.filename2 else f"{err.filename}"
         return f"{err.strerror or type(err).__name__}: {target}"
-    if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
     return str(err) or type(err).__name__
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from jointspace.cli_errors import user_errors
 from jointspace.cli_options import Data, ModelDir, Query, TopK
+from jointspace.errors import NotFoundError
 
 app = typer.Typer(help="Build and query vector indexes (FAISS, Milvus).", no_args_is_help=True)
 out = Console()
@@ -107,5 +108,5 @@ def _rerank(model, model_dir, opened, query: str, hits: list, depth: int) -> lis
     target, root = indexed_media(opened)
     reranker = Reranker.for_model(model, model_dir, target, root)
     if reranker is None or not reranker.supports("text"):
-        raise ValueError(f"{model_dir} has no text–{target} re-ranker: run `jointspace rerank`")
+        raise NotFoundError(f"{model_dir} has no text–{target} re-ranker: run `jointspace rerank`")
     return reranker.rerank("text", query, hits, depth)

@@ -12,6 +12,7 @@ import torch
 
 from jointspace.atomic import write_text_atomic
 from jointspace.config import ExperimentConfig, ObjectiveConfig, dumps_json
+from jointspace.errors import UnknownNameError
 from jointspace.evaluate.report import markdown_table as markdown_rows
 from jointspace.evaluate.report import relevance_note
 from jointspace.models import load
@@ -37,7 +38,7 @@ def objectives_for(name: str) -> list[ObjectiveConfig]:
         return copy.deepcopy(PRESETS[name])
     known = sorted({*PRESETS, *CLOSED_FORM, *available("objective")})
     if name not in available("objective"):
-        raise KeyError(f"unknown objective {name!r}; known: {', '.join(known)}")
+        raise UnknownNameError(f"unknown objective {name!r}; known: {', '.join(known)}")
     return [ObjectiveConfig(name)]
 
 

@@ -152,7 +152,20 @@ class ExperimentConfig:
         if isinstance(raw, dict) and "objective" in raw and "objectives" not in raw:
             raw = {**raw, "objectives": [raw["objective"]]}
             del raw["objective"]
-        return from_dict(cls, raw)
+        config = from_dict(cls, raw)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Refuse sections that contradict each other (each is valid alone), naming both."""
+        if not self.objectives:
+            raise ConfigError("objectives: the list is empty; give one, e.g. [{name: clip}]")
+        if missing := [m for m in self.model.towers if m not in self.data.modalities]:
+            raise ConfigError(
+                f"model.towers.{missing[0]}: data.modalities lists only "
+                f"{', '.join(self.data.modalities) or 'nothing'}; add {missing[0]!r} there, "
+                "or remove the tower"
+            )
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -7,6 +7,7 @@ look-up; ``register`` adds a user's own part. Importing a module registers nothi
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,10 @@ Factory = Callable[..., Any]
 # The user's own parts: a factory, or a "module:attribute" imported on first look-up.
 _USER: dict[str, dict[str, Factory | str]] = {}
 _LOADED: dict[tuple[str, str], Factory] = {}
+
+
+class PartParamsError(JointspaceError, TypeError):
+    """A part was given parameters its factory does not take."""
 
 
 class UnknownPartError(JointspaceError, KeyError):
@@ -77,9 +82,16 @@ def build(kind: str, name: str, /, **params: Any) -> Any:
     """Build the part ``name`` of ``kind`` with keyword ``params``."""
     factory = lookup(kind, name)
     try:
-        return factory(**params)
+        # Check the parameters against the signature first: a TypeError raised inside the
+        # factory is a bug and keeps its traceback; a wrong parameter name is the user's.
+        inspect.signature(factory).bind(**params)
     except TypeError as err:
-        raise TypeError(f"cannot build {kind} {name!r} with {sorted(params)}: {err}") from err
+        raise PartParamsError(
+            f"cannot build {kind} {name!r} with {sorted(params)}: {err}"
+        ) from None
+    except ValueError:
+        pass  # no signature to check (a builtin): let the call say
+    return factory(**params)
 
 
 def _target(kind: str, name: str) -> Factory | str | None:

@@ -6,13 +6,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from jointspace.config import ConfigError
+
 
 def batches_per_epoch(num_rows: int, batch_size: int, drop_last: bool = True) -> int:
     """How many batches one epoch over ``num_rows`` rows has."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     if drop_last and num_rows < batch_size:
-        raise ValueError(
+        raise ConfigError(
             f"batch_size {batch_size} is larger than the {num_rows} training rows; "
             "lower train.batch_size"
         )

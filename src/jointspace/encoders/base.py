@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,6 +11,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+
+from jointspace.config import ConfigError
 
 
 class Tower(nn.Module):
@@ -21,6 +24,8 @@ class Tower(nn.Module):
     """
 
     modality: ClassVar[str] = ""
+    # Constructor arguments that ``create`` supplies itself (a backbone), never a config's params.
+    built_args: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, embed_dim: int, params: dict[str, Any]):
         super().__init__()
@@ -30,6 +35,14 @@ class Tower(nn.Module):
         self.unlocked: list[nn.Module] = []
         self._fingerprint: str | None = None
         self.register_load_state_dict_post_hook(lambda *_: setattr(self, "_fingerprint", None))
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The params a config may give this tower: its constructor's arguments with defaults."""
+        arguments = inspect.signature(cls).parameters.items()
+        return sorted(
+            name for name, p in arguments if p.default is not p.empty and name not in cls.built_args
+        )
 
     @property
     def frozen(self) -> bool:
@@ -61,7 +74,7 @@ class Tower(nn.Module):
         """Freeze everything but the projection ``head`` (LiT), then unfreeze the last N layers."""
         layers = self.layers() if unlock_last else []
         if unlock_last < 0 or unlock_last > len(layers):
-            raise ValueError(f"unlock_last={unlock_last}: this tower has {len(layers)} layers")
+            raise ConfigError(f"unlock_last={unlock_last}: this tower has {len(layers)} layers")
         self.requires_grad_(False)
         self.unlocked = [self.head, *layers[len(layers) - unlock_last :]]
         for module in self.unlocked:

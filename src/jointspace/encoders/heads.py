@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from jointspace.config import ConfigError
+
 
 def projection_head(in_dim: int, out_dim: int, kind: str = "linear") -> nn.Module:
     """A linear map, an affine one (``affine``: with bias, as linear CCA fits), or a two-layer
@@ -12,4 +14,4 @@ def projection_head(in_dim: int, out_dim: int, kind: str = "linear") -> nn.Modul
         return nn.Linear(in_dim, out_dim, bias=kind == "affine")
     if kind == "mlp":
         return nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim))
-    raise ValueError(f"unknown projection head {kind!r}; choose 'linear', 'affine' or 'mlp'")
+    raise ConfigError(f"unknown projection head {kind!r}; choose 'linear', 'affine' or 'mlp'")

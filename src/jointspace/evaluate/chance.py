@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jointspace.evaluate.errors import EvaluationError
+
 # Survival below this is dropped: it changes no chance figure by more than 1e-20.
 NEGLIGIBLE_LOG = math.log(1e-20)
 
@@ -58,7 +60,7 @@ def chance_levels(relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[
     counts = relevant.sum(axis=1)
     n = relevant.shape[1]
     if len(counts) == 0 or (counts == 0).any():
-        raise ValueError("chance levels need at least one query, each with a relevant item")
+        raise EvaluationError("chance levels need at least one query, each with a relevant item")
     # The fewest relevant items decay slowest: their median bounds the pooled median.
     slowest = first_rank_survival(n, int(counts.min()), n + 1)
     length = max(int(np.argmax(slowest <= 0.5)) + 2, max(ks, default=1) + 1)

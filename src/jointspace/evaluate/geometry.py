@@ -10,27 +10,31 @@ import numpy as np
 from scipy.spatial.distance import pdist
 from scipy.special import logsumexp
 
+from jointspace.evaluate.errors import EvaluationError
+
 QUERY_CHUNK = 1024  # bounds hubness memory at QUERY_CHUNK × gallery size
 
 
 def _unit_rows(x: np.ndarray, name: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows × dims), got shape {x.shape}")
+        raise EvaluationError(f"{name} must be 2-D (rows × dims), got shape {x.shape}")
     if len(x) < 2:
-        raise ValueError(f"{name} needs at least 2 rows, got shape {x.shape}")
+        raise EvaluationError(f"{name} needs at least 2 rows, got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values (shape {x.shape})")
+        raise EvaluationError(f"{name} contains NaN or infinite values (shape {x.shape})")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if (norms == 0).any():
         # a zero vector has no direction, so it cannot be placed on the sphere
-        raise ValueError(f"{name} has {int((norms == 0).sum())} all-zero rows (shape {x.shape})")
+        raise EvaluationError(
+            f"{name} has {int((norms == 0).sum())} all-zero rows (shape {x.shape})"
+        )
     return x / norms
 
 
 def _same_dims(a: np.ndarray, b: np.ndarray, names: str) -> None:
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
+        raise EvaluationError(
             f"{names} must share one embedding dim, got shapes {a.shape} and {b.shape}"
         )
 
@@ -46,7 +50,7 @@ def alignment(x: np.ndarray, y: np.ndarray, alpha: float = 2) -> float:
     """Mean ||x_i - y_i||^alpha over positive pairs (Wang & Isola 2020); lower is closer."""
     x, y = _unit_rows(x, "x"), _unit_rows(y, "y")
     if x.shape != y.shape:
-        raise ValueError(
+        raise EvaluationError(
             f"x and y must be row-aligned pairs of one shape, got {x.shape} and {y.shape}"
         )
     return float((np.linalg.norm(x - y, axis=1) ** alpha).mean())
@@ -79,7 +83,7 @@ def hubness(queries: np.ndarray, gallery: np.ndarray, k: int = 10) -> dict[str, 
     q, g = _unit_rows(queries, "queries"), _unit_rows(gallery, "gallery")
     _same_dims(q, g, "queries and gallery")
     if not 1 <= k <= len(g):
-        raise ValueError(f"k={k} must be between 1 and the gallery size {len(g)}")
+        raise EvaluationError(f"k={k} must be between 1 and the gallery size {len(g)}")
     counts = np.zeros(len(g), dtype=np.int64)
     for start in range(0, len(q), QUERY_CHUNK):
         scores = q[start : start + QUERY_CHUNK] @ g.T
@@ -126,7 +130,7 @@ def diagnose(
 ) -> dict[str, float]:
     """Flat diagnostics: per modality, between the first two modalities, and on ``pairs``."""
     if not embeddings:
-        raise ValueError("embeddings is empty; pass at least one modality")
+        raise EvaluationError("embeddings is empty; pass at least one modality")
     out: dict[str, float] = {}
     for name, x in embeddings.items():
         out.update(_modality_diagnostics(name, x))

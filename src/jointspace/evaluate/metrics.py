@@ -16,11 +16,11 @@ def ranking_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray,
     """Per query: 1-based rank of the first relevant item, and average precision (ties count
     against the model)."""
     if scores.shape != relevant.shape or scores.ndim != 2:
-        raise ValueError(
+        raise EvaluationError(
             f"scores {scores.shape} and relevant {relevant.shape} must be one 2-D shape"
         )
     if not relevant.any(axis=1).all():
-        raise ValueError("every query needs at least one relevant gallery item")
+        raise EvaluationError("every query needs at least one relevant gallery item")
     first_ranks, aps = [], []
     for start in range(0, len(scores), QUERY_CHUNK):
         s, r = scores[start : start + QUERY_CHUNK], relevant[start : start + QUERY_CHUNK]

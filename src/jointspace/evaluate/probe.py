@@ -17,13 +17,13 @@ CV_FOLDS = 5
 def _check_split(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 2:
-        raise ValueError(f"{name}_x must be 2-D (rows × dims), got shape {x.shape}")
+        raise EvaluationError(f"{name}_x must be 2-D (rows × dims), got shape {x.shape}")
     if y.ndim != 1 or len(y) != len(x):
-        raise ValueError(
+        raise EvaluationError(
             f"{name}_y must be 1-D with one label per row of {name}_x {x.shape}, got {y.shape}"
         )
     if len(x) == 0:
-        raise ValueError(f"{name} split is empty (shape {x.shape})")
+        raise EvaluationError(f"{name} split is empty (shape {x.shape})")
     return x, y
 
 
@@ -31,7 +31,7 @@ def _check_labels(y: np.ndarray, known: set, name: str) -> None:
     unseen = sorted({str(label) for label in y.tolist() if label not in known})
     if unseen:
         # an unseen class can never be predicted, so its accuracy would be silently capped
-        raise ValueError(f"{name} labels not in train: {', '.join(map(repr, unseen))}")
+        raise EvaluationError(f"{name} labels not in train: {', '.join(map(repr, unseen))}")
 
 
 def linear_probe(
@@ -48,12 +48,14 @@ def linear_probe(
     train_x, train_y = _check_split(train_x, train_y, "train")
     val_x, val_y = _check_split(val_x, val_y, "val")
     if (test_x is None) != (test_y is None):
-        raise ValueError("pass both test_x and test_y, or neither")
+        raise EvaluationError("pass both test_x and test_y, or neither")
     if not cs or any(c <= 0 for c in cs):
-        raise ValueError(f"cs must be a non-empty sequence of positive values, got {cs!r}")
+        raise EvaluationError(f"cs must be a non-empty sequence of positive values, got {cs!r}")
     classes = set(train_y.tolist())
     if len(classes) < 2:
-        raise ValueError(f"train needs at least 2 classes, got {len(classes)}: {sorted(classes)}")
+        raise EvaluationError(
+            f"train needs at least 2 classes, got {len(classes)}: {sorted(classes)}"
+        )
     _check_labels(val_y, classes, "val")
     dims = {train_x.shape[1], val_x.shape[1]}
     if test_x is not None:
@@ -61,7 +63,9 @@ def linear_probe(
         _check_labels(test_y, classes, "test")
         dims.add(test_x.shape[1])
     if len(dims) > 1:
-        raise ValueError(f"train, val and test must share one embedding dim, got {sorted(dims)}")
+        raise EvaluationError(
+            f"train, val and test must share one embedding dim, got {sorted(dims)}"
+        )
 
     sweep: dict[str, float] = {}
     best_c, best_acc, best_model = None, -1.0, None
@@ -106,7 +110,9 @@ def linear_probe_cv(
             f"cross-validation needs 2 or more train examples per class; {rare!r} has 1"
         )
     if train_x.shape[1] != test_x.shape[1]:
-        raise ValueError(f"train and test dims differ: {train_x.shape[1]} vs {test_x.shape[1]}")
+        raise EvaluationError(
+            f"train and test dims differ: {train_x.shape[1]} vs {test_x.shape[1]}"
+        )
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     sweep: dict[str, float] = {}
     for c in sorted(set(cs)):

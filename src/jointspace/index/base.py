@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from jointspace.index.errors import ReadOnlyIndexError
+from jointspace.errors import InputError
+from jointspace.index.errors import IndexMismatchError, ReadOnlyIndexError
 
 
 @dataclass
@@ -86,19 +87,21 @@ class VectorIndex(ABC):
     def _check_add(self, ids: Sequence[str], vectors: np.ndarray, metadata) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors must be [n, {self.dim}], got {vectors.shape}")
+            raise IndexMismatchError(f"vectors must be [n, {self.dim}], got {vectors.shape}")
         if len(ids) != len(vectors) or (metadata is not None and len(metadata) != len(ids)):
-            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors: give one id per vector")
+            raise InputError(f"{len(ids)} ids for {len(vectors)} vectors: give one id per vector")
         if len(set(ids)) != len(ids):
-            raise ValueError("ids must be unique within one add")
+            raise InputError("ids must be unique within one add")
         if not all(isinstance(i, str) and i for i in ids):
-            raise ValueError("ids must be non-empty strings")
+            raise InputError("ids must be non-empty strings")
         return vectors
 
     def _check_search(self, queries: np.ndarray, k: int) -> np.ndarray:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.dim:
-            raise ValueError(f"queries must have {self.dim} dimensions, got {queries.shape[1]}")
+            raise IndexMismatchError(
+                f"queries must have {self.dim} dimensions, got {queries.shape[1]}"
+            )
         if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise InputError(f"k must be at least 1, got {k}")
         return queries

@@ -17,7 +17,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from jointspace.errors import ArtifactError, JointspaceError
+from jointspace.errors import ArtifactError, InputError, JointspaceError
 from jointspace.index.base import IndexHit, VectorIndex
 from jointspace.index.errors import (
     IndexUriError,
@@ -107,7 +107,7 @@ class FaissIndex(FaissFolder, VectorIndex):
         self._check_writable()
         vectors = self._check_add(ids, vectors, metadata)
         if present := self.get(ids):
-            raise ValueError(f"ids already in the index: {sorted(present)[:5]}")
+            raise InputError(f"ids already in the index: {sorted(present)[:5]}")
         metadata = metadata or [{} for _ in ids]
         rows = [(i, json.dumps(m)) for i, m in zip(ids, metadata, strict=True)]
         fields = self._known_fields() | {key for m in metadata for key in m}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from jointspace.index.errors import IndexUriError
+
 TRAIN_MIN = 2048  # ivfpq stays exact (flat) until it holds this many vectors to train on
 
 
@@ -27,7 +29,7 @@ def train_ivfpq(flat: faiss.IndexIDMap2, info: dict) -> faiss.IndexIVFPQ:
     m = int(info.setdefault("m", _largest_divisor_at_most(dim, max(1, dim // 2))))
     info.setdefault("nprobe", min(nlist, 16))
     if dim % m:
-        raise ValueError(f"ivfpq m={m} must divide the dimension {dim}")
+        raise IndexUriError(f"ivfpq m={m} must divide the dimension {dim}")
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
     # Small corpora train on fewer points than FAISS's rule of thumb: accepted, so stay quiet.

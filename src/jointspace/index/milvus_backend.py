@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from jointspace.errors import InputError, MissingPackageError
 from jointspace.index.base import IndexHit, VectorIndex
 from jointspace.index.errors import (
     BackendError,
@@ -60,9 +61,7 @@ class MilvusIndex(VectorIndex):
         self.dim = self.info["dim"]
 
     def _connect(self, dim: int | None, force: bool, info: dict) -> None:
-        from pymilvus import MilvusClient
-
-        self.client = MilvusClient(self.target)
+        self.client = _pymilvus().MilvusClient(self.target)
         if self.writable and force and self.client.has_collection(self.collection):
             self.client.drop_collection(self.collection)
         if self.client.has_collection(self.collection):
@@ -120,11 +119,10 @@ class MilvusIndex(VectorIndex):
         self.client.load_collection(self.collection)
 
     def _create(self, dim: int) -> None:
-        from pymilvus import DataType, MilvusClient
-
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        milvus = _pymilvus()
+        schema = milvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
+        schema.add_field("id", milvus.DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
+        schema.add_field("vector", milvus.DataType.FLOAT_VECTOR, dim=dim)
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
         properties = {INFO_PROPERTY: json.dumps(self.info)}
@@ -135,11 +133,10 @@ class MilvusIndex(VectorIndex):
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
         """Milvus' exceptions as one line naming the index."""
-        from pymilvus.exceptions import MilvusException
-
+        milvus_error = _pymilvus().MilvusException
         try:
             yield
-        except MilvusException as err:
+        except milvus_error as err:
             message = getattr(err, "message", None) or str(err)
             if message == "Open local milvus failed":
                 message = "Milvus Lite could not open the database"
@@ -158,13 +155,13 @@ class MilvusIndex(VectorIndex):
         self._check_writable()
         vectors = self._check_add(ids, vectors, metadata)
         if too_long := [i for i in ids if len(i.encode()) > MAX_ID_LENGTH]:
-            raise ValueError(f"id {too_long[0][:40]!r}… is longer than {MAX_ID_LENGTH} bytes")
+            raise InputError(f"id {too_long[0][:40]!r}… is longer than {MAX_ID_LENGTH} bytes")
         if present := self.get(ids):
-            raise ValueError(f"ids already in the index: {sorted(present)[:5]}")
+            raise InputError(f"ids already in the index: {sorted(present)[:5]}")
         metadata = metadata or [{} for _ in ids]
         for m in metadata:
             if clash := set(m) & set(RESERVED):
-                raise ValueError(f"metadata keys {sorted(clash)} are reserved in Milvus")
+                raise InputError(f"metadata keys {sorted(clash)} are reserved in Milvus")
         rows = [
             {**m, "id": i, "vector": v.tolist()}
             for i, v, m in zip(ids, vectors, metadata, strict=True)
@@ -241,8 +238,22 @@ class MilvusIndex(VectorIndex):
             self.closed = True
 
 
+def _pymilvus():
+    """The pymilvus module, or a one-line error naming what to install."""
+    try:
+        import pymilvus
+    except ImportError as err:
+        raise MissingPackageError(
+            "Milvus indexes need pymilvus: `pip install pymilvus milvus-lite`"
+        ) from err
+    return pymilvus
+
+
 def _served_here(path: Path) -> bool:
     """Whether this process already runs Milvus Lite on ``path`` (it then holds the lock)."""
-    from milvus_lite.server_manager import server_manager_instance
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return False  # without Milvus Lite this process cannot be serving the database
 
     return os.path.abspath(path) in getattr(server_manager_instance, "_servers", {})

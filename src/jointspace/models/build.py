@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jointspace.artifacts import read_json
-from jointspace.config import ModelConfig, TowerConfig
+from jointspace.config import ConfigError, ModelConfig, TowerConfig
 from jointspace.encoders.base import Tower
 from jointspace.errors import ArtifactError
 from jointspace.models.joint import JointModel
@@ -41,9 +41,16 @@ def build_tower(
     """One tower, locked as configured."""
     factory = lookup("encoder", tower_cfg.name)
     if factory.modality != modality:
-        raise ValueError(
+        raise ConfigError(
             f"encoder {tower_cfg.name!r} encodes {factory.modality!r}, "
             f"but the config uses it for {modality!r}"
+        )
+    taken = factory.param_names()
+    if unknown := sorted(set(tower_cfg.params) - set(taken)):
+        # Caught here, not as the constructor's TypeError: that would hide real bugs too.
+        raise ConfigError(
+            f"model.towers.{modality}.params: encoder {tower_cfg.name!r} has no parameter "
+            f"{unknown[0]!r}; it takes {', '.join(taken)}"
         )
     tower = factory.create(embed_dim, tower_cfg.params, corpus=corpus, assets_dir=assets_dir)
     if tower_cfg.lock or tower_cfg.unlock_last:

@@ -28,6 +28,7 @@ from jointspace.artifacts import save_tensors
 from jointspace.atomic import atomic_path
 from jointspace.data.manifest import FILE_COLUMNS
 from jointspace.encoders.base import Tower
+from jointspace.errors import InputTypeError
 from jointspace.models.modes import evaluating
 from jointspace.progress import is_terminal, logger
 
@@ -110,7 +111,7 @@ class FeatureCache:
         elif isinstance(raw, bytes):
             digest.update(b"bytes:" + raw)
         else:
-            raise TypeError(f"cannot cache features of a {type(raw).__name__} input")
+            raise InputTypeError(f"cannot cache features of a {type(raw).__name__} input")
         return digest.hexdigest()
 
     def _file_key(self, path: Path) -> str:

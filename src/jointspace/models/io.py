@@ -10,7 +10,7 @@ from jointspace._version import __version__
 from jointspace.artifacts import load_tensors, read_json, save_tensors
 from jointspace.atomic import atomic_dir, write_bytes
 from jointspace.config import ConfigError, ModelConfig, dumps_json, from_dict
-from jointspace.errors import ArtifactError
+from jointspace.errors import ArtifactError, NotFoundError
 from jointspace.models.build import build_model
 from jointspace.models.joint import JointModel
 
@@ -54,7 +54,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     for candidate in (path, path / "model"):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
-    raise FileNotFoundError(f"no jointspace model at {path} (expected {CONFIG_FILE} there)")
+    raise NotFoundError(f"no jointspace model at {path} (expected {CONFIG_FILE} there)")
 
 
 def load(path: str | Path, device: str = "cpu") -> JointModel:

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jointspace.config import ModelConfig
+from jointspace.config import ConfigError, ModelConfig
 from jointspace.encoders.base import Tower
+from jointspace.errors import InputError, UnknownNameError
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.matcher import pad_tokens
 from jointspace.models.modes import evaluating
@@ -45,7 +46,7 @@ class JointModel(nn.Module):
         The config records both, so the saved model is rebuilt with the bias.
         """
         if init_scale is not None and not init_scale > 0:
-            raise ValueError(f"the initial logit scale must be positive, got {init_scale}")
+            raise ConfigError(f"the initial logit scale must be positive, got {init_scale}")
         device = self.logit_scale.device
         self.logit_bias = nn.Parameter(torch.tensor(float(init_bias), device=device))
         changes: dict[str, float] = {"init_logit_bias": float(init_bias)}
@@ -62,7 +63,9 @@ class JointModel(nn.Module):
     def tower(self, modality: str) -> Tower:
         """The tower for ``modality``, with a clear error naming the ones this model has."""
         if modality not in self.towers:
-            raise KeyError(f"this model has no {modality!r} tower; it has {self.modalities}")
+            raise UnknownNameError(
+                f"this model has no {modality!r} tower; it has {self.modalities}"
+            )
         return self.towers[modality]
 
     def forward(
@@ -115,7 +118,7 @@ class JointModel(nn.Module):
                 for states, mask in map(tower.tokens, self._batches(tower, inputs, batch_size))
             ]
         if not chunks:
-            raise ValueError(f"no {modality} inputs to encode")
+            raise InputError(f"no {modality} inputs to encode")
         return pad_tokens(chunks)
 
     def _cached(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor) -> bool:

@@ -20,6 +20,7 @@ from jointspace.artifacts import load_tensors, read_json, save_tensors
 from jointspace.atomic import atomic_dir
 from jointspace.config import ConfigError, dumps_json, from_dict
 from jointspace.encoders.transformer import transformer_stack
+from jointspace.errors import InputError, NotFoundError
 
 MATCHER_DIR, CONFIG_FILE, WEIGHTS_FILE = "matcher", "config.json", "model.safetensors"
 METRICS_FILE = "metrics.json"
@@ -79,7 +80,7 @@ class CrossModalMatcher(nn.Module):
     def __init__(self, config: MatcherConfig):
         super().__init__()
         if len(config.modalities) != 2:
-            raise ValueError(f"a matcher pairs two modalities, got {config.modalities}")
+            raise ConfigError(f"a matcher pairs two modalities, got {config.modalities}")
         self.config = config
         width = config.width
         self.project = nn.ModuleDict(
@@ -120,7 +121,7 @@ class CrossModalMatcher(nn.Module):
             states, mask = trim_tokens(*tokens[m])
             length = states.shape[1]
             if length > self.config.max_tokens[m]:
-                raise ValueError(
+                raise InputError(
                     f"{length} {m} tokens; this matcher was trained on at most "
                     f"{self.config.max_tokens[m]}"
                 )
@@ -171,7 +172,7 @@ def load_matcher(directory: str | Path, model_fingerprint: str | None = None) ->
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
-        raise FileNotFoundError(f"no matcher at {directory} ({CONFIG_FILE} missing)")
+        raise NotFoundError(f"no matcher at {directory} ({CONFIG_FILE} missing)")
     meta = read_json(config_path)
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{config_path}: not a jointspace matcher config")

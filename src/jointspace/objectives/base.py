@@ -13,6 +13,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from jointspace.config import ConfigError
+
 
 class LogitInit(NamedTuple):
     """The logit scale (inverse temperature) and bias a model starts with for an objective."""
@@ -58,8 +60,9 @@ class PairwiseObjective(nn.Module):
     ) -> dict[str, torch.Tensor]:
         pairs = list(itertools.combinations(sorted(embeddings), 2))
         if not pairs:
-            raise ValueError(
-                f"the {self.name} objective needs two modalities, got {sorted(embeddings)}"
+            raise ConfigError(
+                f"the {self.name} objective needs two modalities, got "
+                f"{', '.join(sorted(embeddings)) or 'none'}: give model.towers two"
             )
         losses = [
             self.pair_loss(embeddings[x], embeddings[y], logit_scale, positives, logit_bias)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from jointspace.config import ConfigError
+from jointspace.errors import InputError
 from jointspace.objectives.base import PairwiseObjective
 
 
@@ -27,12 +29,12 @@ class LinearCCA:
     def fit(self, x: np.ndarray, y: np.ndarray) -> LinearCCA:
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
-            raise ValueError(
+            raise InputError(
                 f"CCA needs two 2-D views with the same rows, got {x.shape}, {y.shape}"
             )
         k = min(self.n_components, x.shape[1], y.shape[1])
         if len(x) <= k:
-            raise ValueError(f"CCA needs more rows than components: {len(x)} rows, {k} components")
+            raise InputError(f"CCA needs more rows than components: {len(x)} rows, {k} components")
         self.mean_x_, self.mean_y_ = x.mean(0), y.mean(0)
         xc, yc = x - self.mean_x_, y - self.mean_y_
         n = len(x) - 1
@@ -68,7 +70,7 @@ def dcca_loss(
     if a.ndim != 2 or b.ndim != 2 or len(a) != len(b):
         raise ValueError(f"dcca_loss needs [N, D] batches with one N, got {a.shape}, {b.shape}")
     if len(a) < 2:
-        raise ValueError("dcca_loss needs a batch of at least 2 rows")
+        raise ConfigError("dcca_loss needs a batch of at least 2 rows: raise train.batch_size")
     a, b = a.double(), b.double()
     ac, bc = a - a.mean(0), b - b.mean(0)
     n = len(a) - 1

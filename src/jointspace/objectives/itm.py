@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jointspace.errors import InputError
+
 
 def itm_loss(logits: torch.Tensor) -> torch.Tensor:
     """Listwise ITM: cross-entropy over each row's candidates, the match being column 0."""
@@ -39,7 +41,7 @@ def hard_negatives(
     available = int((~relevant).sum(dim=1).min()) if len(relevant) else 0
     pool = min(pool, available)
     if pool < count:
-        raise ValueError(f"{count} negatives per query asked, but a query has only {available}")
+        raise InputError(f"{count} negatives per query asked, but a query has only {available}")
     top = scores.masked_fill(relevant, float("-inf")).topk(pool, dim=1).indices
     picks = torch.rand(top.shape, generator=generator).argsort(dim=1)[:, :count]
     return top.gather(1, picks)
@@ -50,5 +52,5 @@ def sample_positives(
 ) -> torch.Tensor:
     """One matching column per row, uniformly among its matches."""
     if not relevant.any(dim=1).all():
-        raise ValueError("every query needs at least one matching item")
+        raise InputError("every query needs at least one matching item")
     return torch.multinomial(relevant.float(), 1, generator=generator).squeeze(1)

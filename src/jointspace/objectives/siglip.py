@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from jointspace.config import ConfigError
 from jointspace.objectives.base import LogitInit, PairwiseObjective
 
 
@@ -42,7 +43,7 @@ class SigLipObjective(PairwiseObjective):
     def __init__(self, init_scale: float = 10.0, init_bias: float = -10.0):
         super().__init__()
         if not init_scale > 0:
-            raise ValueError(f"siglip init_scale must be positive, got {init_scale}")
+            raise ConfigError(f"objectives: siglip init_scale must be positive, got {init_scale}")
         self.logit_init = LogitInit(float(init_scale), float(init_bias))
 
     def pair_loss(self, a, b, logit_scale, positives, logit_bias=None) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from jointspace.config import ConfigError
 from jointspace.objectives.base import PairwiseObjective
 from jointspace.objectives.miners import Triplets
 from jointspace.registry import lookup
@@ -28,7 +29,7 @@ def triplet_loss(
     """a→b plus b→a hinge loss over in-batch negatives, per anchor: ``sum`` of all hinges or
     only the ``max`` (hardest negative, Faghri et al. 2018); divided by the batch size."""
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        raise ConfigError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(
             f"triplet_loss needs two [N, D] tensors of one shape, got {a.shape}, {b.shape}"
@@ -60,7 +61,7 @@ class TripletObjective(PairwiseObjective):
     def __init__(self, margin: float = 0.2, reduction: str = "sum", miner: str | None = None):
         super().__init__()
         if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+            raise ConfigError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.margin, self.reduction = margin, reduction
         factory = lookup("miner", miner) if miner else None
         self.miner = None

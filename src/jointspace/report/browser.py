@@ -7,6 +7,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from jointspace.errors import MissingPackageError
+
 # Offline machines refuse Chromium's background connections; these flags keep it quiet.
 FLAGS = (
     "--headless",
@@ -27,7 +29,7 @@ def find_chromium() -> str:
     for name in CANDIDATES:
         if path := shutil.which(name):
             return path
-    raise FileNotFoundError("headless Chromium not found: install Debian's `chromium` package")
+    raise MissingPackageError("headless Chromium not found: install Debian's `chromium` package")
 
 
 def run_chromium(page: Path, *args: str, timeout: float = 120) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 from jointspace.atomic import atomic_dir
 from jointspace.config import dumps_json
 from jointspace.data.manifest import Manifest
+from jointspace.errors import InputError
 from jointspace.evaluate import geometry
 from jointspace.evaluate.chance import pooled_survival
 from jointspace.evaluate.metrics import ranking_stats, scored_queries
@@ -183,7 +184,7 @@ def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0) -> np.nda
         perplexity = min(30.0, (len(points) - 1) / 3)
         return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
     if method != "pca":
-        raise ValueError(f"map method must be 'pca' or 'tsne', got {method!r}")
+        raise InputError(f"map method must be 'pca' or 'tsne', got {method!r}")
     centred = points - points.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     return centred @ vt[:2].T

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jointspace.config import ConfigError
 from jointspace.data.manifest import Manifest
 from jointspace.models.embedding import distinct_items, embed_items, per_row
 from jointspace.models.joint import JointModel
@@ -51,7 +52,7 @@ def fit_linear_cca(
     cca = LinearCCA(n_components=model.config.embed_dim, reg=reg).fit(*features)
     if len(cca.correlations_) < model.config.embed_dim:
         dims = [f.shape[1] for f in features]
-        raise ValueError(
+        raise ConfigError(
             f"linear CCA gives at most {min(dims)} components (feature dims {dims}); "
             f"lower model.embed_dim ({model.config.embed_dim}) to use it"
         )

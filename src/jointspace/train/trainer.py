@@ -27,7 +27,7 @@ from jointspace.config import ConfigError, TrainConfig
 from jointspace.data.collate import Batch, make_collate
 from jointspace.data.dataset import PairedDataset
 from jointspace.data.sampler import EpochBatchSampler, batches_per_epoch
-from jointspace.errors import ArtifactError, DiskFullError, JointspaceError
+from jointspace.errors import ArtifactError, DiskFullError, JointspaceError, NotFoundError
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import save_model
 from jointspace.models.joint import JointModel
@@ -47,6 +47,10 @@ RUN_FILES = {"model", "metrics.jsonl", "metrics.csv", "config.yaml"}  # what a r
 OLD_CHECKPOINT = re.compile(r"^\.step-\d{7}\.old$")
 Evaluator = Callable[[JointModel], dict[str, float]]
 Callback = Callable[[int, dict[str, float]], None]
+
+
+class DivergedError(JointspaceError, FloatingPointError):
+    """The loss became NaN or infinite: the settings (learning rate, data) need changing."""
 
 
 @dataclass
@@ -236,7 +240,7 @@ class Trainer:
             return path, state, rng
         if found:
             raise ArtifactError(f"every checkpoint in {self.checkpoints} is damaged; see above")
-        raise FileNotFoundError(f"nothing to resume: no checkpoint in {self.checkpoints}")
+        raise NotFoundError(f"nothing to resume: no checkpoint in {self.checkpoints}")
 
     def _loader(self, dataset: PairedDataset, collate, epoch: int, start_batch: int) -> DataLoader:
         sampler = EpochBatchSampler(
@@ -274,7 +278,7 @@ class Trainer:
         # A combined objective gives its weighted total as "loss"; otherwise sum the terms.
         loss = losses.get("loss", sum(v for k, v in losses.items() if k.endswith("_loss")))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower the lr")
+            raise DivergedError(f"loss became {loss.item()} at step {step + 1}; lower the lr")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -291,6 +295,9 @@ class Trainer:
 
     def _after_step(self, step, total, per_epoch, record, result, progress) -> None:
         cfg = self.config
+        scale = self.model.logit_scale.item()
+        if not abs(scale) < 700:  # exp(-scale) would overflow: the temperature ran away
+            raise DivergedError(f"the temperature diverged at step {step}; lower the lr")
         # The objective reports the temperature (and bias) it applied, e.g. after CLIP's clamp.
         record = {"step": step, **record}
         result.history.append(record)

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from jointspace.atomic import atomic_dir
 from jointspace.data.builtin.digits import default_cache_dir
 from jointspace.data.builtin.target import check_target
+from jointspace.errors import MissingPackageError
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
@@ -54,7 +55,7 @@ def check_sources() -> None:
     """Name the Debian packages to install when a source file is missing."""
     missing = [pkg for path, pkg in SOURCES.items() if not path.exists()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingPackageError(
             "the emoji dataset needs Debian packages that are not installed: "
             f"{' '.join(missing)} (run: apt-get install {' '.join(missing)}, as `make test` does)"
         )
