@@ -35,7 +35,8 @@ def test_report_json_holds_every_section(report_dir):
     chance = report["retrieval"]["chance"]["text_to_image"]
     assert report["relevance"] == "label" and metrics["text_to_image/R@1"] > 2 * chance["R@1"]
     assert report["zeroshot"]["split"] == "zeroshot" and report["zeroshot"]["classes"] == 2
-    assert report["probe"]["modality"] == "image" and 0 <= report["probe"]["test_accuracy"] <= 1
+    probe = report["probe"]  # 8 classes: chance is 1/8; two epochs' features reach about 0.98
+    assert probe["modality"] == "image" and probe["test_accuracy"] > 6 / probe["classes"], probe
     assert {"modality_gap", "alignment", "text/uniformity"} <= set(report["geometry"]["values"])
     assert set(report["geometry"]["notes"]) == set(report["geometry"]["values"])
     worst = report["failures"]["queries"]
@@ -102,7 +103,8 @@ def test_probe_without_val_cross_validates_and_says_so(digits_manifest):
     no_val = Manifest(full.path, [r for r in full.rows if r["split"] != "val"], full.columns)
     section = _probe_section(model, no_val, "image")
     assert section["selection"].endswith("-fold cross-validation on train")
-    assert 0 <= section["test_accuracy"] <= 1
+    # even untrained conv features separate 8 digits far above chance (measured about 0.89)
+    assert section["classes"] == 8 and section["test_accuracy"] > 4 / section["classes"], section
     assert "no &#x27;val&#x27; split: C chosen by" in _probe(section)
     only_train = Manifest(full.path, [r for r in full.rows if r["split"] == "train"], full.columns)
     section = _probe_section(model, only_train, "image")
@@ -138,7 +140,20 @@ def test_zeroshot_command_prints_and_writes_json(report_dir, digits_manifest, tm
     assert result.exit_code == 0, result.output
     assert "2 classes, zeroshot split" in result.output
     saved = json.loads((tmp_path / "z.json").read_text())
-    assert set(saved["per_class"]) == {"eight", "nine"} and saved["metrics"]["top5"] == 1.0
+    assert set(saved["per_class"]) == {"eight", "nine"} and saved["metrics"]["chance_top1"] == 0.5
+    # unseen classes after two epochs sit near (even below) chance, so top-1 is checked against
+    # a brute-force recount from the saved model: each image's nearest prompt
+    from jointspace.models import load
+
+    model = load(run)
+    rows = read_manifest(digits_manifest).split("zeroshot").rows
+    label_of = {r["image"]: r["label"] for r in rows}
+    paths = sorted(label_of)
+    vectors = model.encode([digits_manifest.parent / p for p in paths], "image")
+    prompts = model.encode([f"the digit {name}" for name in ("eight", "nine")], "text")
+    nearest = np.argmax(vectors @ prompts.T, axis=1)
+    right = [("eight", "nine")[i] == label_of[p] for i, p in zip(nearest, paths, strict=True)]
+    assert saved["metrics"]["top1"] == pytest.approx(np.mean(right), abs=1e-12)
 
 
 def test_project_2d_pca_keeps_the_main_direction_and_tsne_runs():

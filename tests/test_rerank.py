@@ -146,12 +146,24 @@ def reranked_run(tmp_path_factory, digits_manifest):
     return root / "run", metrics, create_app(root / "run", plain), bare_app, plain
 
 
-def test_fit_reranker_saves_a_matcher_with_before_and_after_metrics(reranked_run):
+def test_fit_reranker_saves_a_matcher_with_before_and_after_metrics(reranked_run, digits_manifest):
+    from jointspace.data import read_manifest
+    from jointspace.evaluate import chance_retrieval
+
     run, metrics, *_ = reranked_run
     assert set(metrics) == {"val", "test"}
-    for stages in metrics.values():
+    for split, stages in metrics.items():
+        found = chance_retrieval(read_manifest(digits_manifest).split(split), relevance="label")
+        chance = {d: found[f"{d}/R@1"] for d in ("text_to_image", "image_to_text")}
         assert set(stages) == {"bi_encoder", "reranked"}
-        assert 0.0 <= stages["reranked"]["text_to_image/R@1"] <= 1.0
+        bi_encoder, reranked = stages["bi_encoder"], stages["reranked"]
+        for direction in ("text_to_image", "image_to_text"):
+            # only the top 5 are re-ordered, so recall at 5 and beyond is the bi-encoder's exactly
+            for k in (5, 10):
+                assert reranked[f"{direction}/R@{k}"] == bi_encoder[f"{direction}/R@{k}"]
+            # the weight was chosen on val; here the matcher adds 4-7 points of R@1
+            assert reranked[f"{direction}/R@1"] >= bi_encoder[f"{direction}/R@1"], stages
+            assert reranked[f"{direction}/R@1"] > 4 * chance[direction], stages
     saved = json.loads((run / "model" / MATCHER_DIR / METRICS_FILE).read_text())
     assert saved["candidates"] == 5 and saved["test"] == metrics["test"]
 

@@ -66,7 +66,16 @@ def test_evaluate_zero_shot_on_digits_labels(model, digits_manifest):
     result = evaluate_zero_shot(model, test, templates=("the digit {}",))
     images = set(test.column("image"))
     assert result.labels == ["eight", "nine"] and result.confusion.sum() == len(images)
-    assert 0 <= result.metrics["top1"] <= 1 and result.metrics["top5"] == 1.0
+    # top-1 recomputed by brute force: each image's nearest class prompt, straight from encode
+    label_of = {row["image"]: row["label"] for row in test.rows}
+    paths = sorted(label_of)
+    vectors = model.encode([digits_manifest.parent / p for p in paths], "image")
+    prompts = model.encode([f"the digit {label}" for label in result.labels], "text")
+    nearest = np.argmax(vectors @ prompts.T, axis=1)
+    right = [result.labels[i] == label_of[p] for i, p in zip(nearest, paths, strict=True)]
+    assert result.metrics["top1"] == pytest.approx(np.mean(right), abs=1e-12)
+    assert result.metrics["chance_top1"] == 0.5 and result.metrics["chance_top5"] == 1.0
+    assert np.trace(result.confusion) == sum(right)
 
 
 def test_labels_are_required_and_names_readable(model, tmp_path):
