@@ -70,7 +70,8 @@ def _new_temp_dir(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _translate_full(target: Path) -> Iterator[None]:
+def disk_full_translated(target: Path) -> Iterator[None]:
+    """Turn a full disk while writing ``target`` into one ``DiskFullError`` naming it."""
     try:
         yield
     except DiskFullError:
@@ -85,7 +86,7 @@ def _translate_full(target: Path) -> Iterator[None]:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; it replaces ``target`` only if the block succeeds."""
     target = Path(target)
-    with _translate_full(target):
+    with disk_full_translated(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp_path = _new_temp_file(target)
         try:
@@ -122,7 +123,7 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> None:
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces directory ``target`` on success."""
     target = Path(target)
-    with _translate_full(target):
+    with disk_full_translated(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_temp_dir(target)
         try:

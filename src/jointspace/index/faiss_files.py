@@ -8,19 +8,15 @@ last committed state and a reader never sees half of a save.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
 
 from jointspace.atomic import atomic_path
-from jointspace.errors import DiskFullError
 from jointspace.index.errors import DamagedIndexError, IndexLockedError
 
 INFO, VECTORS, META, LOCK = "index.json", "index.faiss", "meta.sqlite", "index.lock"
@@ -80,14 +76,14 @@ def read_info(folder: Path, uri: str) -> dict:
 def write_info(folder: Path, info: dict) -> None:
     """Write ``index.json`` atomically."""
     target = folder / INFO
-    with disk_full_named(target), atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(info, indent=2))
 
 
 def write_vectors(index: faiss.Index, folder: Path) -> str:
     """Stream ``index`` to ``index.faiss.next`` through Python (so a full disk is an OSError)."""
     target, digest = folder / NEXT, hashlib.sha256()
-    with disk_full_named(target), atomic_path(target) as tmp, open(tmp, "wb") as file:
+    with atomic_path(target) as tmp, open(tmp, "wb") as file:
 
         def write(data: bytes) -> int:
             digest.update(data)
@@ -142,16 +138,3 @@ def read_vectors(path: Path, sha: str | None) -> faiss.Index | None:
         raise
     # The file may have been replaced since it was hashed: what was read must match too.
     return index if sha is None or digest.hexdigest() == sha else None
-
-
-@contextlib.contextmanager
-def disk_full_named(path: Path) -> Iterator[None]:
-    """Turn ENOSPC while writing ``path`` into one line naming it."""
-    try:
-        yield
-    except DiskFullError:
-        raise
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(f"no space left on device writing {path}") from None
-        raise

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import faiss
 import numpy as np
 
+from jointspace.atomic import disk_full_translated
 from jointspace.errors import ArtifactError, DiskFullError
 from jointspace.index.errors import (
     DamagedIndexError,
@@ -33,7 +34,6 @@ from jointspace.index.faiss_files import (
     META,
     NEXT,
     VECTORS,
-    disk_full_named,
     own_file,
     publish_vectors,
     read_info,
@@ -116,7 +116,7 @@ class FaissFolder:
         self.dim, self.kind, self.fields = dim, kind, set()
         self.index = empty_vectors(dim, kind)
         self.db = self._connect()
-        with disk_full_named(self.path / META), sqlite_full(self.path / META):
+        with disk_full_translated(self.path / META), sqlite_full(self.path / META):
             self.db.execute(ITEMS)
             self.db.execute(STATE)
             self._record_state("")
