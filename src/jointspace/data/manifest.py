@@ -26,7 +26,7 @@ SUFFIXES = {
     ".pq": "parquet",
 }
 MAX_LISTED = 10
-# Every command named here has a --skip-bad flag (tests/test_cli_data.py checks it).
+# Every command named here has a --skip-bad flag (tests/cli/test_cli_data.py checks it).
 SKIP_HINT = "to skip bad rows instead, pass --skip-bad to train, eval, embed or data validate"
 MAX_LINE_BYTES = 16 << 20  # one JSONL row; longer lines are refused rather than parsed
 BINARY_SNIFF = 8192
