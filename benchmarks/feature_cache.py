@@ -17,8 +17,8 @@ from pathlib import Path
 
 from jointspace.config import ExperimentConfig, builtin_config
 from jointspace.data import build_dataset
-from jointspace.evaluate.report import markdown_table
-from jointspace.pipeline import fit
+from jointspace.report.markdown import markdown_table
+from jointspace.runs.fit import fit
 
 
 def timed_run(config: ExperimentConfig, cache: str | None, run_dir: Path) -> dict:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jointspace.config import ExperimentConfig
-from jointspace.data import build_dataset
-from jointspace.evaluate.retrieval import chance_retrieval
+from jointspace.data import build_dataset, load_manifest
+from jointspace.evaluate.retrieval import chance_retrieval, evaluate_model
 from jointspace.evaluate.zeroshot import ZeroShotResult, evaluate_zero_shot
-from jointspace.pipeline import evaluate_model, fit, load_manifest, load_trained
+from jointspace.runs import load
+from jointspace.runs.fit import fit
 
 
 @dataclass
@@ -29,7 +30,7 @@ def train_and_score(config: ExperimentConfig, dataset: str, run_dir: Path) -> He
     started = time.perf_counter()
     fit(config, run_dir, manifest=manifest)
     seconds = time.perf_counter() - started
-    model = load_trained(run_dir)
+    model = load(run_dir)
     held_out = load_manifest(manifest, config.data.modalities, split="zeroshot")
     return HeldOutScores(
         seconds,

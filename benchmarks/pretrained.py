@@ -18,7 +18,7 @@ from pathlib import Path
 from held_out import train_and_score
 
 from jointspace.config import ExperimentConfig, builtin_config
-from jointspace.evaluate.report import markdown_table
+from jointspace.report.markdown import markdown_table
 
 VARIANTS = {
     "scratch": "",

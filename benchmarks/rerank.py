@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from jointspace.evaluate.report import markdown_table
+from jointspace.pipeline import fit, fit_reranker, load_trained
 
 from jointspace.config import ExperimentConfig, builtin_config
 from jointspace.data import build_dataset, read_manifest
-from jointspace.evaluate.report import markdown_table
 from jointspace.index.build import build_index
-from jointspace.pipeline import fit, fit_reranker, load_trained
 from jointspace.serve import create_app
 
 METRICS = ("R@1", "R@5", "R@10", "mAP")

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from jointspace.evaluate.report import markdown_table
+from jointspace.report.markdown import markdown_table
 
 QUERIES = ("a handwritten seven", "the digit 3", "the number zero", "a scanned 5", "digit four")
 
@@ -32,7 +32,8 @@ def prepare(workdir: Path) -> tuple[Path, str]:
     from jointspace.data import build_dataset, read_manifest
     from jointspace.index.build import build_index
     from jointspace.models import load
-    from jointspace.pipeline import fit
+    from jointspace.models.io import model_fingerprint
+    from jointspace.runs.fit import fit
 
     manifest = build_dataset("digits")
     config = ExperimentConfig.from_yaml(builtin_config("digits"))
@@ -40,7 +41,14 @@ def prepare(workdir: Path) -> tuple[Path, str]:
     fit(config, workdir / "run", manifest=manifest)
     uri = f"faiss://{workdir / 'index'}"
     model = load(workdir / "run")
-    build_index(model, workdir / "run", read_manifest(manifest), "image", uri, progress=False)
+    build_index(
+        model,
+        model_fingerprint(workdir / "run"),
+        read_manifest(manifest),
+        "image",
+        uri,
+        progress=False,
+    )
     return workdir / "run", uri
 
 

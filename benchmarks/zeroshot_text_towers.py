@@ -16,7 +16,7 @@ import numpy as np
 from held_out import train_and_score
 
 from jointspace.config import ExperimentConfig, TowerConfig, builtin_config
-from jointspace.evaluate.report import markdown_table
+from jointspace.report.markdown import markdown_table
 
 # scratch: the dataset's config; minilm-*: the locked MiniLM text tower with a linear or MLP
 # head, or with an MLP head and its last two layers unlocked.

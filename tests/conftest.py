@@ -42,7 +42,8 @@ def served_app(tmp_path_factory, digits_manifest):
     from jointspace.data import read_manifest
     from jointspace.index.build import build_index
     from jointspace.models import load
-    from jointspace.pipeline import fit
+    from jointspace.models.io import model_fingerprint
+    from jointspace.runs.fit import fit
     from jointspace.serve import create_app
 
     root = tmp_path_factory.mktemp("serve")
@@ -51,5 +52,7 @@ def served_app(tmp_path_factory, digits_manifest):
     fit(config, root / "run", manifest=digits_manifest)
     uri = f"faiss://{root / 'index'}"
     manifest = read_manifest(digits_manifest)
-    build_index(load(root / "run"), root / "run", manifest, "image", uri, progress=False).close()
+    build_index(
+        load(root / "run"), model_fingerprint(root / "run"), manifest, "image", uri, progress=False
+    ).close()
     return create_app(root / "run", uri, max_upload_bytes=50_000), manifest

@@ -87,7 +87,7 @@ def test_a_bad_manifest_is_still_one_line(manifests):
 
 
 def test_the_cli_catches_only_user_errors():
-    from jointspace.cli_errors import USER_ERRORS
+    from jointspace.cli.errors import USER_ERRORS
 
     assert (JointspaceError, OSError) == USER_ERRORS
 
@@ -121,7 +121,7 @@ def _no_module(monkeypatch, name):
 
 
 def _case_unknown_objective(tmp_path, monkeypatch):
-    from jointspace.compare import objectives_for
+    from jointspace.runs.compare import objectives_for
 
     objectives_for("vse")
 

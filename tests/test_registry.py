@@ -46,7 +46,7 @@ from jointspace import registry
 before = sorted(m for m in sys.modules if m.startswith("jointspace."))
 registry.lookup("objective", "dcca")
 loaded = sorted(m for m in sys.modules if m.startswith("jointspace.") and m not in before)
-skip = ("jointspace.serve", "jointspace.report", "jointspace.demo")
+skip = ("jointspace.serve", "jointspace.report", "jointspace.runs.demo", "jointspace.cli.__main__")
 for info in pkgutil.walk_packages(jointspace.__path__, "jointspace."):
     if not info.name.startswith(skip):
         importlib.import_module(info.name)
@@ -128,7 +128,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("jointspace."))))
 """
     loaded = run_python(script)
     assert "jointspace.objectives.cca" in loaded
-    heavy = ("jointspace.train", "jointspace.evaluate", "jointspace.data", "jointspace.pipeline")
+    heavy = ("jointspace.train", "jointspace.evaluate", "jointspace.data", "jointspace.runs")
     assert [m for m in loaded if m.startswith(heavy)] == []
 
 

@@ -119,7 +119,7 @@ missing = []
 for kind, name in names:
     try:
         if kind == "compare":
-            from jointspace.compare import CLOSED_FORM, objectives_for
+            from jointspace.runs.compare import CLOSED_FORM, objectives_for
             if name not in CLOSED_FORM:
                 objectives_for(name)
         elif kind == "faiss-kind":

@@ -127,10 +127,11 @@ def test_matcher_round_trips_and_refuses_another_model(tmp_path):
 @pytest.fixture(scope="module")
 def reranked_run(tmp_path_factory, digits_manifest):
     """A briefly trained digits model with a matcher, its image index and a served app."""
+    from jointspace.pipeline import fit, fit_reranker
+
     from jointspace.data import read_manifest
     from jointspace.index.build import build_index
     from jointspace.models import load
-    from jointspace.pipeline import fit, fit_reranker
     from jointspace.serve import create_app
 
     root = tmp_path_factory.mktemp("rerank")
@@ -279,7 +280,6 @@ def test_reranker_input_errors_are_clear(reranked_run, tmp_path):
 
 def test_fit_reranker_needs_a_train_split(reranked_run, digits_manifest, tmp_path):
     import pandas as pd
-
     from jointspace.pipeline import fit_reranker
 
     run, *_ = reranked_run

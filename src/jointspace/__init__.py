@@ -16,10 +16,11 @@ _LAZY = {
     "read_manifest": "jointspace.data",
     "JointModel": "jointspace.models",
     "build_model": "jointspace.models",
-    "load": "jointspace.models",
-    "evaluate_model": "jointspace.pipeline",
-    "fit": "jointspace.pipeline",
-    "load_manifest": "jointspace.pipeline",
+    "load": "jointspace.runs.run",
+    "Run": "jointspace.runs.run",
+    "evaluate_model": "jointspace.evaluate",
+    "fit": "jointspace.runs.fit",
+    "load_manifest": "jointspace.data",
     "Trainer": "jointspace.train",
     "TrainResult": "jointspace.train",
 }
@@ -27,6 +28,7 @@ _LAZY = {
 __all__ = [
     "ExperimentConfig",
     "JointModel",
+    "Run",
     "TrainResult",
     "Trainer",
     "__version__",
@@ -42,9 +44,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from jointspace.config import ExperimentConfig, builtin_config
-    from jointspace.data import build_dataset, read_manifest
-    from jointspace.models import JointModel, build_model, load
-    from jointspace.pipeline import evaluate_model, fit, load_manifest
+    from jointspace.data import build_dataset, load_manifest, read_manifest
+    from jointspace.evaluate import evaluate_model
+    from jointspace.models import JointModel, build_model
+    from jointspace.runs.fit import fit
+    from jointspace.runs.run import Run, load
     from jointspace.train import Trainer, TrainResult
 
 

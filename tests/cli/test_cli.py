@@ -122,7 +122,7 @@ def test_skip_bad_reports_and_skips(tmp_path, trained_run, digits_manifest, capl
 def test_demo_serve_indexes_the_dataset_and_serves_it(trained_run, digits_manifest, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from jointspace.demo import serve_demo
+    from jointspace.cli.demo import serve_demo
     from jointspace.serve import listen
 
     monkeypatch.setenv("JOINTSPACE_CACHE", str(digits_manifest.parents[2]))
@@ -138,7 +138,7 @@ def test_demo_serve_indexes_the_dataset_and_serves_it(trained_run, digits_manife
 def test_demo_serve_on_a_busy_port_fails_before_indexing(trained_run, tmp_path):
     import socket
 
-    from jointspace.demo import serve_demo
+    from jointspace.cli.demo import serve_demo
     from jointspace.errors import JointspaceError
 
     run = tmp_path / "run"
@@ -319,7 +319,7 @@ def test_embed_shows_progress_and_resumes_finished_batches(
 ):
     import logging
 
-    import jointspace.embed as embed_module
+    import jointspace.runs.export as embed_module
 
     out = tmp_path / "e.parquet"
     args = ["embed", str(trained_run), "--split", "test", "--out", str(out), "--batch-size", "64"]
@@ -360,12 +360,12 @@ def test_os_errors_are_one_line_naming_the_file(trained_run, tmp_path):
 
 
 def test_a_bug_inside_a_command_keeps_its_traceback(trained_run, monkeypatch):
-    import jointspace.pipeline
+    import jointspace.evaluate
 
     def broken(*args, **kwargs):
         raise AttributeError("a bug")
 
-    monkeypatch.setattr(jointspace.pipeline, "evaluate_model", broken)
+    monkeypatch.setattr(jointspace.evaluate, "evaluate_model", broken)
     result = runner.invoke(app, ["eval", str(trained_run)])
     assert isinstance(result.exception, AttributeError)  # not turned into "error: a bug"
 

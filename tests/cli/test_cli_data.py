@@ -166,7 +166,7 @@ def test_the_data_cli_keeps_heavy_imports_inside_commands():
     import ast
     from pathlib import Path
 
-    import jointspace.cli_data as module
+    import jointspace.cli.data as module
 
     tree = ast.parse(Path(module.__file__).read_text())
     top = set()
@@ -176,7 +176,7 @@ def test_the_data_cli_keeps_heavy_imports_inside_commands():
         elif isinstance(node, ast.ImportFrom):
             top.add(node.module)
     light = {"__future__", "json", "pathlib", "typing", "typer", "rich.console", "rich.markup"}
-    assert top <= light | {"rich.table", "typer.core", "jointspace.cli_errors"}, top
+    assert top <= light | {"rich.table", "typer.core", "jointspace.cli.errors"}, top
 
 
 def test_inspect_never_overwrites_a_report_or_charts_without_force(tmp_path, digits_manifest):

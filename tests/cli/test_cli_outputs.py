@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from jointspace.cli_outputs import (
+from jointspace.runs.outputs import (
     MARKER,
     OutputExistsError,
     claim_dir,

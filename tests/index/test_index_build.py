@@ -15,22 +15,25 @@ from jointspace.index import open_index
 from jointspace.index.build import ModelMismatchError, build_index, open_for_model
 from jointspace.models import load
 from jointspace.models.embedding import distinct_items
+from jointspace.models.io import model_fingerprint
 
 KILL_AT_BATCH_3 = """
 import os, sys
 from jointspace.data import read_manifest
 from jointspace.index.build import build_index
+from jointspace.models.io import model_fingerprint
 from jointspace.models import load
+from jointspace.models.io import model_fingerprint
 run, manifest, uri = sys.argv[1:]
 kill = lambda n: os._exit(9) if n == 3 else None
-build_index(load(run), run, read_manifest(manifest), "image", uri, batch_size=64,
+build_index(load(run), model_fingerprint(run), read_manifest(manifest), "image", uri, batch_size=64,
             save_every=2, progress=False, on_batch=kill)
 """
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, digits_manifest):
-    from jointspace.pipeline import fit
+    from jointspace.runs.fit import fit
 
     config = tiny_config(batch_size=256, max_steps=20)
     config.data.val_split = None
@@ -42,7 +45,14 @@ def run(tmp_path_factory, digits_manifest):
 def test_build_indexes_every_image_with_metadata(run, digits_manifest, tmp_path):
     manifest = read_manifest(digits_manifest)
     model = load(run)
-    index = build_index(model, run, manifest, "image", f"faiss://{tmp_path / 'i'}", progress=False)
+    index = build_index(
+        model,
+        model_fingerprint(run),
+        manifest,
+        "image",
+        f"faiss://{tmp_path / 'i'}",
+        progress=False,
+    )
     values, rows = distinct_items(manifest, "image")
     assert index.ids() == {r["id"] for r in rows} and len(index) == len(values)
     query = model.encode(["a handwritten seven"], "text")
@@ -67,14 +77,18 @@ def test_killed_build_resumes_without_duplicates_or_gaps(run, digits_manifest, t
     assert len(partial) == 128  # two batches of 64 were saved; the third died with the process
     partial.close()
     manifest = read_manifest(digits_manifest)
-    index = build_index(load(run), run, manifest, "image", uri, batch_size=64, progress=False)
+    index = build_index(
+        load(run), model_fingerprint(run), manifest, "image", uri, batch_size=64, progress=False
+    )
     _, rows = distinct_items(manifest, "image")
     assert index.ids() == {r["id"] for r in rows}
     assert len(index) == len(rows) == index.index.ntotal  # no vector twice
     index.close()
     # Items and vectors agree with a build that was never interrupted, id by id.
     whole = f"faiss://{tmp_path / 'whole'}"
-    build_index(load(run), run, manifest, "image", whole, batch_size=64, progress=False).close()
+    build_index(
+        load(run), model_fingerprint(run), manifest, "image", whole, batch_size=64, progress=False
+    ).close()
     resumed, fresh = open_index(uri), open_index(whole)
     assert resumed.get(sorted(resumed.ids())) == fresh.get(sorted(fresh.ids()))
     np.testing.assert_allclose(vectors_by_id(resumed), vectors_by_id(fresh), atol=1e-5)

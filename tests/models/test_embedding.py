@@ -63,10 +63,10 @@ def test_embed_items_embeds_each_distinct_item_once(model, manifest, monkeypatch
 
 def test_every_manifest_embedding_goes_through_embed_items(model, manifest, monkeypatch, tmp_path):
     """Evaluation, index build, export, closed-form fitting and re-ranking: one function."""
-    from jointspace.embed import embed_manifest
     from jointspace.evaluate.rerank import matching_set
     from jointspace.evaluate.retrieval import evaluate_retrieval
     from jointspace.index.build import build_index
+    from jointspace.runs.export import embed_manifest
     from jointspace.train.closed_form import head_inputs
 
     calls: list[tuple[str, int]] = []
@@ -77,12 +77,11 @@ def test_every_manifest_embedding_goes_through_embed_items(model, manifest, monk
         return real(manifest, modality, values)
 
     monkeypatch.setattr(embedding, "item_inputs", counting)
-    monkeypatch.setattr("jointspace.index.build.model_fingerprint", lambda _: "test-model")
 
     evaluate_retrieval(model, manifest)
     assert calls == [("text", 4), ("image", 3)]
     calls.clear()
-    build_index(model, tmp_path, manifest, "image", f"faiss://{tmp_path / 'i'}", progress=False)
+    build_index(model, "test-model", manifest, "image", f"faiss://{tmp_path / 'i'}", progress=False)
     assert calls == [("image", 3)]
     calls.clear()
     table = embed_manifest(model, manifest, "image")

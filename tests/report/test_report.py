@@ -19,7 +19,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory, digits_manifest):
-    from jointspace.pipeline import fit
+    from jointspace.runs.fit import fit
 
     root = tmp_path_factory.mktemp("report")
     fit(tiny_config(epochs=2, batch_size=128), root / "run", manifest=digits_manifest)

@@ -62,7 +62,7 @@ def same_tensors(a, b):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, digits_manifest):
     """A briefly trained digits run on a 600-row manifest, with a tiny re-ranker config."""
-    from jointspace.pipeline import fit
+    from jointspace.runs.fit import fit
 
     root = tmp_path_factory.mktemp("kill")
     lines = digits_manifest.read_text().splitlines()

@@ -7,11 +7,11 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from jointspace.cli import app
-from jointspace.compare import compare, objectives_for
 from jointspace.data import read_manifest
 from jointspace.evaluate.retrieval import chance_retrieval
 from jointspace.models import load
 from jointspace.models.build import build_model
+from jointspace.runs.compare import compare, objectives_for
 from jointspace.train.closed_form import fit_linear_cca, head_inputs
 
 

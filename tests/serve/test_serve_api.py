@@ -143,6 +143,7 @@ def test_ids_holding_slashes_have_working_media_and_item_urls(served_app, tmp_pa
     from jointspace.data import read_manifest
     from jointspace.index.build import build_index
     from jointspace.models import load
+    from jointspace.models.io import model_fingerprint
 
     app, manifest = served_app
     ids = ["shapes/red/1", "a b/c?d#e", "100%/x", "x/y/z.png"]
@@ -155,7 +156,12 @@ def test_ids_holding_slashes_have_working_media_and_item_urls(served_app, tmp_pa
     uri = f"faiss://{tmp_path / 'index'}"
     model_dir = app.state.model_dir
     build_index(
-        load(model_dir), model_dir, read_manifest(tmp_path / "m.csv"), "image", uri, progress=False
+        load(model_dir),
+        model_fingerprint(model_dir),
+        read_manifest(tmp_path / "m.csv"),
+        "image",
+        uri,
+        progress=False,
     ).close()
     client = TestClient(create_app(model_dir, uri))
     hits = client.post("/search", json={"text": "a digit", "k": 10}).json()["results"]

@@ -11,6 +11,7 @@ from jointspace.config import ModelConfig, TowerConfig
 from jointspace.data import read_manifest
 from jointspace.index.build import build_index
 from jointspace.models.build import build_model
+from jointspace.models.io import model_fingerprint
 from jointspace.serve import create_app
 
 TONES = (220, 330, 440, 660, 880, 1320)
@@ -36,7 +37,9 @@ def audio_app(tmp_path_factory):
     model.save(root / "model")
     manifest = read_manifest(root / "m.csv")
     uri = f"faiss://{root / 'index'}"
-    build_index(model, root / "model", manifest, "audio", uri, progress=False).close()
+    build_index(
+        model, model_fingerprint(root / "model"), manifest, "audio", uri, progress=False
+    ).close()
     with TestClient(create_app(root / "model", uri, max_upload_bytes=50_000)) as client:
         yield client, root
 

@@ -146,6 +146,7 @@ def audio_served(tmp_path_factory):
     from jointspace.data import read_manifest
     from jointspace.index.build import build_index
     from jointspace.models.build import build_model
+    from jointspace.models.io import model_fingerprint
 
     torch = pytest.importorskip("torch")
     root = tmp_path_factory.mktemp("audio-limits")
@@ -163,7 +164,9 @@ def audio_served(tmp_path_factory):
     model.save(root / "model")
     uri = f"faiss://{root / 'index'}"
     manifest = read_manifest(root / "m.csv")
-    build_index(model, root / "model", manifest, "audio", uri, progress=False).close()
+    build_index(
+        model, model_fingerprint(root / "model"), manifest, "audio", uri, progress=False
+    ).close()
     with TestClient(create_app(root / "model", uri)) as client:
         yield client
 

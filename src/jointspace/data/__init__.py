@@ -1,7 +1,12 @@
 """Data: manifests, validation, images, datasets, batches and built-in datasets."""
 
 from jointspace.data.audio import AudioError, AudioTransform, load_audio
-from jointspace.data.builtin import build_dataset, default_cache_dir, resolve_manifest
+from jointspace.data.builtin import (
+    build_dataset,
+    default_cache_dir,
+    load_manifest,
+    resolve_manifest,
+)
 from jointspace.data.collate import Batch, make_collate
 from jointspace.data.dataset import PairedDataset
 from jointspace.data.image import ImageError, ImageTransform, load_image
@@ -24,6 +29,7 @@ __all__ = [
     "default_cache_dir",
     "load_audio",
     "load_image",
+    "load_manifest",
     "make_collate",
     "open_manifest",
     "read_manifest",

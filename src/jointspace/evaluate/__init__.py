@@ -3,15 +3,19 @@
 from jointspace.evaluate.errors import EvaluationError
 from jointspace.evaluate.metrics import chance_metrics, ranking_stats, retrieval_metrics
 from jointspace.evaluate.retrieval import (
+    RetrievalEvaluator,
     chance_retrieval,
+    evaluate_model,
     evaluate_retrieval,
     relevance_matrix,
 )
 
 __all__ = [
     "EvaluationError",
+    "RetrievalEvaluator",
     "chance_metrics",
     "chance_retrieval",
+    "evaluate_model",
     "evaluate_retrieval",
     "ranking_stats",
     "relevance_matrix",

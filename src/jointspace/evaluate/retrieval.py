@@ -8,6 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
+from jointspace.config import ConfigError, EvalConfig
 from jointspace.data.manifest import Manifest, ManifestError
 from jointspace.evaluate.errors import EvaluationError
 from jointspace.evaluate.metrics import chance_metrics, retrieval_metrics, scored_queries
@@ -82,6 +83,41 @@ def evaluate_retrieval(
     (``…/chance_R@1``); ``primary`` is the mean recall; ``relevance`` names the relevance."""
     data = embed_split(model, manifest, tuple(modalities), relevance, batch_size)
     return score_retrieval(data.scores, data.relevant, modalities, ks, relevance)
+
+
+def evaluate_model(
+    model: JointModel,
+    manifest: Manifest,
+    config: EvalConfig | None = None,
+    modalities: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Retrieval metrics of ``model`` on ``manifest`` in both directions, as ``config`` says."""
+    config = config or EvalConfig()
+    if modalities is None:
+        modalities = [m for m in model.modalities if m in manifest.modalities]
+    if len(modalities) != 2:
+        raise ConfigError(f"retrieval needs exactly two modalities, got {list(modalities)}")
+    return evaluate_retrieval(
+        model,
+        manifest,
+        modalities=modalities,
+        relevance=config.relevance,
+        ks=config.ks,
+        batch_size=config.batch_size,
+    )
+
+
+@dataclass
+class RetrievalEvaluator:
+    """Retrieval on a held-out manifest, as the trainer calls it: ``evaluator(model)``."""
+
+    manifest: Manifest
+    config: EvalConfig
+    modalities: Sequence[str] | None = None
+    primary_metric: str = "primary"  # the mean recall over directions and ks
+
+    def __call__(self, model: JointModel) -> dict[str, float]:
+        return evaluate_model(model, self.manifest, self.config, self.modalities)
 
 
 @dataclass

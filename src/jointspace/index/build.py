@@ -11,7 +11,6 @@ from jointspace.data.manifest import Manifest, ManifestError
 from jointspace.errors import JointspaceError
 from jointspace.index import VectorIndex, open_index
 from jointspace.models.embedding import distinct_items, embed_items
-from jointspace.models.io import model_fingerprint
 from jointspace.models.joint import JointModel
 
 METADATA_COLUMNS = ("label", "split")
@@ -60,7 +59,7 @@ def open_for_model(
 
 def build_index(
     model: JointModel,
-    model_dir: str | Path,
+    fingerprint: str,
     manifest: Manifest,
     modality: str,
     uri: str,
@@ -75,11 +74,11 @@ def build_index(
 
     Saves every ``save_every`` batches, so a killed build loses at most those batches and a
     rerun adds only what is missing: no duplicate and no gap. ``force`` first discards what the
-    index held (a damaged index, another model's, or a folder of other files).
+    index held (a damaged index, another model's, or a folder of other files). ``fingerprint``
+    (``Run.fingerprint``) names the model: the index refuses to mix in another model's vectors.
     """
     values, rows = distinct_items(manifest, modality)
     _check_ids(manifest, modality, values, rows)  # before anything is opened or written
-    fingerprint = model_fingerprint(model_dir)
     index = open_for_model(
         uri,
         fingerprint,

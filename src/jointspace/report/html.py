@@ -9,7 +9,7 @@ from typing import Any
 
 from jointspace.data.image import load_image
 from jointspace.data.manifest import Manifest
-from jointspace.evaluate.report import relevance_note
+from jointspace.report.markdown import relevance_note
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }

@@ -13,9 +13,8 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from jointspace.errors import ArtifactError, JointspaceError
-from jointspace.index.build import indexed_media, media_path, open_for_model
-from jointspace.models import load
-from jointspace.models.io import model_fingerprint
+from jointspace.index.build import indexed_media, media_path
+from jointspace.runs import Run
 from jointspace.serve.apidocs import add_offline_docs
 from jointspace.serve.middleware import AccessLog, BodyLimit
 from jointspace.serve.probe import Probe
@@ -44,11 +43,14 @@ def create_app(
     so health, items and media never queue behind embedding; past ``max_pending`` waiting or
     running searches, ``/search`` answers 503.
     """
-    model = load(model_dir)
-    fingerprint = model_fingerprint(model_dir)
-    index = open_for_model(index_uri, fingerprint)
+    run = Run.open(model_dir)
+    index = run.open_index(index_uri)
     target, root = indexed_media(index)
-    reranker = Reranker.for_model(model, model_dir, target, root)
+    reranker = run.reranker(index)
+    model, fingerprint = run.model, run.fingerprint
+    # Queries are users' texts and uploads: caching their features would fill the disk with
+    # one-off entries (and the cache is not written from several threads at once).
+    model.feature_cache = None
     limits = limits or UploadLimits()
     probe = Probe(model)
     items = len(index)  # the service never writes, so the count is fixed

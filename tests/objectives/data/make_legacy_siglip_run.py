@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jointspace.config import ExperimentConfig, ObjectiveConfig, builtin_config
 from jointspace.data import build_dataset
-from jointspace.pipeline import fit
+from jointspace.runs.fit import fit
 
 
 class Stop(Exception):

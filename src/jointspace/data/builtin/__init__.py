@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from jointspace.data.builtin.digits import build_digits, default_cache_dir
 from jointspace.data.builtin.emoji import build_emoji
 from jointspace.data.builtin.emoji_pairs import build_emoji_pairs
 from jointspace.data.builtin.spoken_digits import build_spoken_digits
-from jointspace.data.manifest import ManifestError
+from jointspace.data.manifest import Manifest, ManifestError, read_manifest
 from jointspace.registry import available, lookup
 
 PREFIX = "builtin:"
@@ -37,6 +38,14 @@ def resolve_manifest(spec: str | Path) -> Path:
     raise ManifestError(f"manifest not found: {path} (built-in datasets: {known})")
 
 
+def load_manifest(
+    spec: str | Path, modalities: Sequence[str], *, split: str | None = None, skip_bad: bool = False
+) -> Manifest:
+    """Resolve a path or ``builtin:NAME``, validate it and keep one split (all rows if None)."""
+    manifest = read_manifest(resolve_manifest(spec), required=modalities, skip_bad=skip_bad)
+    return manifest.split(split) if split else manifest
+
+
 __all__ = [
     "build_dataset",
     "build_digits",
@@ -44,5 +53,6 @@ __all__ = [
     "build_emoji_pairs",
     "build_spoken_digits",
     "default_cache_dir",
+    "load_manifest",
     "resolve_manifest",
 ]

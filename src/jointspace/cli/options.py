@@ -25,3 +25,4 @@ Force = Annotated[
         "and holds nothing else; without --force an existing output is refused, unchanged.",
     ),
 ]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand
 
-from jointspace.cli_errors import user_errors
+from jointspace.cli.errors import user_errors
 
 app = typer.Typer(
     help="Build, convert, inspect and validate paired datasets.", no_args_is_help=True
@@ -113,9 +113,10 @@ def inspect(
     """Rows, modalities, caption and image statistics, duplicates and rows that fail to load."""
     from jointspace.atomic import write_text_atomic
     from jointspace.data import resolve_manifest
-    from jointspace.data.inspect import PLOT_NAMES, inspect_manifest, save_plots
+    from jointspace.data.inspect import inspect_manifest
     from jointspace.data.manifest import open_manifest
     from jointspace.errors import JointspaceError
+    from jointspace.report.inspect_plots import PLOT_NAMES, save_plots
 
     targets = ([json_path] if json_path else []) + [plots / n for n in PLOT_NAMES if plots]
     existing = [str(t) for t in targets if t.exists()]

@@ -1,7 +1,7 @@
 """The ``jointspace`` command line: one command, one function over the layers below.
 
 Importing this module imports no torch/numpy: every command imports what it needs in its body,
-so ``jointspace --help`` is fast. Outputs follow one rule (see ``cli_outputs``): an existing
+so ``jointspace --help`` is fast. Outputs follow one rule (see ``runs.outputs``): an existing
 output is refused unless --force, and --force replaces only what the same command wrote.
 """
 
@@ -16,12 +16,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jointspace.cli_data import app as data_app
-from jointspace.cli_errors import user_errors
-from jointspace.cli_index import app as index_app
-from jointspace.cli_options import Force, ModelDir, Query, RunData, TopK
-from jointspace.cli_outputs import OutputExistsError, claim_dir, claim_file, mark_dir
-from jointspace.cli_train import compare, train
+from jointspace.cli.data import app as data_app
+from jointspace.cli.demo import demo
+from jointspace.cli.errors import user_errors
+from jointspace.cli.index import app as index_app
+from jointspace.cli.options import Force, ModelDir, Query, RunData, SkipBad, TopK
+from jointspace.cli.train import compare, train
+from jointspace.runs.outputs import OutputExistsError, claim_dir, claim_file, mark_dir
 
 app = typer.Typer(
     help="Learn, evaluate and search joint embedding spaces.",
@@ -41,7 +42,6 @@ ClassNames = Annotated[
         "path, or a JSON/YAML file mapping each label to its name."
     ),
 ]
-SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]
 JsonOut = Annotated[
     Path | None,
     typer.Option("--json", help="Write metrics JSON here (an existing file needs --force)."),
@@ -76,6 +76,7 @@ def _setup() -> None:
 
 app.command()(user_errors(train))
 app.command()(user_errors(compare))
+app.command()(demo)
 
 
 @app.command("eval")
@@ -91,24 +92,17 @@ def eval_command(
 ) -> None:
     """Evaluate retrieval in both directions (Recall@K, mAP, median rank)."""
     from jointspace.atomic import write_text_atomic
-    from jointspace.config import EvalConfig
-    from jointspace.evaluate.report import metrics_table
-    from jointspace.pipeline import (
-        evaluate_model,
-        load_manifest,
-        load_trained,
-        run_config,
-        run_manifest,
-    )
+    from jointspace.cli.tables import metrics_table
+    from jointspace.evaluate import evaluate_model
+    from jointspace.runs import Run
 
     if json_path:
         claim_file(json_path, force)
-    model = load_trained(model_dir)
-    saved = run_config(model_dir)
-    eval_cfg = saved.eval if saved else EvalConfig()
+    run = Run.open(model_dir)
+    eval_cfg = run.config.eval
     eval_cfg.relevance = relevance or eval_cfg.relevance
-    spec = run_manifest(model_dir, data)
-    manifest = load_manifest(spec, model.modalities, split=split, skip_bad=skip_bad)
+    model = run.model
+    manifest = run.manifest(data, modalities=model.modalities, split=split, skip_bad=skip_bad)
     metrics = evaluate_model(model, manifest, eval_cfg)
     out.print(metrics_table(metrics, f"{split or 'all'} split, relevance={eval_cfg.relevance}"))
     if json_path:
@@ -132,14 +126,14 @@ def zeroshot(
     """Zero-shot classification: each item against text prompts built from the labels."""
     from jointspace.atomic import write_text_atomic
     from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot
-    from jointspace.pipeline import load_manifest, load_trained, run_manifest
+    from jointspace.runs import Run
 
     if json_path:
         claim_file(json_path, force)
-    model = load_trained(model_dir)
-    manifest = load_manifest(run_manifest(model_dir, data), [modality], split=split)
+    run = Run.open(model_dir)
+    manifest = run.manifest(data, modalities=[modality], split=split, skip_bad=False)
     result = evaluate_zero_shot(
-        model, manifest, modality=modality, templates=template or TEMPLATES, names=class_names
+        run.model, manifest, modality=modality, templates=template or TEMPLATES, names=class_names
     )
     metrics = {k: round(100 * v, 2) for k, v in result.metrics.items()}
     out.print(
@@ -178,16 +172,13 @@ def report(
     force: Force = False,
 ) -> None:
     """Write an HTML report: metrics, Recall@K, zero-shot, probe, geometry, maps, failures."""
-    from jointspace.models.io import resolve_model_dir
-    from jointspace.pipeline import load_manifest, load_trained, run_config, run_manifest
     from jointspace.report import build_report
+    from jointspace.runs import Run
 
     claim_dir(out_dir, "report", force)
-    model = load_trained(model_dir)
-    saved = run_config(model_dir)
-    relevance = relevance or (saved.eval.relevance if saved else "pairs")
-    manifest = load_manifest(run_manifest(model_dir, data), model.modalities)
-    run_dir = resolve_model_dir(model_dir).parent
+    run = Run.open(model_dir)
+    model = run.model
+    manifest = run.manifest(data, modalities=model.modalities, skip_bad=False)
     build_report(  # replaces out_dir atomically: a failure leaves the earlier report
         model,
         manifest,
@@ -195,8 +186,8 @@ def report(
         split=split,
         zeroshot_split=zeroshot_split,
         modalities=model.modalities[:2],
-        relevance=relevance,
-        run_dir=run_dir,
+        relevance=relevance or run.config.eval.relevance,
+        run_dir=run.dir,
         map_method=map_method,
         class_names=class_names,
     )
@@ -221,22 +212,20 @@ def rerank(
     An existing matcher is replaced only with --force, atomically once the new one is trained.
     """
     from jointspace.atomic import write_text_atomic
-    from jointspace.config import ExperimentConfig
-    from jointspace.evaluate.report import rerank_table
-    from jointspace.models.io import resolve_model_dir
+    from jointspace.cli.tables import rerank_table
     from jointspace.models.matcher import MATCHER_DIR
-    from jointspace.pipeline import fit_reranker, run_config
+    from jointspace.runs import Run, train_matcher
 
-    matcher = resolve_model_dir(model_dir) / MATCHER_DIR
+    run = Run.open(model_dir)
+    matcher = run.model_dir / MATCHER_DIR
     if matcher.exists() and not force:
         raise OutputExistsError(f"{matcher} already holds a matcher: pass --force to retrain it")
     if json_path:
         claim_file(json_path, force)
-    saved = run_config(model_dir) or ExperimentConfig()
-    cfg = saved.rerank
+    cfg = run.config.rerank
     cfg.epochs = epochs if epochs is not None else cfg.epochs
     cfg.candidates = candidates if candidates is not None else cfg.candidates
-    metrics = fit_reranker(model_dir, cfg, manifest=data)
+    metrics = train_matcher(run, cfg, data=data)
     for split, stages in metrics.items():
         out.print(rerank_table(stages, f"{split} split, top {cfg.candidates} re-ranked"))
     if json_path:
@@ -265,25 +254,14 @@ def embed(
     Finished batches are kept beside OUT (.OUT.parts) until OUT is written atomically, so a
     killed run, started again with the same arguments, embeds only what is left.
     """
-    from jointspace.embed import discard_parts, embed_manifest, parts_dir, write_embeddings
-    from jointspace.models.io import model_fingerprint
-    from jointspace.pipeline import load_manifest, load_trained, run_manifest
+    from jointspace.runs import Run, export_embeddings
 
     claim_file(out_path, force)
-    model = load_trained(model_dir)
-    spec = run_manifest(model_dir, data)
-    manifest = load_manifest(spec, [modality], split=split, skip_bad=skip_bad)
-    table = embed_manifest(
-        model,
-        manifest,
-        modality,
-        parts=parts_dir(out_path),
-        key=model_fingerprint(model_dir),
-        batch_size=batch_size,
+    run = Run.open(model_dir)
+    count = export_embeddings(
+        run, out_path, modality, data=data, split=split, skip_bad=skip_bad, batch_size=batch_size
     )
-    write_embeddings(table, out_path)
-    discard_parts(out_path)
-    console.print(f"wrote {table.num_rows} {modality} embeddings → {out_path}")
+    console.print(f"wrote {count} {modality} embeddings → {out_path}")
 
 
 @app.command()
@@ -297,12 +275,12 @@ def search(
     split: Split = None,
 ) -> None:
     """Brute-force search a manifest's items with a text query."""
-    from jointspace.embed import results_table, search_manifest
-    from jointspace.pipeline import load_manifest, load_trained, run_manifest
+    from jointspace.cli.tables import results_table
+    from jointspace.runs import Run, search_manifest
 
-    model = load_trained(model_dir)
-    manifest = load_manifest(run_manifest(model_dir, data), ["text", target], split=split)
-    hits = search_manifest(model, manifest, [query], target, k)[0]
+    run = Run.open(model_dir)
+    manifest = run.manifest(data, modalities=["text", target], split=split, skip_bad=False)
+    hits = search_manifest(run.model, manifest, [query], target, k)[0]
     out.print(results_table(query, hits))
 
 
@@ -332,69 +310,6 @@ def serve(
             highlight=False,
         )
         run_on(sock, application)
-
-
-@app.command()
-@user_errors
-def demo(
-    out_dir: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            help="Run directory: new or empty. An earlier demo run there is replaced only with "
-            "--force, and only if it holds nothing the demo did not write.",
-        ),
-    ] = Path("runs/demo"),
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="Built-in dataset: emoji, digits or spoken-digits "
-            "(default: emoji when pretrained, else digits)."
-        ),
-    ] = None,
-    pretrained: Annotated[
-        bool | None,
-        typer.Option(
-            "--pretrained/--scratch",
-            help="Locked EfficientNet-Lite0 + MiniLM towers, or towers from scratch "
-            "(default: pretrained when their packages are installed).",
-        ),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.", min=1)] = None,
-    grid: Annotated[Path | None, typer.Option(help="Save the query results as a PNG grid.")] = None,
-    serve: Annotated[
-        bool, typer.Option(help="End by serving a search page over the data.")
-    ] = False,
-    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force", help="Replace an earlier demo run in --out (and an existing --grid file)."
-        ),
-    ] = False,
-) -> None:
-    """Build a built-in dataset, train on CPU, evaluate the test split, show a few searches.
-
-    Never deletes a directory it did not create: a non-empty --out is refused unless it is an
-    earlier demo run (it holds a .jointspace-output marker) and --force is given.
-    """
-    from jointspace.demo import run_demo
-
-    if grid is not None:
-        claim_file(grid, force)
-    run_demo(
-        out_dir,
-        dataset=dataset,
-        pretrained=pretrained,
-        epochs=epochs,
-        grid=grid,
-        console=out,
-        force=force,
-    )
-    if serve:
-        from jointspace.demo import serve_demo
-
-        serve_demo(out_dir, port)
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jointspace.cli_errors import user_errors
-from jointspace.cli_options import Data, ModelDir, Query, TopK
+from jointspace.cli.errors import user_errors
+from jointspace.cli.options import Data, ModelDir, Query, TopK
 from jointspace.errors import NotFoundError
 
 app = typer.Typer(help="Build and query vector indexes (FAISS, Milvus).", no_args_is_help=True)
@@ -44,14 +44,11 @@ def build(
 
     Only one build may write an index at a time; searches and `serve` may run meanwhile.
     """
-    from jointspace.index.build import build_index
-    from jointspace.pipeline import load_manifest, load_trained
+    from jointspace.runs import Run
 
-    model = load_trained(model_dir)
-    manifest = load_manifest(data, [modality], split=split)
-    built = build_index(
-        model, model_dir, manifest, modality, index, batch_size=batch_size, force=force
-    )
+    run = Run.open(model_dir)
+    manifest = run.manifest(data, modalities=[modality], split=split, skip_bad=False)
+    built = run.build_index(manifest, modality, index, batch_size=batch_size, force=force)
     try:
         err.print(f"{len(built)} {modality} items in {index}")
     finally:
@@ -73,40 +70,24 @@ def search(
     ] = 0,
 ) -> None:
     """Search an index with a text query (the model must be the one that built it)."""
-    from rich.table import Table
+    from jointspace.cli.tables import hits_table
+    from jointspace.index.build import indexed_media
+    from jointspace.runs import Run
 
-    from jointspace.index.build import open_for_model
-    from jointspace.models import load
-    from jointspace.models.io import model_fingerprint
-
+    run = Run.open(model_dir)
     # Open the index first: a missing or damaged one is reported before a model loads.
-    opened = open_for_model(index, model_fingerprint(model_dir))  # read-only: never writes
+    opened = run.open_index(index)  # read-only: never writes
     try:
-        model = load(model_dir)
-        hits = opened.search(model.encode([query], "text"), k=max(k, rerank), filter=filter)[0]
-        ranked = (
-            _rerank(model, model_dir, opened, query, hits, rerank)
-            if rerank
-            else [(hit, None) for hit in hits]
-        )
+        hits = opened.search(run.model.encode([query], "text"), k=max(k, rerank), filter=filter)
+        ranked = [(hit, None) for hit in hits[0]]
+        if rerank:
+            reranker = run.reranker(opened)
+            if reranker is None or not reranker.supports("text"):
+                target = indexed_media(opened)[0]
+                raise NotFoundError(
+                    f"{model_dir} has no text–{target} re-ranker: run `jointspace rerank`"
+                )
+            ranked = reranker.rerank("text", query, hits[0], rerank)
     finally:
         opened.close()
-    table = Table(title=f"query: {query!r}")
-    for name in ("rank", "score", "match", "id", "metadata"):
-        table.add_column(name)
-    for rank, (hit, matched) in enumerate(ranked[:k], start=1):
-        meta = ", ".join(f"{key}={value}" for key, value in hit.metadata.items())
-        shown = "" if matched is None else f"{matched:.2f}"
-        table.add_row(str(rank), f"{hit.score:.3f}", shown, hit.id, meta)
-    out.print(table)
-
-
-def _rerank(model, model_dir, opened, query: str, hits: list, depth: int) -> list:
-    from jointspace.index.build import indexed_media
-    from jointspace.serve.rerank import Reranker
-
-    target, root = indexed_media(opened)
-    reranker = Reranker.for_model(model, model_dir, target, root)
-    if reranker is None or not reranker.supports("text"):
-        raise NotFoundError(f"{model_dir} has no text–{target} re-ranker: run `jointspace rerank`")
-    return reranker.rerank("text", query, hits, depth)
+    out.print(hits_table(query, ranked[:k]))

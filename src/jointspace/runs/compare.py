@@ -13,14 +13,16 @@ import torch
 from jointspace.atomic import write_text_atomic
 from jointspace.config import ExperimentConfig, ObjectiveConfig, dumps_json
 from jointspace.errors import UnknownNameError
-from jointspace.evaluate.report import markdown_table as markdown_rows
-from jointspace.evaluate.report import relevance_note
-from jointspace.models import load
+from jointspace.data import load_manifest
+from jointspace.evaluate.retrieval import evaluate_model
 from jointspace.models.build import build_model
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import save_model
-from jointspace.pipeline import evaluate_model, fit, load_manifest, load_trained
 from jointspace.registry import available
+from jointspace.report.markdown import markdown_table as markdown_rows
+from jointspace.report.markdown import relevance_note
+from jointspace.runs.fit import fit, manifest_spec
+from jointspace.runs.run import RUN_CONFIG, Run
 from jointspace.train.closed_form import fit_linear_cca
 
 # Names the table uses for objectives with settings; any registered objective name works too.
@@ -76,10 +78,10 @@ def _train(config: ExperimentConfig, name: str, run_dir: Path, spec: str | Path)
     if name not in CLOSED_FORM:
         config.objectives = objectives_for(name)
         fit(config, run_dir, manifest=spec)
-        model = load_trained(run_dir)
+        model = Run.open(run_dir).model
         if name == "dcca":  # deep CCA's embeddings are correlated, not aligned: add linear CCA
             train = load_manifest(spec, config.data.modalities, split=config.data.train_split)
-            fit_linear_cca(model, train, tuple(config.data.modalities), after_head=True)
+            fit_linear_cca(model, train, _pair(config), after_head=True)
             save_model(model, run_dir / "model")
         return model
     # Linear CCA: the same initial towers, heads solved in closed form on the train split.
@@ -90,11 +92,17 @@ def _train(config: ExperimentConfig, name: str, run_dir: Path, spec: str | Path)
     # Frozen towers' features come from the cache training uses: a rerun runs no backbone.
     cache = FeatureCache.from_setting(config.train.feature_cache)
     model.feature_cache = cache
-    fit_linear_cca(model, train, tuple(config.data.modalities))
+    fit_linear_cca(model, train, _pair(config))
     save_model(model, run_dir / "model")
-    model = load(run_dir)
-    model.feature_cache = cache
-    return model
+    # Recorded like a trained run's, so eval, embed and index commands find its data.
+    config.data.manifest = manifest_spec(spec)
+    write_text_atomic(run_dir / RUN_CONFIG, config.to_yaml())
+    return Run.open(run_dir).model
+
+
+def _pair(config: ExperimentConfig) -> tuple[str, str]:
+    a, b = config.data.modalities  # CCA relates exactly two views
+    return a, b
 
 
 def markdown_table(rows: list[dict[str, Any]], modalities: Sequence[str]) -> str:

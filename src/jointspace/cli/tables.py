@@ -1,30 +1,14 @@
-"""Human-readable metric tables (Rich) for the CLI and the demo."""
+"""Terminal tables (Rich): metrics, re-ranking, search results."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 
 from rich.table import Table
 
+from jointspace.report.markdown import CHANCE, relevance_note
+
 COUNTS = ("queries", "excluded_queries")
-CHANCE = "chance_"
-
-
-def relevance_note(metrics: Mapping[str, object]) -> str:
-    """One line saying which relevance the numbers use, what chance means and what was left out."""
-    from jointspace.evaluate.retrieval import RELEVANCE_MEANING
-
-    parts = []
-    relevance = metrics.get("relevance")
-    if relevance is not None:
-        parts.append(f"relevance={relevance} ({RELEVANCE_MEANING.get(str(relevance), '?')})")
-    if any(f"/{CHANCE}" in k for k in metrics):
-        parts.append("chance = exact expected value under a uniformly random ranking")
-    for key, value in metrics.items():
-        if key.endswith("/excluded_queries") and value:
-            direction = key.split("/")[0].replace("_to_", " → ")
-            parts.append(f"{direction}: {int(value)} queries with no relevant item excluded")
-    return "; ".join(parts)
 
 
 def metrics_table(metrics: Mapping[str, object], title: str = "retrieval") -> Table:
@@ -57,13 +41,6 @@ def metrics_table(metrics: Mapping[str, object], title: str = "retrieval") -> Ta
     return table
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A Markdown table of already formatted cells (benchmarks and docs print these)."""
-    lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
-    lines += [f"| {' | '.join(row)} |" for row in rows]
-    return "\n".join(lines)
-
-
 def _fmt(name: str, value: object) -> str:
     if value is None:
         return "-"
@@ -79,3 +56,24 @@ def rerank_table(stages: dict[str, dict[str, float]], title: str = "re-ranking")
         if "/" in key
     }
     return metrics_table(merged, title)
+
+
+def results_table(query: str, hits: list) -> Table:
+    table = Table(title=f"query: {query!r}")
+    for name in ("rank", "score", "item", "label"):
+        table.add_column(name, justify="right" if name in ("rank", "score") else "left")
+    for hit in hits:
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.value, hit.label)
+    return table
+
+
+def hits_table(query: str, ranked: list) -> Table:
+    """Index search results: rank, score, the matcher's score (if re-ranked), id, metadata."""
+    table = Table(title=f"query: {query!r}")
+    for name in ("rank", "score", "match", "id", "metadata"):
+        table.add_column(name)
+    for rank, (hit, matched) in enumerate(ranked, start=1):
+        meta = ", ".join(f"{key}={value}" for key, value in hit.metadata.items())
+        shown = "" if matched is None else f"{matched:.2f}"
+        table.add_row(str(rank), f"{hit.score:.3f}", shown, hit.id, meta)
+    return table

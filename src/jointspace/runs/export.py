@@ -1,36 +1,22 @@
-"""Embed a manifest's items and search them by brute force (a real index comes later)."""
+"""``jointspace embed``: a manifest's distinct items as vectors in Parquet, resumable by batch."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rich.table import Table
 from tqdm.auto import tqdm
 
 from jointspace.atomic import atomic_path, write_text_atomic
-from jointspace.config import ConfigError
 from jointspace.data import Manifest
 from jointspace.models.embedding import distinct_items, embed_items
 from jointspace.models.joint import JointModel
 from jointspace.progress import is_terminal, logger
-
-
-@dataclass
-class Hit:
-    """One search result: the manifest value plus what the manifest knows about it."""
-
-    rank: int
-    score: float
-    value: str
-    id: str
-    label: str
-    split: str = ""
+from jointspace.runs.run import Run
 
 
 def embed_manifest(
@@ -147,43 +133,6 @@ def _progress(total: int, desc: str):
     yield advance
 
 
-def search_manifest(
-    model: JointModel, manifest: Manifest, queries: list[str], target: str, k: int = 5
-) -> list[list[Hit]]:
-    """Top-``k`` items of ``target`` for each text query, by cosine similarity."""
-    if k < 1:
-        raise ConfigError(f"k must be at least 1, got {k}")
-    values, rows = distinct_items(manifest, target)
-    _, gallery = embed_items(model, manifest, target, values)
-    scores = model.encode(queries, "text") @ gallery.T
-    results = []
-    for row_scores in scores:
-        top = np.argsort(-row_scores, kind="stable")[:k]
-        results.append(
-            [
-                Hit(
-                    rank,
-                    float(row_scores[i]),
-                    values[i],
-                    rows[i]["id"],
-                    rows[i].get("label", ""),
-                    rows[i].get("split", ""),
-                )
-                for rank, i in enumerate(top, start=1)
-            ]
-        )
-    return results
-
-
-def results_table(query: str, hits: list[Hit]) -> Table:
-    table = Table(title=f"query: {query!r}")
-    for name in ("rank", "score", "item", "label"):
-        table.add_column(name, justify="right" if name in ("rank", "score") else "left")
-    for hit in hits:
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.value, hit.label)
-    return table
-
-
 def discard_parts(out_path: Path) -> None:
     """Remove the finished batches once ``out_path`` holds them all (only files embed wrote)."""
     directory = parts_dir(out_path)
@@ -192,3 +141,32 @@ def discard_parts(out_path: Path) -> None:
     (directory / "key.txt").unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         directory.rmdir()
+
+
+def export_embeddings(
+    run: Run,
+    out_path: Path,
+    modality: str,
+    *,
+    data: str | Path | None = None,
+    split: str | None = None,
+    skip_bad: bool = False,
+    batch_size: int = 256,
+) -> int:
+    """Embed ``modality``'s distinct items into Parquet at ``out_path``; returns how many.
+
+    Finished batches wait beside ``out_path`` (tied to the model's fingerprint) until it is
+    written atomically, so a killed export, run again, embeds only what is left.
+    """
+    manifest = run.manifest(data, modalities=[modality], split=split, skip_bad=skip_bad)
+    table = embed_manifest(
+        run.model,
+        manifest,
+        modality,
+        parts=parts_dir(out_path),
+        key=run.fingerprint,
+        batch_size=batch_size,
+    )
+    write_embeddings(table, out_path)
+    discard_parts(out_path)
+    return table.num_rows

@@ -1,0 +1,5 @@
+"""The ``jointspace`` command line (the console script runs ``jointspace.cli:main``)."""
+
+from jointspace.cli.main import app, main
+
+__all__ = ["app", "main"]

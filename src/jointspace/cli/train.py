@@ -1,0 +1,91 @@
+"""``jointspace train`` and ``compare``; on --resume a run trains with its own recorded config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from jointspace.cli.options import Force, SkipBad
+
+out = Console()
+err = Console(stderr=True)
+
+
+def train(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="Experiment YAML, e.g. configs/digits.yaml (optional with --resume)."),
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Override the config's manifest.")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Run directory: new, or without run files in it.")
+    ] = Path("runs/latest"),
+    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.", min=1)] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.", min=1)] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the run in --out from its latest checkpoint with its own config.yaml "
+            "(--epochs/--max-steps extend it)."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="With --resume: continue with CONFIG though it differs from the run's."
+        ),
+    ] = False,
+    skip_bad: SkipBad = False,
+) -> None:
+    """Train a joint embedding model from a YAML config.
+
+    A new run refuses an --out that already holds run files (nothing is written). --resume reads
+    the run's config.yaml, which is updated (atomically) only once training continues.
+    """
+    from jointspace.runs.fit import fit
+    from jointspace.runs.resume import resume_config
+
+    overrides = {"train.epochs": epochs, "train.max_steps": max_steps}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if skip_bad:
+        overrides["data.skip_bad"] = True
+    cfg = resume_config(config, out_dir, resume=resume, force=force, overrides=overrides, data=data)
+    result = fit(cfg, out_dir, manifest=data, resume=resume)
+    best = (
+        f" (best {result.best['primary']:.3f} at step {result.best['step']})" if result.best else ""
+    )
+    err.print(f"trained {result.steps} steps → {result.model_dir}{best}")
+
+
+def compare(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML shared by every run.")],
+    objectives: Annotated[
+        str, typer.Option(help="Comma-separated: clip,siglip,triplet-sum,triplet-max,cca,dcca")
+    ] = "clip,siglip,triplet-sum,triplet-max,cca,dcca",
+    data: Annotated[str | None, typer.Option(help="Override the config's manifest.")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory of runs (new or empty; --force replaces one).")
+    ] = Path("runs/compare"),
+    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.", min=1)] = None,
+    force: Force = False,
+) -> None:
+    """Train one config with each objective (same towers, data, seed, budget); tabulate."""
+    from jointspace.config import ExperimentConfig
+    from jointspace.runs.compare import CLOSED_FORM, markdown_table, objectives_for
+    from jointspace.runs.compare import compare as run_compare
+    from jointspace.runs.outputs import mark_dir, prepare_dir
+
+    cfg = ExperimentConfig.from_yaml(config)
+    cfg.train.epochs = epochs if epochs is not None else cfg.train.epochs
+    names = [n.strip() for n in objectives.split(",") if n.strip()]
+    for name in names:  # a typo is refused before the output directory is touched
+        if name not in CLOSED_FORM:
+            objectives_for(name)
+    prepare_dir(out_dir, "compare", force)
+    rows = run_compare(cfg, names, out_dir, manifest=data, log=err.print)
+    mark_dir(out_dir, "compare")
+    out.print(markdown_table(rows, cfg.data.modalities))
+    err.print(f"table → {out_dir / 'compare.md'}, {out_dir / 'compare.json'}")

@@ -1,0 +1,145 @@
+"""``fit``: train an experiment config into a run directory (new, or resumed)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from jointspace.atomic import write_text_atomic
+from jointspace.config import ExperimentConfig
+from jointspace.data import Manifest, PairedDataset, load_manifest
+from jointspace.errors import JointspaceError
+from jointspace.evaluate.retrieval import RetrievalEvaluator
+from jointspace.models.build import build_model
+from jointspace.models.feature_cache import FeatureCache
+from jointspace.models.joint import JointModel
+from jointspace.objectives.combined import build_objective
+from jointspace.runs.run import RUN_CONFIG
+from jointspace.train import checkpoint as ckpt
+from jointspace.train.trainer import Callback, Trainer, TrainResult
+
+
+class RunExistsError(JointspaceError, FileExistsError):
+    """A training run would overwrite files of another run (or of a user) in its directory."""
+
+
+class NoRunError(JointspaceError, FileNotFoundError):
+    """``--resume`` pointed at a directory that holds no run."""
+
+
+# What ``fit`` writes at the top of a run directory: anything else there is left alone.
+RUN_ENTRIES = (RUN_CONFIG, "checkpoints", "model", "metrics.jsonl", "metrics.csv")
+
+
+def fit(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    manifest: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """Train ``config`` into ``out_dir``; the selected model ends up in ``out_dir/model``.
+
+    A new run refuses a directory that already holds run files (nothing is written then).
+    ``resume`` continues from the latest checkpoint (a run killed before its first one starts
+    afresh); its ``config.yaml`` is replaced only once a step has trained.
+    """
+    out_dir = Path(out_dir)
+    config = copy.deepcopy(config)  # the recorded manifest below must not leak to the caller
+    data = config.data
+    spec = manifest or data.manifest
+    resume = resume and _has_checkpoint(out_dir)
+    if not resume:
+        check_new_run(out_dir)
+    full = load_manifest(spec, data.modalities, skip_bad=data.skip_bad)
+    data.manifest = manifest_spec(spec)
+    train_rows = full.split(data.train_split) if data.train_split else full
+    has_val = data.val_split is not None and data.val_split in full.splits()
+    torch.manual_seed(config.train.seed)
+    model = _initial_model(config, train_rows, out_dir, resume)
+    model.feature_cache = FeatureCache.from_setting(config.train.feature_cache)
+    objective = build_objective(config.objectives)
+    evaluator = None
+    if has_val and data.val_split is not None:
+        evaluator = RetrievalEvaluator(full.split(data.val_split), config.eval, data.modalities)
+    preprocess = {m: model.tower(m).preprocess for m in data.modalities}
+    seed = config.train.seed if data.augment else None
+    dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
+    record = partial(_record_config, out_dir / RUN_CONFIG, config.to_yaml())
+    if resume:
+        callbacks = [*callbacks, _once(record)]
+    trainer = Trainer(
+        model,
+        objective,
+        config.train,
+        out_dir,
+        evaluator=evaluator,
+        callbacks=callbacks,
+        feature_cache=model.feature_cache,
+    )
+    if not resume:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        record()
+    return trainer.fit(dataset, resume=resume)
+
+
+def check_new_run(out_dir: Path) -> None:
+    """Refuse to start a run where one already is (or where its files would overwrite others)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunExistsError(f"{out_dir} is a file, not a run directory: choose another --out")
+    taken = [name for name in RUN_ENTRIES if (out_dir / name).exists()]
+    if taken:
+        what = "checkpoints" if "checkpoints" in taken else "run files"
+        raise RunExistsError(
+            f"{out_dir} already holds {what} ({', '.join(taken)}): continue that run with "
+            "--resume, or choose another --out (nothing was written)"
+        )
+
+
+def _has_checkpoint(out_dir: Path) -> bool:
+    if ckpt.latest_checkpoint(out_dir / "checkpoints") is not None:
+        return True
+    if (out_dir / RUN_CONFIG).is_file():
+        return False  # started but killed before its first checkpoint: nothing to lose
+    raise NoRunError(f"nothing to resume: {out_dir} holds no run ({RUN_CONFIG} missing)")
+
+
+def _record_config(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text() != text:
+        write_text_atomic(path, text)
+
+
+def _once(action: Callable[[], None]) -> Callback:
+    done: list[int] = []
+
+    def callback(step: int, record: dict[str, float]) -> None:
+        if not done:
+            done.append(step)
+            action()
+
+    return callback
+
+
+def manifest_spec(spec: str | Path) -> str:
+    """How a run records its manifest: ``builtin:NAME`` as given, a file as its absolute path."""
+    text = str(spec)
+    if text.startswith("builtin:"):
+        return text
+    path = Path(text)
+    return str(path.resolve()) if path.exists() else f"builtin:{text}"
+
+
+def _initial_model(
+    config: ExperimentConfig, train_rows: Manifest, out_dir: Path, resume: bool
+) -> JointModel:
+    # On resume the tokenizer comes from the checkpoint, never retrained.
+    latest = ckpt.latest_checkpoint(out_dir / "checkpoints") if resume else None
+    if latest is not None:
+        return build_model(config.model, assets_dir=latest)
+    corpus = train_rows.column("text") if "text" in train_rows.columns else None
+    return build_model(config.model, corpus=corpus)
