@@ -34,6 +34,7 @@ def test_import_contracts_hold():
     assert names >= CONTRACTS
     layers = next(c for c in contracts["contracts"] if c["type"] == "layers")["layers"]
     assert layers == [
+        "jointspace.matcher",
         "jointspace.evaluate | jointspace.index",
         "jointspace.train",
         "jointspace.objectives",
@@ -50,12 +51,19 @@ def test_an_upward_import_breaks_the_contracts(tmp_path):
     base.write_text(base.read_text() + "\nfrom jointspace.evaluate import metrics  # noqa\n")
     version_user = tmp_path / "src" / "jointspace" / "models" / "modes.py"
     version_user.write_text(version_user.read_text() + "\nfrom jointspace import __version__\n")
+    # The matcher sits above evaluate and index, below the programs and shells.
+    metrics = tmp_path / "src" / "jointspace" / "evaluate" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "\nfrom jointspace.matcher import model  # noqa\n")
+    loss = tmp_path / "src" / "jointspace" / "matcher" / "loss.py"
+    loss.write_text(loss.read_text() + "\nfrom jointspace.serve import app  # noqa\n")
     result = lint_imports(tmp_path)
     assert result.returncode == 1
     assert "index does not import evaluate BROKEN" in result.stdout
     assert "jointspace.index.base -> jointspace.evaluate.metrics" in result.stdout
     assert "no part imports the package root" in result.stdout
     assert "jointspace.models.modes is not allowed to import jointspace" in result.stdout
+    assert "jointspace.evaluate is not allowed to import jointspace.matcher" in result.stdout
+    assert "jointspace.matcher is not allowed to import jointspace.serve" in result.stdout
 
 
 def test_version_has_one_value():

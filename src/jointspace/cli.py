@@ -223,8 +223,8 @@ def rerank(
     from jointspace.atomic import write_text_atomic
     from jointspace.config import ExperimentConfig
     from jointspace.evaluate.report import rerank_table
+    from jointspace.matcher.model import MATCHER_DIR
     from jointspace.models.io import resolve_model_dir
-    from jointspace.models.matcher import MATCHER_DIR
     from jointspace.pipeline import fit_reranker, run_config
 
     matcher = resolve_model_dir(model_dir) / MATCHER_DIR

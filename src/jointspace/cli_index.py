@@ -103,10 +103,10 @@ def search(
 
 def _rerank(model, model_dir, opened, query: str, hits: list, depth: int) -> list:
     from jointspace.index.build import indexed_media
-    from jointspace.serve.rerank import Reranker
+    from jointspace.matcher.search import SearchMatcher
 
     target, root = indexed_media(opened)
-    reranker = Reranker.for_model(model, model_dir, target, root)
+    reranker = SearchMatcher.for_model(model, model_dir, target, root)
     if reranker is None or not reranker.supports("text"):
         raise NotFoundError(f"{model_dir} has no text–{target} re-ranker: run `jointspace rerank`")
     return reranker.rerank("text", query, hits, depth)

@@ -13,16 +13,22 @@ from jointspace.atomic import write_text_atomic
 from jointspace.config import ConfigError, EvalConfig, ExperimentConfig, RerankConfig
 from jointspace.data import Manifest, ManifestError, PairedDataset, read_manifest, resolve_manifest
 from jointspace.errors import JointspaceError
-from jointspace.evaluate.rerank import fit_prior_weight, matching_set, rerank_metrics
 from jointspace.evaluate.retrieval import evaluate_retrieval
+from jointspace.matcher import (
+    MATCHER_DIR,
+    CrossModalMatcher,
+    fit_matcher,
+    fit_prior_weight,
+    matching_set,
+    rerank_metrics,
+    save_matcher,
+)
 from jointspace.models.build import build_model
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import load, model_fingerprint, resolve_model_dir
 from jointspace.models.joint import JointModel
-from jointspace.models.matcher import MATCHER_DIR, CrossModalMatcher, save_matcher
 from jointspace.objectives.combined import build_objective
 from jointspace.train import checkpoint as ckpt
-from jointspace.train.matcher import fit_matcher
 from jointspace.train.trainer import Callback, Trainer, TrainResult
 
 RUN_CONFIG = "config.yaml"

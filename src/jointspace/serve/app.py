@@ -14,13 +14,13 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from jointspace.errors import ArtifactError, JointspaceError
 from jointspace.index.build import indexed_media, media_path, open_for_model
+from jointspace.matcher.search import SearchMatcher
 from jointspace.models import load
 from jointspace.models.io import model_fingerprint
 from jointspace.serve.apidocs import add_offline_docs
 from jointspace.serve.middleware import AccessLog, BodyLimit
 from jointspace.serve.probe import Probe
 from jointspace.serve.query import SearchQuery, Upload, openapi_body, read_search
-from jointspace.serve.rerank import Reranker
 from jointspace.serve.schemas import Health, Item, SearchResponse, SearchResult
 from jointspace.serve.uploads import UploadLimits, decode_upload
 
@@ -48,7 +48,7 @@ def create_app(
     fingerprint = model_fingerprint(model_dir)
     index = open_for_model(index_uri, fingerprint)
     target, root = indexed_media(index)
-    reranker = Reranker.for_model(model, model_dir, target, root)
+    reranker = SearchMatcher.for_model(model, model_dir, target, root)
     limits = limits or UploadLimits()
     probe = Probe(model)
     items = len(index)  # the service never writes, so the count is fixed
@@ -163,7 +163,7 @@ def create_app(
     return app
 
 
-def _no_reranker(reranker: Reranker | None, query: str, target: str) -> str:
+def _no_reranker(reranker: SearchMatcher | None, query: str, target: str) -> str:
     if reranker is None:
         return "this model has no re-ranker: train one with `jointspace rerank MODEL_DIR`"
     return f"the re-ranker pairs {reranker.matcher.modalities}, not {query} with {target}"

@@ -1,4 +1,4 @@
-"""Re-ranking in the service: the matcher re-scores an index search's top candidates."""
+"""SearchMatcher: the matcher re-scores an index search's top hits (service and CLI)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,13 @@ import torch
 from jointspace.errors import ArtifactError
 from jointspace.index import IndexHit
 from jointspace.index.build import media_path
+from jointspace.matcher.model import MATCHER_DIR, CrossModalMatcher, load_matcher
 from jointspace.models.io import model_fingerprint, resolve_model_dir
 from jointspace.models.joint import JointModel
-from jointspace.models.matcher import (
-    MATCHER_DIR,
-    CrossModalMatcher,
-    Tokens,
-    load_matcher,
-    pad_tokens,
-    trim_tokens,
-)
+from jointspace.models.tokens import Tokens, pad_tokens, trim_tokens
 
 
-class Reranker:
+class SearchMatcher:
     """Scores (query, candidate) pairs with ``matcher``; candidates' tokens are kept in an LRU."""
 
     def __init__(
@@ -41,8 +35,8 @@ class Reranker:
     @classmethod
     def for_model(
         cls, model: JointModel, model_dir: str | Path, target: str, root: Path | None
-    ) -> Reranker | None:
-        """The re-ranker saved beside a model (``MODEL_DIR/matcher``), or None if it has none."""
+    ) -> SearchMatcher | None:
+        """The matcher saved beside a model (``MODEL_DIR/matcher``), or None if it has none."""
         directory = resolve_model_dir(model_dir) / MATCHER_DIR
         if not directory.is_dir():
             return None
