@@ -1,6 +1,6 @@
 """Re-ranking with the cross-modal matcher: retrieval before/after and its cost per query.
 
-Trains a config (or reuses ``--run``), trains its matcher with ``fit_reranker`` (train split,
+Trains a config (or reuses ``--run``), trains its matcher with ``train_matcher`` (train split,
 epoch chosen on val), reports val and test Recall@K / mAP for the bi-encoder alone and with the
 top ``candidates`` re-ranked, then times ``POST /search`` on a FAISS index of every image with and
 without re-ranking, side by side in one process. Prints tables and writes JSON. Usage:
@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from jointspace.evaluate.report import markdown_table
-from jointspace.pipeline import fit, fit_reranker, load_trained
 
 from jointspace.config import ExperimentConfig, builtin_config
 from jointspace.data import build_dataset, read_manifest
-from jointspace.index.build import build_index
+from jointspace.report.markdown import markdown_table
+from jointspace.runs import Run, train_matcher
+from jointspace.runs.fit import fit
 from jointspace.serve import create_app
 
 METRICS = ("R@1", "R@5", "R@10", "mAP")
@@ -41,7 +41,7 @@ def trained_run(config_name: str, run: Path | None, workdir: Path) -> tuple[Path
 def latency(run: Path, manifest: Path, workdir: Path, queries: int, rerank: int) -> list[dict]:
     rows = read_manifest(manifest)
     uri = f"faiss://{workdir / 'index'}"
-    build_index(load_trained(run), run, rows, "image", uri, progress=False).close()
+    Run.open(run).build_index(rows, "image", uri, progress=False).close()
     texts = rows.split("test").column("text")[:queries]
     timings = {0: [], rerank: []}
     with TestClient(create_app(run, uri)) as client:
@@ -83,7 +83,7 @@ def main() -> None:
         config.progress = False
         config.epochs = args.epochs or config.epochs
         started = time.perf_counter()
-        metrics = fit_reranker(run, config, manifest=manifest)
+        metrics = train_matcher(Run.open(run), config, data=manifest)
         train_seconds = time.perf_counter() - started
         timing = latency(run, manifest, workdir, args.queries, config.candidates)
     payload = {

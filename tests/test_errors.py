@@ -270,7 +270,7 @@ def _case_cca_rows(tmp_path, monkeypatch):
 
 
 def _case_negatives(tmp_path, monkeypatch):
-    from jointspace.objectives.itm import hard_negatives
+    from jointspace.matcher.loss import hard_negatives
 
     hard_negatives(torch.zeros(2, 3), torch.eye(2, 3, dtype=torch.bool), count=4, pool=8)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-LAYERS = "layers: parts (data → … → evaluate | index) → report → runs → serve → cli"
+LAYERS = "layers: parts (data → … → evaluate | index) → matcher → report → runs → serve → cli"
 CONTRACTS = {
     LAYERS,
     "evaluate does not import train",
@@ -39,6 +39,7 @@ def test_import_contracts_hold():
         "jointspace.serve",
         "jointspace.runs",
         "jointspace.report",
+        "jointspace.matcher",
         "jointspace.evaluate | jointspace.index",
         "jointspace.train",
         "jointspace.objectives",
@@ -57,6 +58,11 @@ def test_an_upward_import_breaks_the_contracts(tmp_path):
     version_user.write_text(version_user.read_text() + "\nfrom jointspace import __version__\n")
     program = tmp_path / "src" / "jointspace" / "runs" / "search.py"
     program.write_text(program.read_text() + "\nfrom jointspace.cli import tables  # noqa\n")
+    # The matcher sits above evaluate and index, below the programs and shells.
+    metrics = tmp_path / "src" / "jointspace" / "evaluate" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "\nfrom jointspace.matcher import model  # noqa\n")
+    loss = tmp_path / "src" / "jointspace" / "matcher" / "loss.py"
+    loss.write_text(loss.read_text() + "\nfrom jointspace.serve import app  # noqa\n")
     result = lint_imports(tmp_path)
     assert result.returncode == 1
     assert f"{LAYERS} BROKEN" in result.stdout
@@ -64,6 +70,8 @@ def test_an_upward_import_breaks_the_contracts(tmp_path):
     assert "jointspace.runs is not allowed to import jointspace.cli" in result.stdout
     assert "nothing imports the package root" in result.stdout
     assert "jointspace.models.modes is not allowed to import jointspace" in result.stdout
+    assert "jointspace.evaluate is not allowed to import jointspace.matcher" in result.stdout
+    assert "jointspace.matcher is not allowed to import jointspace.serve" in result.stdout
 
 
 def test_version_has_one_value():

@@ -63,9 +63,9 @@ def test_embed_items_embeds_each_distinct_item_once(model, manifest, monkeypatch
 
 def test_every_manifest_embedding_goes_through_embed_items(model, manifest, monkeypatch, tmp_path):
     """Evaluation, index build, export, closed-form fitting and re-ranking: one function."""
-    from jointspace.evaluate.rerank import matching_set
     from jointspace.evaluate.retrieval import evaluate_retrieval
     from jointspace.index.build import build_index
+    from jointspace.matcher.data import matching_set
     from jointspace.runs.export import embed_manifest
     from jointspace.train.closed_form import head_inputs
 

@@ -129,7 +129,7 @@ def test_kill_embed_then_rerun_resumes_and_matches(tmp_path, small_run):
 def test_kill_rerank_keeps_the_old_matcher_and_rerun_matches(tmp_path, small_run):
     import shutil
 
-    from jointspace.models.matcher import load_matcher
+    from jointspace.matcher.model import load_matcher
 
     for name in ("whole", "killed"):
         shutil.copytree(small_run / "run", tmp_path / name)

@@ -81,7 +81,7 @@ def search(
         hits = opened.search(run.model.encode([query], "text"), k=max(k, rerank), filter=filter)
         ranked = [(hit, None) for hit in hits[0]]
         if rerank:
-            reranker = run.reranker(opened)
+            reranker = run.search_matcher(opened)
             if reranker is None or not reranker.supports("text"):
                 target = indexed_media(opened)[0]
                 raise NotFoundError(

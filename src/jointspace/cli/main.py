@@ -213,7 +213,7 @@ def rerank(
     """
     from jointspace.atomic import write_text_atomic
     from jointspace.cli.tables import rerank_table
-    from jointspace.models.matcher import MATCHER_DIR
+    from jointspace.matcher.model import MATCHER_DIR
     from jointspace.runs import Run, train_matcher
 
     run = Run.open(model_dir)

@@ -16,8 +16,8 @@ from jointspace.config import ConfigError, ModelConfig
 from jointspace.encoders.base import Tower
 from jointspace.errors import InputError, UnknownNameError
 from jointspace.models.feature_cache import FeatureCache
-from jointspace.models.matcher import pad_tokens
 from jointspace.models.modes import evaluating
+from jointspace.models.tokens import pad_tokens
 
 
 class JointModel(nn.Module):

@@ -24,7 +24,16 @@ _LAZY = {
     "search_manifest": "jointspace.runs.search",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "Run",
+    "export_embeddings",
+    "load",
+    "plan_demo",
+    "resume_config",
+    "run_demo",
+    "search_manifest",
+    "train_matcher",
+]
 
 if TYPE_CHECKING:
     from jointspace.runs.demo import plan_demo, run_demo

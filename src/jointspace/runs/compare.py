@@ -12,8 +12,8 @@ import torch
 
 from jointspace.atomic import write_text_atomic
 from jointspace.config import ExperimentConfig, ObjectiveConfig, dumps_json
-from jointspace.errors import UnknownNameError
 from jointspace.data import load_manifest
+from jointspace.errors import UnknownNameError
 from jointspace.evaluate.retrieval import evaluate_model
 from jointspace.models.build import build_model
 from jointspace.models.feature_cache import FeatureCache

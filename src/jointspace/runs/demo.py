@@ -120,8 +120,9 @@ def run_demo(plan: DemoPlan, out_dir: Path, *, force: bool = False, k: int = 5) 
     # as a user would search it; each hit says which split it came from.
     result.held_out_only = plan.config_name.endswith("-pretrained") and "zeroshot" in full.splits()
     if result.held_out_only:
-        result.queries, result.searched = list(HELD_OUT_QUERIES.get(plan.dataset, ())), full.split(
-            "zeroshot"
+        result.queries, result.searched = (
+            list(HELD_OUT_QUERIES.get(plan.dataset, ())),
+            full.split("zeroshot"),
         )
     else:
         result.queries, result.searched = list(QUERIES.get(plan.dataset, ())), full

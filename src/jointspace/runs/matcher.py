@@ -6,10 +6,16 @@ from pathlib import Path
 
 from jointspace.config import ConfigError, RerankConfig
 from jointspace.data import ManifestError
-from jointspace.evaluate.rerank import fit_prior_weight, matching_set, rerank_metrics
-from jointspace.models.matcher import MATCHER_DIR, CrossModalMatcher, save_matcher
+from jointspace.matcher import (
+    MATCHER_DIR,
+    CrossModalMatcher,
+    fit_matcher,
+    fit_prior_weight,
+    matching_set,
+    rerank_metrics,
+    save_matcher,
+)
 from jointspace.runs.run import RUN_CONFIG, Run
-from jointspace.train.matcher import fit_matcher
 
 
 def train_matcher(
@@ -33,7 +39,11 @@ def train_matcher(
     model, splits_of, ks = run.model, run.config.data, run.config.eval.ks
     modalities = [m for m in splits_of.modalities if m in model.modalities]
     full = run.manifest(data, modalities=modalities)
-    named = {"train": splits_of.train_split, "val": splits_of.val_split, "test": splits_of.test_split}
+    named = {
+        "train": splits_of.train_split,
+        "val": splits_of.val_split,
+        "test": splits_of.test_split,
+    }
     splits = {k: full.split(s) for k, s in named.items() if s is not None and s in full.splits()}
     if "train" not in splits:
         raise ManifestError(
@@ -59,5 +69,7 @@ def train_matcher(
         for split, s in scored.items()
     }
     fit.matcher.config.model_fingerprint = run.fingerprint
-    save_matcher(fit.matcher, run.model_dir / MATCHER_DIR, {"candidates": config.candidates, **metrics})
+    save_matcher(
+        fit.matcher, run.model_dir / MATCHER_DIR, {"candidates": config.candidates, **metrics}
+    )
     return metrics

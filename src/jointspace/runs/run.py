@@ -11,6 +11,7 @@ from jointspace.config import ConfigError, ExperimentConfig
 from jointspace.data import Manifest, load_manifest
 from jointspace.index import VectorIndex
 from jointspace.index.build import build_index, indexed_media, open_for_model
+from jointspace.matcher import MATCHER_DIR, CrossModalMatcher, SearchMatcher, load_matcher
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import load as load_model
 from jointspace.models.io import model_fingerprint, resolve_model_dir
@@ -60,10 +61,8 @@ class Run:
         return model_fingerprint(self.model_dir)
 
     @cached_property
-    def matcher(self) -> Any:
+    def matcher(self) -> CrossModalMatcher | None:
         """The matcher trained for this model (``MODEL_DIR/matcher``), or None."""
-        from jointspace.models.matcher import MATCHER_DIR, load_matcher
-
         directory = self.model_dir / MATCHER_DIR
         return load_matcher(directory, self.fingerprint) if directory.is_dir() else None
 
@@ -86,7 +85,7 @@ class Run:
         split: str | None = None,
         skip_bad: bool | None = None,
     ) -> Manifest:
-        """Rows of ``data`` (default: the run's manifest) with ``modalities`` (default: the run's)."""
+        """Rows of ``data`` (default: the run's manifest) holding ``modalities`` (default: its)."""
         skip = self.config.data.skip_bad if skip_bad is None else skip_bad
         wanted = list(modalities) if modalities is not None else self.config.data.modalities
         return load_manifest(self.manifest_spec(data), wanted, split=split, skip_bad=skip)
@@ -95,14 +94,12 @@ class Run:
         """Open ``uri`` for reading, refusing an index that another model built."""
         return open_for_model(uri, self.fingerprint)
 
-    def reranker(self, index: VectorIndex) -> Any:
+    def search_matcher(self, index: VectorIndex) -> SearchMatcher | None:
         """The matcher, ready to re-score ``index``'s hits; None when the run has none."""
-        from jointspace.serve.rerank import Reranker
-
         if self.matcher is None:
             return None
         target, root = indexed_media(index)
-        return Reranker(self.model, self.matcher, target, root)
+        return SearchMatcher(self.model, self.matcher, target, root)
 
     def build_index(
         self, manifest: Manifest, modality: str, uri: str, **options: Any

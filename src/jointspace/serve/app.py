@@ -14,12 +14,12 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from jointspace.errors import ArtifactError, JointspaceError
 from jointspace.index.build import indexed_media, media_path
+from jointspace.matcher import SearchMatcher
 from jointspace.runs import Run
 from jointspace.serve.apidocs import add_offline_docs
 from jointspace.serve.middleware import AccessLog, BodyLimit
 from jointspace.serve.probe import Probe
 from jointspace.serve.query import SearchQuery, Upload, openapi_body, read_search
-from jointspace.serve.rerank import Reranker
 from jointspace.serve.schemas import Health, Item, SearchResponse, SearchResult
 from jointspace.serve.uploads import UploadLimits, decode_upload
 
@@ -46,7 +46,7 @@ def create_app(
     run = Run.open(model_dir)
     index = run.open_index(index_uri)
     target, root = indexed_media(index)
-    reranker = run.reranker(index)
+    reranker = run.search_matcher(index)
     model, fingerprint = run.model, run.fingerprint
     # Queries are users' texts and uploads: caching their features would fill the disk with
     # one-off entries (and the cache is not written from several threads at once).
@@ -165,7 +165,7 @@ def create_app(
     return app
 
 
-def _no_reranker(reranker: Reranker | None, query: str, target: str) -> str:
+def _no_reranker(reranker: SearchMatcher | None, query: str, target: str) -> str:
     if reranker is None:
         return "this model has no re-ranker: train one with `jointspace rerank MODEL_DIR`"
     return f"the re-ranker pairs {reranker.matcher.modalities}, not {query} with {target}"

@@ -6,13 +6,12 @@ matcher attends across the query's and each candidate's tokens and re-scores the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from jointspace._version import __version__
@@ -21,13 +20,11 @@ from jointspace.atomic import atomic_dir
 from jointspace.config import ConfigError, dumps_json, from_dict
 from jointspace.encoders.transformer import transformer_stack
 from jointspace.errors import InputError, NotFoundError
+from jointspace.models.tokens import Tokens, trim_tokens
 
 MATCHER_DIR, CONFIG_FILE, WEIGHTS_FILE = "matcher", "config.json", "model.safetensors"
 METRICS_FILE = "metrics.json"
 FORMAT = "jointspace-matcher"
-Tokens = tuple[
-    torch.Tensor, torch.Tensor
-]  # states [batch, length, dim], valid mask [batch, length]
 
 
 @dataclass
@@ -44,38 +41,14 @@ class MatcherConfig:
     model_fingerprint: str = ""
 
 
-@dataclass
-class MatchingSet:
-    """One split as a matcher sees it: token states per modality, bi-encoder scores, matches."""
-
-    modalities: tuple[str, str]
-    tokens: dict[str, Tokens]
-    scores: torch.Tensor  # [len(a), len(b)] bi-encoder similarities
-    relevant: torch.Tensor  # [len(a), len(b)] bool
-
-    def direction(self, query: str) -> tuple[str, torch.Tensor, torch.Tensor]:
-        """The target modality, scores and matches with ``query`` as the rows."""
-        a, b = self.modalities
-        if query == a:
-            return b, self.scores, self.relevant
-        return a, self.scores.T, self.relevant.T
-
-    def pair_tokens(
-        self, query: str, rows: torch.Tensor, target: str, columns: torch.Tensor
-    ) -> dict[str, Tokens]:
-        """Token states of ``query`` item ``rows[i]`` beside ``target`` item ``columns[i]``."""
-        return {
-            query: tuple(t[rows] for t in self.tokens[query]),
-            target: tuple(t[columns] for t in self.tokens[target]),
-        }
-
-
 class CrossModalMatcher(nn.Module):
     """``[CLS] + tokens(a) + tokens(b)`` through a transformer; the CLS state gives a logit.
 
     ``score`` adds ``prior_weight`` times the bi-encoder's similarity (a buffer chosen on
     validation data after training, saved with the weights); ``forward`` is the logit alone.
     """
+
+    prior_weight: torch.Tensor  # a buffer, registered in __init__
 
     def __init__(self, config: MatcherConfig):
         super().__init__()
@@ -135,21 +108,6 @@ class CrossModalMatcher(nn.Module):
         x = torch.cat([cls, *parts], dim=1)
         x = self.encoder(x, src_key_padding_mask=~torch.cat([always, *keep], dim=1))
         return self.out(self.norm(x[:, 0])).squeeze(-1)
-
-
-def trim_tokens(states: torch.Tensor, mask: torch.Tensor) -> Tokens:
-    """Drop the trailing columns that are padding in every row (they change nothing, cost time)."""
-    valid = mask.any(dim=0).nonzero()
-    length = int(valid.max()) + 1 if len(valid) else 1
-    return states[:, :length], mask[:, :length]
-
-
-def pad_tokens(chunks: Sequence[Tokens]) -> Tokens:
-    """Concatenate token batches of different lengths, padding with masked-out zeros."""
-    length = max(states.shape[1] for states, _ in chunks)
-    states = [F.pad(s, (0, 0, 0, length - s.shape[1])) for s, _ in chunks]
-    masks = [F.pad(m, (0, length - m.shape[1]), value=False) for _, m in chunks]
-    return torch.cat(states), torch.cat(masks)
 
 
 def save_matcher(

@@ -1,7 +1,7 @@
 """Image-text matching (ITM): pick the true pair among hard negatives the bi-encoder confuses.
 
 Negatives come from the bi-encoder's scores, as in ALBEF: the pairs it ranks highest but are not
-matches are the ones a re-ranker must learn to push down.
+matches are the ones the matcher must learn to push down.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Re-ranking in the service: the matcher re-scores an index search's top candidates."""
+"""SearchMatcher: the matcher re-scores an index search's top hits (service and CLI)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,12 @@ import torch
 from jointspace.errors import ArtifactError
 from jointspace.index import IndexHit
 from jointspace.index.build import media_path
-from jointspace.models.io import model_fingerprint, resolve_model_dir
+from jointspace.matcher.model import CrossModalMatcher
 from jointspace.models.joint import JointModel
-from jointspace.models.matcher import (
-    MATCHER_DIR,
-    CrossModalMatcher,
-    Tokens,
-    load_matcher,
-    pad_tokens,
-    trim_tokens,
-)
+from jointspace.models.tokens import Tokens, pad_tokens, trim_tokens
 
 
-class Reranker:
+class SearchMatcher:
     """Scores (query, candidate) pairs with ``matcher``; candidates' tokens are kept in an LRU."""
 
     def __init__(
@@ -37,16 +30,6 @@ class Reranker:
         self.model, self.matcher, self.target, self.root = model, matcher, target, root
         self.cache_items = cache_items
         self._tokens: OrderedDict[str, Tokens] = OrderedDict()
-
-    @classmethod
-    def for_model(
-        cls, model: JointModel, model_dir: str | Path, target: str, root: Path | None
-    ) -> Reranker | None:
-        """The re-ranker saved beside a model (``MODEL_DIR/matcher``), or None if it has none."""
-        directory = resolve_model_dir(model_dir) / MATCHER_DIR
-        if not directory.is_dir():
-            return None
-        return cls(model, load_matcher(directory, model_fingerprint(model_dir)), target, root)
 
     def supports(self, query: str) -> bool:
         return sorted([query, self.target]) == sorted(self.matcher.modalities)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
 
 from jointspace.config import RerankConfig
-from jointspace.models.matcher import CrossModalMatcher, MatcherConfig, MatchingSet
-from jointspace.objectives.itm import hard_negatives, itm_loss, sample_positives
+from jointspace.matcher.data import MatchingSet
+from jointspace.matcher.loss import hard_negatives, itm_loss, sample_positives
+from jointspace.matcher.model import CrossModalMatcher, MatcherConfig
 from jointspace.train.optim import lr_factor, param_groups, set_lr
-
-__all__ = ["MatcherFit", "MatchingSet", "fit_matcher", "new_matcher"]  # MatchingSet: re-exported
 
 log = logging.getLogger("jointspace")
 
@@ -49,10 +49,12 @@ def fit_matcher(
     data: MatchingSet,
     config: RerankConfig,
     *,
-    evaluator: Callable[[CrossModalMatcher], float] | None = None,
+    evaluator: Callable[[CrossModalMatcher], float | Mapping[str, float]] | None = None,
 ) -> MatcherFit:
     """Train on both directions' queries; keep the epoch ``evaluator`` scores best.
 
+    ``evaluator`` returns a score, or metrics judged by its ``primary_metric``
+    (``MatcherEvaluator``).
     The matcher learns from tokens alone: on its own training split a bi-encoder is close to
     perfect, so its scores as an input would leave the matcher nothing to learn.
     """
@@ -73,9 +75,12 @@ def fit_matcher(
             step = epoch * per_epoch + start // config.batch_size
             set_lr(optimizer, config.lr * lr_factor(step, total, config.warmup_steps, 0.05))
             batch = [queries[j] for j in order[start : start + config.batch_size].tolist()]
-            loss = sum(
-                _direction_loss(matcher, data, m, rows, config, generator) * len(rows)
-                for m, rows in _by_modality(batch).items()
+            loss = cast(
+                torch.Tensor,
+                sum(
+                    _direction_loss(matcher, data, m, rows, config, generator) * len(rows)
+                    for m, rows in _by_modality(batch).items()
+                ),
             ) / len(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -85,7 +90,7 @@ def fit_matcher(
             bar.update(1)
             bar.set_postfix(loss=f"{fit.history[-1]['itm_loss']:.4f}")
         if evaluator is not None:
-            score = evaluator(matcher)
+            score = _primary(evaluator, evaluator(matcher))
             fit.evals.append(score)
             log.info("rerank epoch %d: validation %.4f", epoch + 1, score)
             if score > best_score:
@@ -94,6 +99,11 @@ def fit_matcher(
     if best_state is not None:
         matcher.load_state_dict(best_state)
     return fit
+
+
+def _primary(evaluator, result) -> float:
+    # A MatcherEvaluator returns metrics and names the one to maximise; a plain callable, a score.
+    return float(result[evaluator.primary_metric] if isinstance(result, Mapping) else result)
 
 
 def _by_modality(batch: list[tuple[str, int]]) -> dict[str, torch.Tensor]:

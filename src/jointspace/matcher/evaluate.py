@@ -8,39 +8,31 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from jointspace.data.manifest import Manifest
 from jointspace.evaluate.metrics import retrieval_metrics
-from jointspace.evaluate.retrieval import relevance_matrix
-from jointspace.models.embedding import embed_items, item_inputs
-from jointspace.models.joint import JointModel
-from jointspace.models.matcher import CrossModalMatcher, MatchingSet
+from jointspace.matcher.data import MatchingSet
+from jointspace.matcher.model import CrossModalMatcher
 from jointspace.models.modes import evaluating
 
 PAIR_CHUNK = 512  # pairs per matcher forward pass when re-scoring
-
-
-def matching_set(
-    model: JointModel,
-    manifest: Manifest,
-    modalities: Sequence[str],
-    relevance: str = "pairs",
-    batch_size: int = 64,
-) -> MatchingSet:
-    """Embed and tokenise each unique value of both modalities once; score all pairs."""
-    a, b = modalities
-    values_a, values_b, relevant = relevance_matrix(manifest, a, b, relevance)
-    tokens, embedded = {}, []
-    for modality, values in ((a, values_a), (b, values_b)):
-        inputs = item_inputs(manifest, modality, values)
-        tokens[modality] = model.encode_tokens(inputs, modality, batch_size=batch_size)
-        _, vectors = embed_items(model, manifest, modality, values, batch_size=batch_size)
-        embedded.append(torch.from_numpy(vectors))
-    scores = embedded[0] @ embedded[1].T
-    return MatchingSet((a, b), tokens, scores, torch.from_numpy(relevant))
-
-
 # Bi-encoder weights tried by ``fit_prior_weight``, in units of the model's logit scale.
 PRIOR_WEIGHTS = (0.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
+
+
+class MatcherEvaluator:
+    """Retrieval both ways on ``data`` with each query's top ``candidates`` re-ranked.
+
+    Called with a matcher (None: the bi-encoder alone) it returns Recall@K, mAP and median rank
+    per direction; ``primary_metric`` names the one to maximise (``fit_matcher`` keeps its best).
+    """
+
+    primary_metric = "mean_recall"
+
+    def __init__(self, data: MatchingSet, candidates: int, ks: Sequence[int] = (1, 5, 10)):
+        self.data, self.candidates, self.ks = data, candidates, tuple(ks)
+
+    def __call__(self, matcher: CrossModalMatcher | None) -> dict[str, float]:
+        weight = None if matcher is None else float(matcher.prior_weight)
+        return score_directions(directions(matcher, self.data, self.candidates), weight, self.ks)
 
 
 @dataclass
@@ -88,8 +80,9 @@ def _logits(matcher, data, query, target, top) -> torch.Tensor:
 
 def reranked_scores(direction: Direction, prior_weight: float) -> torch.Tensor:
     """Scores in the order of ``logit + prior_weight · bi-score`` for the top, then the rest."""
-    scores, top = direction.scores, direction.top
-    final = direction.logits + prior_weight * scores.gather(1, top)
+    scores, top, logits = direction.scores, direction.top, direction.logits
+    assert top is not None and logits is not None, "the direction was scored without a matcher"
+    final = logits + prior_weight * scores.gather(1, top)
     # Re-scored candidates get depth..1 in their new order; the rest keep theirs, below 0.
     out = scores - scores.max() - 1.0
     depth = top.shape[1]
@@ -107,7 +100,7 @@ def score_directions(
         found_metrics = retrieval_metrics(scores.numpy(), d.relevant.numpy(), ks)
         metrics |= {f"{d.name}/{k}": v for k, v in found_metrics.items()}
     metrics["mean_recall"] = float(np.mean([v for k, v in metrics.items() if "/R@" in k]))
-    metrics["primary"] = metrics["mean_recall"]
+    metrics["primary"] = metrics[MatcherEvaluator.primary_metric]
     return metrics
 
 
@@ -118,8 +111,7 @@ def rerank_metrics(
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float]:
     """Retrieval metrics with the top ``candidates`` re-ranked (None: the bi-encoder alone)."""
-    weight = None if matcher is None else float(matcher.prior_weight)
-    return score_directions(directions(matcher, data, candidates), weight, ks)
+    return MatcherEvaluator(data, candidates, ks)(matcher)
 
 
 def fit_prior_weight(

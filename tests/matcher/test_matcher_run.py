@@ -1,6 +1,6 @@
-import itertools
+"""A trained run with a matcher: train_matcher, re-ranked search in the service, page and CLI."""
+
 import json
-import math
 import shutil
 
 import numpy as np
@@ -9,129 +9,17 @@ import torch
 from fastapi.testclient import TestClient
 
 from conftest import tiny_config
-from jointspace.config import ConfigError, RerankConfig
-from jointspace.evaluate.rerank import (
-    PRIOR_WEIGHTS,
-    directions,
-    fit_prior_weight,
-    rerank_metrics,
-    reranked_scores,
-    score_directions,
-)
-from jointspace.models.matcher import (
-    MATCHER_DIR,
-    METRICS_FILE,
-    CrossModalMatcher,
-    MatcherConfig,
-    load_matcher,
-    save_matcher,
-)
-from jointspace.objectives.itm import hard_negatives, itm_loss, sample_positives
-from jointspace.train.matcher import MatchingSet, fit_matcher
-
-
-def test_itm_loss_equals_the_naive_formula():
-    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
-    naive = -sum(
-        math.log(math.exp(row[0]) / sum(math.exp(v) for v in row)) for row in logits.tolist()
-    ) / len(logits)
-    assert itm_loss(logits).item() == pytest.approx(naive, abs=1e-5)
-    with pytest.raises(ValueError, match="negatives"):
-        itm_loss(torch.zeros(3, 1))
-
-
-def test_hard_negatives_come_from_the_best_non_matches():
-    generator = torch.Generator().manual_seed(0)
-    scores = torch.randn(20, 50, generator=generator)
-    relevant = torch.zeros(20, 50, dtype=torch.bool)
-    relevant[torch.arange(20), torch.arange(20)] = True
-    picked = hard_negatives(scores, relevant, count=4, pool=8, generator=generator)
-    top = scores.masked_fill(relevant, float("-inf")).topk(8, dim=1).indices
-    for row, columns in enumerate(picked.tolist()):
-        assert len(set(columns)) == 4 and not relevant[row, columns].any()
-        assert set(columns) <= set(top[row].tolist())
-    assert (relevant[torch.arange(20), sample_positives(relevant, generator)]).all()
-    with pytest.raises(ValueError, match="negatives per query"):
-        hard_negatives(scores[:, :3], relevant[:, :3], count=4, pool=8)
-
-
-def order_task(symbols: int = 6, dim: int = 16) -> MatchingSet:
-    """Items are ordered symbol pairs; the bi-encoder score is bag-of-words, blind to order."""
-    generator = torch.Generator().manual_seed(0)
-    words, patches = torch.randn(2, symbols, dim, generator=generator)
-    pairs = list(itertools.permutations(range(symbols), 2))
-    text = torch.stack([words[list(p)] for p in pairs])
-    image = torch.stack([patches[list(p)] for p in pairs])
-    bags = torch.zeros(len(pairs), symbols)
-    for i, p in enumerate(pairs):
-        bags[i, list(p)] = 1.0
-    mask = torch.ones(len(pairs), 2, dtype=torch.bool)
-    return MatchingSet(
-        ("text", "image"),
-        {"text": (text, mask), "image": (image, mask)},
-        bags @ bags.T / 2,
-        torch.eye(len(pairs), dtype=torch.bool),
-    )
-
-
-def test_matcher_tells_apart_what_a_bag_of_words_bi_encoder_cannot():
-    data = order_task()
-    config = RerankConfig(width=32, depth=2, heads=2, dropout=0.0, epochs=120, batch_size=16)
-    config.lr, config.negatives, config.pool, config.progress = 3e-3, 3, 3, False
-    fit = fit_matcher(data, config)
-    before = rerank_metrics(None, data, candidates=8)
-    after = rerank_metrics(fit.matcher, data, candidates=8)
-    # (a, b) and (b, a) tie for the bi-encoder, and ties count against it.
-    assert before["text_to_image/R@1"] == 0.0 and before["image_to_text/R@1"] == 0.0
-    assert after["text_to_image/R@1"] >= 0.9 and after["image_to_text/R@1"] >= 0.9
-    assert fit.history[-1]["itm_loss"] < 0.5 * fit.history[0]["itm_loss"]
-
-
-def test_prior_weight_blends_in_the_bi_encoder_and_is_chosen_on_data():
-    data = order_task()
-    data.scores += 0.01 * torch.randn(data.scores.shape, generator=torch.Generator().manual_seed(1))
-    matcher = fit_matcher(data, RerankConfig(epochs=0, progress=False)).matcher
-    matcher.prior_weight.fill_(1e6)  # the bi-encoder's score decides; the matcher's is noise
-    for d in directions(matcher, data, candidates=10):
-        expected = d.scores.argsort(dim=1, descending=True)
-        assert torch.equal(reranked_scores(d, 1e6).argsort(dim=1, descending=True), expected)
-    assert rerank_metrics(matcher, data, 10) == rerank_metrics(None, data, 10)
-    best = fit_prior_weight(matcher, data, 10, scale=2.0)
-    found = directions(matcher, data, 10)
-    grid = [score_directions(found, 2.0 * w)["primary"] for w in PRIOR_WEIGHTS]
-    assert best == max(grid) and float(matcher.prior_weight) / 2.0 in PRIOR_WEIGHTS
-    assert rerank_metrics(matcher, data, 10)["primary"] == best
-
-
-def test_matcher_round_trips_and_refuses_another_model(tmp_path):
-    config = MatcherConfig(["text", "image"], {"text": 8, "image": 4}, {"text": 5, "image": 3})
-    config.model_fingerprint = "abc"
-    matcher = CrossModalMatcher(config)
-    matcher.prior_weight.fill_(2.5)
-    save_matcher(matcher, tmp_path / "m", {"candidates": 5})
-    loaded = load_matcher(tmp_path / "m", "abc")
-    tokens = {
-        "text": (torch.randn(4, 5, 8), torch.tensor([[1, 1, 1, 0, 0]] * 4, dtype=torch.bool)),
-        "image": (torch.randn(4, 3, 4), torch.ones(4, 3, dtype=torch.bool)),
-    }
-    matcher.eval()
-    assert torch.equal(matcher.score(tokens, torch.ones(4)), loaded.score(tokens, torch.ones(4)))
-    assert float(loaded.prior_weight) == 2.5
-    assert json.loads((tmp_path / "m" / METRICS_FILE).read_text()) == {"candidates": 5}
-    with pytest.raises(ConfigError, match="trained for model abc"):
-        load_matcher(tmp_path / "m", "other")
-    with pytest.raises(ValueError, match="at most 5"):
-        loaded({**tokens, "text": (torch.randn(4, 6, 8), torch.ones(4, 6, dtype=torch.bool))})
+from jointspace.config import RerankConfig
+from jointspace.matcher.loss import sample_positives
+from jointspace.matcher.model import MATCHER_DIR, METRICS_FILE, load_matcher
 
 
 @pytest.fixture(scope="module")
 def reranked_run(tmp_path_factory, digits_manifest):
     """A briefly trained digits model with a matcher, its image index and a served app."""
-    from jointspace.pipeline import fit, fit_reranker
-
     from jointspace.data import read_manifest
-    from jointspace.index.build import build_index
-    from jointspace.models import load
+    from jointspace.runs import Run, train_matcher
+    from jointspace.runs.fit import fit
     from jointspace.serve import create_app
 
     root = tmp_path_factory.mktemp("rerank")
@@ -141,13 +29,13 @@ def reranked_run(tmp_path_factory, digits_manifest):
     fit(config, root / "run", manifest=digits_manifest)
     plain = f"faiss://{root / 'index'}"
     manifest = read_manifest(digits_manifest)
-    build_index(load(root / "run"), root / "run", manifest, "image", plain, progress=False).close()
+    Run.open(root / "run").build_index(manifest, "image", plain, progress=False).close()
     bare_app = create_app(root / "run", plain)
-    metrics = fit_reranker(root / "run", manifest=digits_manifest)
+    metrics = train_matcher(Run.open(root / "run"), data=digits_manifest)
     return root / "run", metrics, create_app(root / "run", plain), bare_app, plain
 
 
-def test_fit_reranker_saves_a_matcher_with_before_and_after_metrics(reranked_run, digits_manifest):
+def test_train_matcher_saves_a_matcher_with_before_and_after_metrics(reranked_run, digits_manifest):
     from jointspace.data import read_manifest
     from jointspace.evaluate import chance_retrieval
 
@@ -250,37 +138,37 @@ def test_index_search_command_reranks(reranked_run, tmp_path):
 
 
 def test_a_bare_model_dir_needs_the_data_named(reranked_run, tmp_path):
-    from jointspace.pipeline import fit_reranker
+    from jointspace.runs import Run, train_matcher
 
     run, *_ = reranked_run
     shutil.copytree(run / "model", tmp_path / "model")
     with pytest.raises(ValueError, match="--data"):
-        fit_reranker(tmp_path / "model")
+        train_matcher(Run.open(tmp_path / "model"))
 
 
-def test_reranker_input_errors_are_clear(reranked_run, tmp_path):
+def test_search_matcher_input_errors_are_clear(reranked_run, tmp_path):
+    from jointspace.errors import ArtifactError
     from jointspace.index import IndexHit
-    from jointspace.models import load
-    from jointspace.serve.rerank import Reranker
+    from jointspace.matcher.search import SearchMatcher
+    from jointspace.runs import Run
 
     run, *_ = reranked_run
-    model = load(run)
-    reranker = Reranker.for_model(model, run, "image", tmp_path)
-    from jointspace.errors import ArtifactError
-
+    model, matcher = Run.open(run).model, Run.open(run).matcher
+    search_matcher = SearchMatcher(model, matcher, "image", tmp_path)
     with pytest.raises(ArtifactError, match="not a file under"):
-        reranker.scores("text", "a 3", [IndexHit("x", 0.5, {"image": "../outside.png"})])
+        search_matcher.scores("text", "a 3", [IndexHit("x", 0.5, {"image": "../outside.png"})])
     with pytest.raises(ArtifactError, match="has no 'image'"):
-        reranker.scores("text", "a 3", [IndexHit("y", 0.5, {"text": "a 3"})])
+        search_matcher.scores("text", "a 3", [IndexHit("y", 0.5, {"text": "a 3"})])
     with pytest.raises(ValueError, match="no image inputs"):
         model.encode_tokens([], "image")
     with pytest.raises(ValueError, match="at least one matching"):
         sample_positives(torch.zeros(2, 3, dtype=torch.bool))
 
 
-def test_fit_reranker_needs_a_train_split(reranked_run, digits_manifest, tmp_path):
+def test_train_matcher_needs_a_train_split(reranked_run, digits_manifest, tmp_path):
     import pandas as pd
-    from jointspace.pipeline import fit_reranker
+
+    from jointspace.runs import Run, train_matcher
 
     run, *_ = reranked_run
     rows = pd.read_csv(digits_manifest)
@@ -289,4 +177,4 @@ def test_fit_reranker_needs_a_train_split(reranked_run, digits_manifest, tmp_pat
     )
     rows.to_csv(tmp_path / "test-only.csv", index=False)
     with pytest.raises(ValueError, match="no 'train' split"):
-        fit_reranker(run, manifest=tmp_path / "test-only.csv")
+        train_matcher(Run.open(run), data=tmp_path / "test-only.csv")
