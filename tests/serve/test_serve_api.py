@@ -124,9 +124,9 @@ def test_nan_weights_make_search_503_and_health_not_ok(served_app):
 
 
 def test_a_model_with_nan_weights_is_not_healthy_from_the_start(served_app, monkeypatch):
-    import jointspace.serve.app as service
+    import jointspace.runs.run as run_module
 
-    real_load = service.load
+    real_load = run_module.load_model
 
     def poisoned(directory):
         model = real_load(directory)
@@ -134,7 +134,7 @@ def test_a_model_with_nan_weights_is_not_healthy_from_the_start(served_app, monk
             next(model.tower("image").parameters()).fill_(float("nan"))
         return model
 
-    monkeypatch.setattr(service, "load", poisoned)
+    monkeypatch.setattr(run_module, "load_model", poisoned)
     health = TestClient(fresh_app(served_app)).get("/health")
     assert health.status_code == 503 and "image tower" in health.json()["problem"]
 
