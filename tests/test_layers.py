@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-LAYERS = "layers: parts (data → … → evaluate | index) → matcher → report → runs → serve → cli"
+LAYERS = "imports point down: parts → matcher → report → runs → serve → cli"
 CONTRACTS = {
     LAYERS,
     "evaluate does not import train",
