@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from jointspace.atomic import atomic_path
-from jointspace.errors import ArtifactError
+from jointspace.atomic import atomic_path, disk_full, is_disk_full, write_text_atomic
+from jointspace.errors import ArtifactError, JointspaceError
+
+log = logging.getLogger("jointspace")
 
 
 def read_log(path: Path) -> list[dict]:
@@ -47,3 +51,37 @@ def write_csv(jsonl: Path, csv: Path) -> Path:
     with atomic_path(csv) as tmp:
         pd.DataFrame(list(rows.values())).to_csv(tmp, index=False)
     return csv
+
+
+class RunLog:
+    """A run's ``metrics.jsonl``: appended a line per record, mirrored to ``metrics.csv``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def append(self, record: dict[str, Any]) -> None:
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:
+            if is_disk_full(err):
+                raise disk_full(self.path) from None
+            raise
+
+    def truncate(self, step: int) -> None:
+        """Drop lines after ``step`` (a resumed run repeats them) and a last line cut short."""
+        if not self.path.exists():
+            return
+        kept = [r for r in read_log(self.path) if r["step"] <= step]
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write_csv(self, *, quiet: bool) -> None:
+        """Mirror to CSV; ``quiet`` (while another error propagates) only warns on failure."""
+        if not self.path.exists():
+            return
+        try:
+            write_csv(self.path, self.path.with_suffix(".csv"))
+        except (OSError, JointspaceError) as err:
+            if not quiet:  # while another error propagates, do not replace it with this one
+                raise
+            log.warning("could not update %s: %s", self.path.with_suffix(".csv"), err)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -10,18 +9,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from jointspace.atomic import (
-    disk_full,
-    is_disk_full,
     recover_dir,
     remove_stale_temps,
-    write_text_atomic,
 )
 from jointspace.config import ConfigError, TrainConfig
 from jointspace.data.collate import Batch, make_collate
@@ -32,15 +27,15 @@ from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import save_model
 from jointspace.models.joint import JointModel
 from jointspace.objectives.base import logit_init
-from jointspace.objectives.masks import positive_pairs
 from jointspace.progress import Progress
 from jointspace.progress import logger as library_logger
 from jointspace.train import checkpoint as ckpt
 from jointspace.train.frozen import use_cached_features
 from jointspace.train.frozen_ref import plan_frozen
-from jointspace.train.logs import read_log, write_csv
+from jointspace.train.logs import RunLog
 from jointspace.train.optim import build_optimizer, lr_factor, set_lr
 from jointspace.train.runlock import run_lock
+from jointspace.train.step import forward_backward
 
 log = logging.getLogger("jointspace")
 RUN_FILES = {"model", "metrics.jsonl", "metrics.csv", "config.yaml"}  # what a run writes in RUN
@@ -100,6 +95,7 @@ class Trainer:
         self.optimizer = build_optimizer([model, objective], config)
         self.checkpoints = self.out_dir / "checkpoints"
         self.log_path = self.out_dir / "metrics.jsonl"
+        self.run_log = RunLog(self.log_path)
         self._frozen: dict | None = None  # frozen weights checkpoints reference, not store
 
     def fit(self, dataset: PairedDataset, *, resume: bool = False) -> TrainResult:
@@ -165,7 +161,7 @@ class Trainer:
                 self._save_if_newer(step, total, result.best, rng_at_step, quiet=True)
             raise
         finally:
-            self._write_csv(quiet=failed)
+            self.run_log.write_csv(quiet=failed)
         self._save_if_newer(step, total, result.best, rng_at_step)
         if self.evaluator is None:
             save_model(self.model, self.out_dir / "model")
@@ -219,7 +215,7 @@ class Trainer:
                 total,
             )
         torch.set_rng_state(rng)
-        self._truncate_log(state["step"])
+        self.run_log.truncate(state["step"])
         log.info("resumed from %s at step %d", path, state["step"])
         return state["step"], state["best"]
 
@@ -267,26 +263,19 @@ class Trainer:
         lr = cfg.lr * lr_factor(step, total, cfg.warmup_steps, cfg.min_lr_ratio)
         set_lr(self.optimizer, lr)
         started = time.perf_counter()
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
-            embeddings = self.model(batch.inputs, pooled=self.pooled)
-            losses = self.objective(
-                embeddings,
-                logit_scale=self.model.logit_scale,
-                logit_bias=self.model.logit_bias,
-                positives=positive_pairs(batch.groups),
-            )
-        # A combined objective gives its weighted total as "loss"; otherwise sum the terms.
-        loss = losses.get("loss", sum(v for k, v in losses.items() if k.endswith("_loss")))
+        self.optimizer.zero_grad(set_to_none=True)
+        losses = forward_backward(
+            self.model, self.objective, batch, pooled=self.pooled, precision=cfg.precision
+        )
+        loss = losses.pop("loss")
         if not torch.isfinite(loss):
             raise DivergedError(f"loss became {loss.item()} at step {step + 1}; lower the lr")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if cfg.grad_clip:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         self.optimizer.step()
         seconds = time.perf_counter() - started
-        record = {k: float(v.detach()) for k, v in losses.items() if k != "loss"}
+        record = {k: float(v.detach()) for k, v in losses.items()}
         return record | {
             "loss": float(loss.detach()),
             "lr": lr,
@@ -310,7 +299,7 @@ class Trainer:
             },
         )
         if step % cfg.log_every == 0 or step == total:
-            self._log(record)
+            self.run_log.append(record)
         eval_every = cfg.eval_every or per_epoch
         if self.evaluator is not None and (step % eval_every == 0 or step == total):
             self._evaluate(step, per_epoch, result, progress)
@@ -322,7 +311,7 @@ class Trainer:
     def _evaluate(self, step: int, per_epoch: int, result: TrainResult, progress) -> None:
         metrics = self.evaluator(self.model)
         result.evals.append({"step": step, **metrics})
-        self._log({"step": step, "eval": metrics})
+        self.run_log.append({"step": step, "eval": metrics})
         improved = result.best is None or metrics["primary"] > result.best["primary"]
         shown = [f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("R@1")][:4]
         progress.info(
@@ -361,33 +350,6 @@ class Trainer:
             self.checkpoints, self.model, self.objective, self.optimizer, state, rng, self._frozen
         )
         ckpt.prune_checkpoints(self.checkpoints, self.config.keep_checkpoints)
-
-    def _log(self, record: dict[str, Any]) -> None:
-        try:
-            with self.log_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as err:
-            if is_disk_full(err):
-                raise disk_full(self.log_path) from None
-            raise
-
-    def _write_csv(self, *, quiet: bool) -> None:
-        if not self.log_path.exists():
-            return
-        try:
-            write_csv(self.log_path, self.log_path.with_suffix(".csv"))
-        except (OSError, JointspaceError) as err:
-            if not quiet:  # while another error propagates, do not replace it with this one
-                raise
-            log.warning("could not update %s: %s", self.log_path.with_suffix(".csv"), err)
-
-    def _truncate_log(self, step: int) -> None:
-        # Lines written after the checkpoint would be repeated by the resumed run: drop them,
-        # and a last line cut short by a kill.
-        if not self.log_path.exists():
-            return
-        kept = [r for r in read_log(self.log_path) if r["step"] <= step]
-        write_text_atomic(self.log_path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _state_step(path: Path | None) -> int:
