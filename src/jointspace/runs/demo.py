@@ -119,13 +119,9 @@ def run_demo(plan: DemoPlan, out_dir: Path, *, force: bool = False, k: int = 5) 
     # Pretrained towers: search only what training never saw. Otherwise the whole catalogue,
     # as a user would search it; each hit says which split it came from.
     result.held_out_only = plan.config_name.endswith("-pretrained") and "zeroshot" in full.splits()
-    if result.held_out_only:
-        result.queries, result.searched = (
-            list(HELD_OUT_QUERIES.get(plan.dataset, ())),
-            full.split("zeroshot"),
-        )
-    else:
-        result.queries, result.searched = list(QUERIES.get(plan.dataset, ())), full
+    queries = HELD_OUT_QUERIES if result.held_out_only else QUERIES
+    result.queries = list(queries.get(plan.dataset, ()))
+    result.searched = full.split("zeroshot") if result.held_out_only else full
     result.hits = search_manifest(model, result.searched, result.queries, plan.target, k)
     result.icons = {row["id"]: row.get("meta_emoji", "") for row in full.rows}
     return result
