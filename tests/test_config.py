@@ -68,7 +68,7 @@ def test_numeric_strings_become_the_declared_type(tmp_path):
             r"objectives\[0\].weight: expected float",
         ),
         ("train:\n  batch_size: 0\n", r"train.batch_size: must be at least 1, got 0"),
-        ("train:\n  precision: fp16\n", r"train.precision: must be one of fp32, bf16"),
+        ("train:\n  precision: fp8\n", r"train.precision: must be one of fp32, bf16, fp16"),
         ("- 1\n- 2\n", r"c.yaml: config: expected a mapping, got \[1, 2\]"),
         ("model:\n  towers:\n    text: {params: {}}\n", r"model.towers.text.name: required"),
     ],

@@ -90,7 +90,12 @@ class TrainConfig:
     warmup_steps: int = _bounded(20, min=0)
     min_lr_ratio: float = _bounded(0.05, min=0, max=1)
     grad_clip: float | None = _bounded(1.0, min=0)
-    precision: str = _bounded("fp32", choices=("fp32", "bf16"))
+    # fp32, or autocast in bf16 (CPU and GPU) or fp16 (GPU only: losses scaled by a GradScaler).
+    precision: str = _bounded("fp32", choices=("fp32", "bf16", "fp16"))
+    # Rows per chunk of the gradient cache (exact big batches in one chunk's memory); null: off.
+    grad_cache_chunk: int | None = _bounded(None, min=1)
+    # Recompute the towers' blocks in backward instead of storing their activations.
+    activation_checkpointing: bool = False
     seed: int = 0
     log_every: int = _bounded(10, min=1)
     eval_every: int | None = _bounded(None, min=1)

@@ -27,7 +27,7 @@ BAD_CONFIGS = {
     "epochs-fraction": "train:\n  epochs: 2.5\n",
     "batch-negative": "train:\n  batch_size: -8\n",
     "batch-string": "train:\n  batch_size: big\n",
-    "precision-enum": "train:\n  precision: fp16\n",
+    "precision-enum": "train:\n  precision: fp8\n",
     "relevance-enum": "eval:\n  relevance: everything\n",
     "ks-zero": "eval:\n  ks: [0, 5]\n",
     "ks-word": "eval:\n  ks: [1, five]\n",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -11,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from jointspace.config import ConfigError
 
@@ -70,6 +72,29 @@ class Tower(nn.Module):
         """The backbone's blocks in order, for ``unlock_last``; subclasses that support it."""
         raise NotImplementedError(f"{type(self).__name__} does not list its layers")
 
+    def checkpoint_layers(self, enabled: bool = True) -> Tower:
+        """Run each of ``layers()`` under activation checkpointing while it trains (or stop).
+
+        Their activations are recomputed in backward instead of stored, with the RNG state of the
+        forward (dropout draws the same masks); frozen layers (eval mode) and inference run plain.
+        """
+        try:
+            layers = self.layers()
+        except NotImplementedError:
+            if not enabled:
+                return self
+            raise ConfigError(
+                f"train.activation_checkpointing: the {type(self).__name__} tower does not list "
+                "its layers (Tower.layers), so it cannot checkpoint them"
+            ) from None
+        for layer in layers:
+            if enabled:
+                # An instance attribute: weights and state-dict names stay as they are.
+                layer.__dict__["forward"] = functools.partial(_checkpointed, layer)
+            else:
+                layer.__dict__.pop("forward", None)
+        return self
+
     def lock(self, unlock_last: int = 0) -> Tower:
         """Freeze everything but the projection ``head`` (LiT), then unfreeze the last N layers."""
         layers = self.layers() if unlock_last else []
@@ -122,3 +147,10 @@ class Tower(nn.Module):
     ) -> Tower:
         """Build from config params; ``corpus`` trains assets, ``assets_dir`` loads saved ones."""
         return cls(embed_dim, **params)
+
+
+def _checkpointed(layer: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    forward = type(layer).forward.__get__(layer)
+    if layer.training and torch.is_grad_enabled():
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)

@@ -73,14 +73,26 @@ def save_checkpoint(
     return target
 
 
+def scaler_state(scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
+    """``{"scaler": …}`` for a checkpoint's state: fp16's loss scale and growth count; or {}."""
+    if scaler is None or not scaler.is_enabled():
+        return {}
+    return {"scaler": scaler.state_dict()}
+
+
 def _objective_state(objective: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in objective.state_dict().items()}
 
 
 def load_checkpoint(
-    path: Path, model: JointModel, objective: nn.Module, optimizer: torch.optim.Optimizer
+    path: Path,
+    model: JointModel,
+    objective: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor]:
-    """Restore model, objective and optimizer in place; return the trainer state and RNG state.
+    """Restore model, objective, optimizer (and the fp16 loss scaler, when both have one) in
+    place; return the trainer state and RNG state.
 
     A damaged checkpoint, or frozen weights that differ from the ones it was trained with,
     raise ``ArtifactError`` before anything is changed.
@@ -114,7 +126,10 @@ def load_checkpoint(
     try:
         objective.load_state_dict(objective_state)
         optimizer.load_state_dict(optim_state)
-    except (RuntimeError, ValueError, KeyError) as err:
+        scaler_state = state.pop("scaler", None)
+        if scaler is not None and scaler.is_enabled() and scaler_state:
+            scaler.load_state_dict(scaler_state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
         first = str(err).strip().splitlines()[-1].strip() if str(err).strip() else "mismatch"
         raise ArtifactError(f"{path}: optimizer or objective state does not fit: {first}") from None
     return state, tensors["rng_state"]

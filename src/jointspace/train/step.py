@@ -10,6 +10,9 @@ from torch import nn
 from jointspace.data.collate import Batch
 from jointspace.models.joint import JointModel
 from jointspace.objectives.masks import positive_pairs
+from jointspace.train.precision import autocast, backward
+
+__all__ = ["autocast", "forward_backward", "score", "total_loss"]
 
 
 def total_loss(losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -19,9 +22,19 @@ def total_loss(losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack([v for k, v in losses.items() if k.endswith("_loss")]).sum()
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast when asked for (CPU and GPU); a no-op context otherwise."""
-    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
+def score(
+    model: JointModel,
+    objective: nn.Module,
+    embeddings: Mapping[str, torch.Tensor],
+    batch: Batch,
+) -> dict[str, torch.Tensor]:
+    """The objective's loss terms for the embeddings of ``batch``, at the model's logits."""
+    return objective(
+        embeddings,
+        logit_scale=model.logit_scale,
+        logit_bias=model.logit_bias,
+        positives=positive_pairs(batch.groups),
+    )
 
 
 def forward_backward(
@@ -31,18 +44,31 @@ def forward_backward(
     *,
     pooled: frozenset[str] = frozenset(),
     precision: str = "fp32",
+    grad_cache_chunk: int | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Losses of ``batch`` (``"loss"``: the total), with gradients accumulated in ``model``."""
+    """Losses of ``batch`` (``"loss"``: the total), with gradients accumulated in ``model``.
+
+    With ``grad_cache_chunk`` smaller than the batch, the towers run that many rows at a time
+    (train/gradcache.py): the same gradients in one chunk's activation memory.
+    """
+    if grad_cache_chunk is not None and grad_cache_chunk < len(batch):
+        from jointspace.train.gradcache import cached_forward_backward  # it builds on this module
+
+        return cached_forward_backward(
+            model,
+            objective,
+            batch,
+            chunk=grad_cache_chunk,
+            pooled=pooled,
+            precision=precision,
+            scaler=scaler,
+        )
     device = next(model.parameters()).device
     with autocast(device, precision):
         embeddings = model(batch.inputs, pooled=pooled)
-        losses = objective(
-            embeddings,
-            logit_scale=model.logit_scale,
-            logit_bias=model.logit_bias,
-            positives=positive_pairs(batch.groups),
-        )
+        losses = score(model, objective, embeddings, batch)
     loss = total_loss(losses)
     if torch.isfinite(loss):  # a diverged step is refused by the trainer, not backpropagated
-        loss.backward()
+        backward(loss, scaler)
     return {**losses, "loss": loss}

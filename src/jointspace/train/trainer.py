@@ -34,6 +34,7 @@ from jointspace.train.frozen import use_cached_features
 from jointspace.train.frozen_ref import plan_frozen
 from jointspace.train.logs import RunLog
 from jointspace.train.optim import build_optimizer, lr_factor, set_lr
+from jointspace.train.precision import make_scaler, optimizer_step
 from jointspace.train.runlock import run_lock
 from jointspace.train.step import forward_backward
 
@@ -88,6 +89,9 @@ class Trainer:
         self.feature_cache = feature_cache
         self.pooled: frozenset[str] = frozenset()
         self.device = torch.device(_pick_device(config.device))
+        self.scaler = make_scaler(config.precision, self.device)  # fp16 off a GPU: refused here
+        for tower in model.towers.values():
+            tower.checkpoint_layers(config.activation_checkpointing)
         init = logit_init(objective)
         if init is not None and model.logit_bias is None:
             # SigLIP's bias belongs to the model (saved with it); it starts at the paper's values.
@@ -225,7 +229,9 @@ class Trainer:
             path = found[index]
             try:
                 ckpt.check_checkpoint(path)
-                state, rng = ckpt.load_checkpoint(path, self.model, self.objective, self.optimizer)
+                state, rng = ckpt.load_checkpoint(
+                    path, self.model, self.objective, self.optimizer, self.scaler
+                )
             except ckpt.FrozenSourceChanged:
                 raise
             except ArtifactError as err:
@@ -265,15 +271,18 @@ class Trainer:
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         losses = forward_backward(
-            self.model, self.objective, batch, pooled=self.pooled, precision=cfg.precision
+            self.model,
+            self.objective,
+            batch,
+            pooled=self.pooled,
+            precision=cfg.precision,
+            grad_cache_chunk=cfg.grad_cache_chunk,
+            scaler=self.scaler,
         )
         loss = losses.pop("loss")
         if not torch.isfinite(loss):
             raise DivergedError(f"loss became {loss.item()} at step {step + 1}; lower the lr")
-        if cfg.grad_clip:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        self.optimizer.step()
+        optimizer_step(self.optimizer, cfg.grad_clip, self.scaler)
         seconds = time.perf_counter() - started
         record = {k: float(v.detach()) for k, v in losses.items()}
         return record | {
@@ -343,6 +352,7 @@ class Trainer:
             "total_steps": total,
             "epochs": self._epochs,
             "best": best,
+            **ckpt.scaler_state(self.scaler),
         }
         if self._frozen is None:
             self._frozen = plan_frozen(self.model)

@@ -1,0 +1,112 @@
+"""Gradient cache (Gao et al. 2021): a big batch's exact gradients in one chunk's activation memory.
+
+The towers embed the batch in chunks without a graph; the loss runs once on all embeddings and
+backpropagates to them (and to the model's logit scale and bias); then each chunk is embedded
+again, with grad and the RNG state of its first pass (so dropout draws the same masks), and its
+slice of the cached embedding gradient is backpropagated through the towers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from jointspace.data.collate import Batch
+from jointspace.models.joint import JointModel
+from jointspace.train.precision import autocast, backward
+from jointspace.train.step import score, total_loss
+
+RngState = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def cached_forward_backward(
+    model: JointModel,
+    objective: nn.Module,
+    batch: Batch,
+    *,
+    chunk: int,
+    pooled: frozenset[str] = frozenset(),
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, torch.Tensor]:
+    """``forward_backward`` with the towers run ``chunk`` rows at a time: the same losses and
+    gradients (up to float rounding) for any objective, since the loss sees the whole batch."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    device = next(model.parameters()).device
+    spans = [(start, min(start + chunk, len(batch))) for start in range(0, len(batch), chunk)]
+    pieces = [rows(batch.inputs, start, stop, len(batch)) for start, stop in spans]
+    # Pass 1: embeddings without a graph, remembering each chunk's RNG state for the replay.
+    stats = _running_stats(model)
+    states, parts = [], []
+    with torch.no_grad():
+        for inputs in pieces:
+            states.append(_rng_state(device))
+            with autocast(device, precision):
+                parts.append(model(inputs, pooled=pooled))
+    _restore(stats)  # batch-norm statistics move once per chunk, in the replay
+    embeddings = {m: torch.cat([p[m] for p in parts]).requires_grad_() for m in parts[0]}
+    del parts
+    with autocast(device, precision):
+        losses = score(model, objective, embeddings, batch)
+    loss = total_loss(losses)
+    if not torch.isfinite(loss):  # a diverged step is refused by the trainer, not backpropagated
+        return {**losses, "loss": loss}
+    backward(loss, scaler)  # the logit scale and bias get their gradients here, once
+    grads = {m: e.grad for m, e in embeddings.items() if e.grad is not None}
+    # Pass 2: each chunk again with a graph, fed its slice of the cached embedding gradient.
+    # fork_rng leaves the RNG where the loss left it, as if each chunk had run once.
+    cuda = [device] if device.type == "cuda" else []
+    for (start, stop), inputs, state in zip(spans, pieces, states, strict=True):
+        with torch.random.fork_rng(devices=cuda):
+            _set_rng_state(device, state)
+            with autocast(device, precision):
+                out = model(inputs, pooled=pooled)
+            tracked = [m for m in grads if out[m].requires_grad]  # a fully frozen tower: none
+            if tracked:
+                torch.autograd.backward(
+                    [out[m] for m in tracked], [grads[m][start:stop] for m in tracked]
+                )
+    return {**losses, "loss": loss}
+
+
+def rows(x: Any, start: int, stop: int, n: int) -> Any:
+    """Rows ``start:stop`` of a tower input of ``n`` rows: a tensor, or a mapping or sequence of
+    them (a collate's output); tensors without ``n`` leading rows are shared by every chunk."""
+    if isinstance(x, torch.Tensor):
+        return x[start:stop] if x.ndim and len(x) == n else x
+    if isinstance(x, Mapping):
+        return {k: rows(v, start, stop, n) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(rows(v, start, stop, n) for v in x)
+    return x
+
+
+def _rng_state(device: torch.device) -> RngState:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(device: torch.device, state: RngState) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _running_stats(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    # Norm layers that update running statistics in training mode (BatchNorm), even without grad.
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.training and m.track_running_stats
+    ]
+    return [(b, b.detach().clone()) for m in norms for b in m.buffers()]
+
+
+def _restore(saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    with torch.no_grad():
+        for buffer, value in saved:
+            buffer.copy_(value)
