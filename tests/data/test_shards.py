@@ -19,8 +19,11 @@ from shard_helpers import SPLITS, small_manifest
 
 runner = CliRunner()
 transform = ImageTransform(size=8)
-# What the towers do: the image tower decodes (a path, or the shard's decoded image) and transforms.
-PREPROCESS = {"text": lambda raw, rng: raw, "image": lambda raw, rng: transform(load_image(raw), rng)}
+# What the towers do: the image tower decodes (a path, or a shard's decoded image), transforms.
+PREPROCESS = {
+    "text": lambda raw, rng: raw,
+    "image": lambda raw, rng: transform(load_image(raw), rng),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +54,7 @@ def test_layout_and_index_counts(manifest, shards):
     assert index["distinct"]["image"] == {"all": 12, "splits": {"train": 8, "val": 2, "test": 2}}
     with tarfile.open(shards / "shard-000000.tar") as tar:
         names = tar.getnames()
-    assert names[:3] == ["000000000_row-0-v1-x.json", "000000000_row-0-v1-x.png"] + [
-        "000000000_row-0-v1-x.txt"
-    ]
+    assert names[:3] == [f"000000000_row-0-v1-x.{ext}" for ext in ("json", "png", "txt")]
     assert all(name.count(".") == 1 for name in names)  # WebDataset keys end at the first dot
     assert sample_key(7, "a/b.c d") == "000000007_a-b-c-d" and sample_key(3, "...") == "000000003"
 
@@ -128,6 +129,7 @@ def test_ranks_and_workers_partition_the_samples(shards):
     assert set(seen[1]) == set(range(5, 10)) | set(range(15, 20))
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
 @pytest.mark.parametrize("workers", [0, 2, 3])
 def test_resume_starts_at_the_saved_position(shards, workers):
     def epoch(start):
@@ -170,9 +172,9 @@ def test_a_truncated_shard_is_named(manifest, tmp_path):
     (out / "index.json").unlink()
     cut = out / "shard-000002.tar"
     with tarfile.open(cut) as tar:
-        start = [m for m in tar.getmembers() if m.name.startswith("000000014")][0].offset
+        start = next(m for m in tar.getmembers() if m.name.startswith("000000014")).offset
     cut.write_bytes(cut.read_bytes()[:start])
-    with pytest.raises(ShardError, match=r"shard-000002.tar: damaged or truncated shard \(its size"):
+    with pytest.raises(ShardError, match=r"000002.tar: damaged or truncated shard \(its size"):
         list(ShardSource(ShardSet.open(str(cut))).items("text"))
 
 

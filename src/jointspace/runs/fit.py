@@ -64,23 +64,27 @@ def fit(
     resume = resume and _has_checkpoint(out_dir)
     if not resume:
         check_new_run(out_dir)
-    shards = ShardSet.open(spec) if is_shard_spec(spec) else None
-    full = None if shards else load_manifest(spec, data.modalities, skip_bad=data.skip_bad)
+    full: Manifest | None = None
+    train_rows: Manifest | ShardSet
+    if is_shard_spec(spec):
+        train_rows = ShardSet.open(spec)  # streamed: counts come from its index
+    else:
+        full = load_manifest(spec, data.modalities, skip_bad=data.skip_bad)
+        train_rows = full.split(data.train_split) if data.train_split else full
     data.manifest = manifest_spec(spec)
-    train_rows = full.split(data.train_split) if full and data.train_split else full
     has_val = full is not None and data.val_split is not None and data.val_split in full.splits()
     torch.manual_seed(config.train.seed)
-    model = _initial_model(config, train_rows or shards, out_dir, resume)
+    model = _initial_model(config, train_rows, out_dir, resume)
     model.feature_cache = FeatureCache.from_setting(config.train.feature_cache)
     objective = build_objective(config.objectives)
     evaluator = None
-    if full and has_val and data.val_split is not None:
+    if full is not None and has_val and data.val_split is not None:
         evaluator = RetrievalEvaluator(full.split(data.val_split), config.eval, data.modalities)
     preprocess = {m: model.tower(m).preprocess for m in data.modalities}
     seed = config.train.seed if data.augment else None
     dataset: TrainData
-    if shards is not None:
-        dataset = _stream(shards, preprocess, config, seed)
+    if isinstance(train_rows, ShardSet):
+        dataset = _stream(train_rows, preprocess, config, seed)
     else:
         dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
     record = partial(_record_config, out_dir / RUN_CONFIG, config.to_yaml())
