@@ -13,7 +13,6 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from jointspace.cli.errors import user_errors
-from jointspace.cli.options import Force, SkipBad
 
 app = typer.Typer(
     help="Build, convert, inspect and validate paired datasets.", no_args_is_help=True
@@ -175,8 +174,10 @@ def shards(
     maxsize: Annotated[
         int, typer.Option(help="Bytes per shard: a shard closes once it reaches this.", min=1)
     ] = 1 << 30,
-    skip_bad: SkipBad = False,
-    force: Force = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace an earlier `data shards` output in --out.")
+    ] = False,
 ) -> None:
     """Write a manifest as WebDataset tar shards ({key}.txt|json|jpg|png|wav|flac) + index.json.
 

@@ -259,10 +259,10 @@ def _expand(spec: str) -> tuple[list[str], dict | None]:
         if not paths:
             raise ShardError(f"{spec}: no index.json and no .tar shards in this folder")
         return paths, None
-    from braceexpand import braceexpand
+    from webdataset.shardlists import expand_urls  # braces, and "::" between patterns
 
     paths = []
-    for pattern in braceexpand(spec):
+    for pattern in expand_urls(spec):
         matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         paths.extend(matched)
     if not paths:
