@@ -45,6 +45,17 @@ def indices(dataset, **loader):
     return [i for batch in batches for i in batch]
 
 
+def test_a_manifest_path_is_validated_on_the_way(manifest, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(manifest.path.read_text().replace("images/pic3.png", "images/missing.png"))
+    (tmp_path / "images").symlink_to(manifest.root / "images")
+    with pytest.raises(ManifestError, match=r"bad.csv, row 7, column 'image': file not found"):
+        write_shards(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    index = write_shards(bad, tmp_path / "out", skip_bad=True)
+    assert index["samples"] == 22  # rows 7 and 8 held the missing image
+
+
 def test_layout_and_index_counts(manifest, shards):
     index = json.loads((shards / "index.json").read_text())
     assert [e["name"] for e in index["shards"]] == [f"shard-{n:06d}.tar" for n in range(5)]

@@ -41,21 +41,29 @@ def sample_key(number: int, item_id: str) -> str:
 
 
 def write_shards(
-    manifest: Manifest,
+    manifest: Manifest | str | Path,
     out_dir: str | Path,
     *,
     maxcount: int = MAXCOUNT,
     maxsize: int = MAXSIZE,
+    skip_bad: bool = False,
     on_sample: Callable[[int], None] | None = None,
 ) -> dict:
-    """Write ``manifest``'s rows as shards into ``out_dir`` (already claimed by the caller).
+    """Write a manifest's rows as shards into ``out_dir`` (already claimed by the caller).
 
-    Returns the index written to ``out_dir/index.json``. ``on_sample(n)`` reports progress.
+    ``manifest``: a validated ``Manifest``, or a path / ``builtin:NAME`` validated here (bad rows
+    raise, or are skipped with ``skip_bad``). Returns the index written to ``out_dir/index.json``;
+    ``on_sample(n)`` reports progress.
     """
     if maxcount < 1 or maxsize < 1:
         raise ShardError(f"maxcount and maxsize must be at least 1, got {maxcount}, {maxsize}")
     from webdataset import TarWriter
 
+    if not isinstance(manifest, Manifest):
+        from jointspace.data.builtin import resolve_manifest  # it reads shard specs: no cycle
+        from jointspace.data.manifest import read_manifest
+
+        manifest = read_manifest(resolve_manifest(manifest), skip_bad=skip_bad)
     out_dir = Path(out_dir)
     modalities = manifest.modalities
     first = _first_holders(manifest, modalities)
