@@ -38,6 +38,7 @@ class DataConfig:
     test_split: str | None = "test"
     skip_bad: bool = False
     augment: bool = True
+    shuffle_buffer: int = _bounded(2000, min=0)  # shards only: samples mixed at once; 0: in order
 
 
 @dataclass

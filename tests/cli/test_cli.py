@@ -319,7 +319,7 @@ def test_embed_shows_progress_and_resumes_finished_batches(
 ):
     import logging
 
-    import jointspace.runs.export as embed_module
+    import jointspace.models.embedding as embed_module  # every manifest batch goes through it
 
     out = tmp_path / "e.parquet"
     args = ["embed", str(trained_run), "--split", "test", "--out", str(out), "--batch-size", "64"]

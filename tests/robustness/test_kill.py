@@ -115,10 +115,10 @@ def test_kill_embed_then_rerun_resumes_and_matches(tmp_path, small_run):
     kill_when(
         [*args, "--out", "killed.parquet"],
         tmp_path,
-        lambda: len(list(parts.glob("part-*.npy"))) >= kill_at,
+        lambda: len(list(parts.glob("part-*.parquet"))) >= kill_at,
     )
     assert not (tmp_path / "killed.parquet").exists()
-    finished = len(list(parts.glob("part-*.npy")))
+    finished = len(list(parts.glob("part-*.parquet")))
     result = run([*args, "--out", "killed.parquet"], tmp_path)
     assert f"resuming: {finished} of" in result.stderr  # the finished batches were kept
     assert pq.read_table(tmp_path / "killed.parquet").equals(

@@ -163,6 +163,52 @@ def validate(
     out.print(f"{rows.path}: {summary}", markup=False, highlight=False)
 
 
+@app.command()
+@user_errors
+def shards(
+    manifest: Manifest,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for shard-NNNNNN.tar files and index.json.")
+    ],
+    maxcount: Annotated[int, typer.Option(help="Samples per shard, at most.", min=1)] = 10_000,
+    maxsize: Annotated[
+        int, typer.Option(help="Bytes per shard: a shard closes once it reaches this.", min=1)
+    ] = 1 << 30,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace an earlier `data shards` output in --out.")
+    ] = False,
+) -> None:
+    """Write a manifest as WebDataset tar shards ({key}.txt|json|jpg|png|wav|flac) + index.json.
+
+    Every row is validated first; train, embed and index build read the shards with --data.
+    """
+    from jointspace.data import resolve_manifest
+    from jointspace.data.manifest import read_manifest
+    from jointspace.data.shards import write_shards
+    from jointspace.progress import Progress
+    from jointspace.runs.outputs import claim_dir, mark_dir, prepare_dir
+
+    claim_dir(out_dir, "data shards", force)  # refused before any work, nothing touched
+    rows = read_manifest(resolve_manifest(manifest), skip_bad=skip_bad)
+    for problem in rows.skipped:
+        err.print(f"warning: skipping {problem.describe(rows.path)}", markup=False)
+    prepare_dir(out_dir, "data shards", force)
+    progress = Progress(len(rows), 0, "shards", enabled=True, every=max(1, len(rows) // 10))
+    with progress.active():
+        index = write_shards(
+            rows,
+            out_dir,
+            maxcount=maxcount,
+            maxsize=maxsize,
+            on_sample=lambda n: progress.update(n, {}),
+        )
+    mark_dir(out_dir, "data shards")
+    count = len(index["shards"])
+    summary = f"wrote {index['samples']} samples in {count} shard{'s' * (count != 1)} → {out_dir}"
+    out.print(summary, markup=False, highlight=False)
+
+
 def report_table(report: dict) -> Table:
     table = Table(title=escape(report["manifest"]), show_header=False)
     table.add_column("what", style="bold")

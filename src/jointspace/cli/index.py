@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from jointspace.cli.errors import user_errors
-from jointspace.cli.options import Data, ModelDir, Query, TopK
+from jointspace.cli.options import ModelDir, Query, StreamData, TopK
 from jointspace.errors import NotFoundError
 
 app = typer.Typer(help="Build and query vector indexes (FAISS, Milvus).", no_args_is_help=True)
@@ -26,7 +26,7 @@ IndexUri = Annotated[
 @user_errors
 def build(
     model_dir: ModelDir,
-    data: Data,
+    data: StreamData,
     index: IndexUri,
     modality: Annotated[str, typer.Option(help="Which column to index.")] = "image",
     split: Annotated[str | None, typer.Option(help="Index only this split.")] = None,
@@ -47,8 +47,8 @@ def build(
     from jointspace.runs import Run
 
     run = Run.open(model_dir)
-    manifest = run.manifest(data, modalities=[modality], split=split, skip_bad=False)
-    built = run.build_index(manifest, modality, index, batch_size=batch_size, force=force)
+    source = run.source(data, modality, split=split, skip_bad=False)  # a manifest or shards
+    built = run.build_index(source, modality, index, batch_size=batch_size, force=force)
     try:
         err.print(f"{len(built)} {modality} items in {index}")
     finally:

@@ -20,7 +20,7 @@ from jointspace.cli.data import app as data_app
 from jointspace.cli.demo import demo
 from jointspace.cli.errors import user_errors
 from jointspace.cli.index import app as index_app
-from jointspace.cli.options import Force, ModelDir, Query, RunData, SkipBad, TopK
+from jointspace.cli.options import Force, ModelDir, Query, RunData, RunStreamData, SkipBad, TopK
 from jointspace.cli.train import compare, train
 from jointspace.runs.outputs import OutputExistsError, claim_dir, claim_file, mark_dir
 
@@ -235,7 +235,7 @@ def rerank(
 @user_errors
 def embed(
     model_dir: ModelDir,
-    data: RunData = None,
+    data: RunStreamData = None,
     modality: Annotated[str, typer.Option(help="Which column to embed.")] = "image",
     out_path: Annotated[
         Path,

@@ -15,6 +15,18 @@ RunData = Annotated[
         "--data", help="Manifest path or builtin:NAME (default: the one the run was trained on)."
     ),
 ]
+# Commands that stream their data (embed, index build) also read WebDataset shards.
+StreamData = Annotated[
+    str, typer.Option("--data", help="Manifest path, builtin:NAME or shards (DIR, a pattern).")
+]
+RunStreamData = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Manifest path, builtin:NAME or shards (DIR or DIR/shard-{000000..000009}.tar; "
+        "default: the run's data).",
+    ),
+]
 Query = Annotated[str, typer.Option(help="Query text.")]
 TopK = Annotated[int, typer.Option(help="How many results.", min=1)]
 Force = Annotated[

@@ -19,7 +19,9 @@ def train(
         Path | None,
         typer.Argument(help="Experiment YAML, e.g. configs/digits.yaml (optional with --resume)."),
     ] = None,
-    data: Annotated[str | None, typer.Option(help="Override the config's manifest.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Override the config's manifest (or shard pattern).")
+    ] = None,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Run directory: new, or without run files in it.")
     ] = Path("runs/latest"),

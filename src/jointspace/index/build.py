@@ -1,16 +1,18 @@
-"""Embed a manifest into an index: batched, resumable, tied to the model that made it."""
+"""Embed a manifest or shards into an index: streamed, resumable, tied to the model that made it."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from jointspace.data.manifest import Manifest, ManifestError
+from jointspace.data.source import Item, ItemSource, ManifestSource
 from jointspace.errors import JointspaceError
 from jointspace.index import VectorIndex, open_index
-from jointspace.models.embedding import distinct_items, embed_items
+from jointspace.models.embedding import distinct_items, embed_batch
 from jointspace.models.joint import JointModel
 
 METADATA_COLUMNS = ("label", "split")
@@ -60,7 +62,7 @@ def open_for_model(
 def build_index(
     model: JointModel,
     fingerprint: str,
-    manifest: Manifest,
+    data: Manifest | ItemSource,
     modality: str,
     uri: str,
     *,
@@ -70,15 +72,19 @@ def build_index(
     on_batch: Callable[[int], None] | None = None,
     force: bool = False,
 ) -> VectorIndex:
-    """Add every distinct ``modality`` item of ``manifest`` not yet in the index, then save.
+    """Add every distinct ``modality`` item of ``data`` (a manifest or a source such as shards)
+    not yet in the index, then save.
 
-    Saves every ``save_every`` batches, so a killed build loses at most those batches and a
-    rerun adds only what is missing: no duplicate and no gap. ``force`` first discards what the
-    index held (a damaged index, another model's, or a folder of other files). ``fingerprint``
-    (``Run.fingerprint``) names the model: the index refuses to mix in another model's vectors.
+    Items stream in batches, so memory does not grow with the data. Saves every ``save_every``
+    batches, so a killed build loses at most those batches and a rerun adds only what is
+    missing: no duplicate and no gap. ``force`` first discards what the index held (a damaged
+    index, another model's, or a folder of other files). ``fingerprint`` (``Run.fingerprint``)
+    names the model: the index refuses to mix in another model's vectors.
     """
-    values, rows = distinct_items(manifest, modality)
-    _check_ids(manifest, modality, values, rows)  # before anything is opened or written
+    source = data if isinstance(data, ItemSource) else ManifestSource(data)
+    if source.manifest is not None:
+        values, rows = distinct_items(source.manifest, modality)
+        _check_ids(source.manifest, modality, values, rows)  # before anything is opened
     index = open_for_model(
         uri,
         fingerprint,
@@ -86,7 +92,7 @@ def build_index(
         mode="w",
         force=force,
         modality=modality,
-        manifest=str(manifest.path.resolve()),
+        **source.info(),
     )
     if index.info.get("modality", modality) != modality:
         index.close()
@@ -95,18 +101,7 @@ def build_index(
             "build another index for them (or pass --force to replace this one)"
         )
     try:
-        _add_missing(
-            index,
-            model,
-            manifest,
-            modality,
-            values,
-            rows,
-            batch_size,
-            save_every,
-            progress,
-            on_batch,
-        )
+        _add_missing(index, model, source, modality, batch_size, save_every, progress, on_batch)
     except BaseException:
         index.discard()  # what was saved stays; the lock is released for a rerun
         raise
@@ -114,19 +109,18 @@ def build_index(
 
 
 def _add_missing(
-    index, model, manifest, modality, values, rows, batch_size, save_every, progress, on_batch
+    index, model, source, modality, batch_size, save_every, progress, on_batch
 ) -> None:
     done = index.ids()
-    todo = [(v, r) for v, r in zip(values, rows, strict=True) if r["id"] not in done]
-    bar = tqdm(total=len(values), initial=len(values) - len(todo), desc="index", unit=modality)
-    bar.disable = not progress
-    for number, start in enumerate(range(0, len(todo), batch_size), start=1):
-        chunk = todo[start : start + batch_size]
-        _, vectors = embed_items(
-            model, manifest, modality, [v for v, _ in chunk], batch_size=batch_size
-        )
-        metadata = [{modality: v, **_metadata(r)} for v, r in chunk]
-        index.add([r["id"] for _, r in chunk], vectors, metadata)
+    total = source.count(modality)
+    bar = tqdm(total=total, desc="index", unit=modality, disable=not progress)
+    todo = (item for item in source.items(modality) if _skip(item, done, bar))
+    number = 0
+    while chunk := list(itertools.islice(todo, batch_size)):
+        number += 1
+        vectors = embed_batch(model, source, modality, chunk, batch_size=batch_size)
+        metadata = [{modality: item.value, **_metadata(item)} for item in chunk]
+        index.add([item.id for item in chunk], vectors, metadata)
         if number % save_every == 0:
             index.save()
         if on_batch is not None:
@@ -134,6 +128,14 @@ def _add_missing(
         bar.update(len(chunk))
     bar.close()
     index.save()
+
+
+def _skip(item: Item, done: set[str], bar) -> bool:
+    """Whether ``item`` still needs adding (those already indexed count as done on the bar)."""
+    if item.id in done:
+        bar.update(1)
+        return False
+    return True
 
 
 def _check_ids(manifest: Manifest, modality: str, values: list[str], rows: list[dict]) -> None:
@@ -154,5 +156,5 @@ def _check_ids(manifest: Manifest, modality: str, values: list[str], rows: list[
         seen[item] = (value, row)
 
 
-def _metadata(row: dict[str, str]) -> dict[str, str]:
-    return {k: row[k] for k in METADATA_COLUMNS if row.get(k)}
+def _metadata(item: Item) -> dict[str, str]:
+    return {k: getattr(item, k) for k in METADATA_COLUMNS if getattr(item, k)}

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from jointspace.data.manifest import Manifest
+from jointspace.data.source import Item, ItemSource
 from jointspace.models.joint import JointModel
 
 
@@ -43,6 +44,26 @@ def embed_items(
     inputs = item_inputs(manifest, modality, values)
     vectors = model.encode(inputs, modality, batch_size=batch_size, normalize=normalize)
     return list(values), np.asarray(vectors, dtype=np.float32)
+
+
+def embed_batch(
+    model: JointModel,
+    source: ItemSource,
+    modality: str,
+    items: Sequence[Item],
+    *,
+    batch_size: int = 256,
+    normalize: bool = True,
+) -> np.ndarray:
+    """float32 embeddings of a batch of a source's items (a manifest's go through embed_items)."""
+    if source.manifest is not None:
+        values = [item.value for item in items]
+        return embed_items(
+            model, source.manifest, modality, values, batch_size=batch_size, normalize=normalize
+        )[1]
+    inputs = [item.input(modality) for item in items]
+    vectors = model.encode(inputs, modality, batch_size=batch_size, normalize=normalize)
+    return np.asarray(vectors, dtype=np.float32)
 
 
 def per_row(

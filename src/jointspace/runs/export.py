@@ -1,9 +1,10 @@
-"""``jointspace embed``: a manifest's distinct items as vectors in Parquet, resumable by batch."""
+"""``jointspace embed``: distinct items (manifest or shards) as vectors in Parquet, by batch."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from tqdm.auto import tqdm
 
 from jointspace.atomic import atomic_path, write_text_atomic
 from jointspace.data import Manifest
-from jointspace.models.embedding import distinct_items, embed_items
+from jointspace.data.source import Item, ItemSource, ManifestSource
+from jointspace.models.embedding import embed_batch
 from jointspace.models.joint import JointModel
 from jointspace.progress import is_terminal, logger
 from jointspace.runs.run import Run
@@ -30,39 +32,74 @@ def embed_manifest(
 ) -> pa.Table:
     """A table of unique values with ``id``, ``label`` and a float32 ``embedding`` list column.
 
-    With ``parts``, each batch of vectors is saved there atomically as it is done, and batches
-    already saved under the same ``key`` (model fingerprint) are reused: a killed run resumes.
-    Progress: a bar on a terminal, a log line per tenth of the work otherwise.
+    With ``parts``, each batch is saved there atomically as it is done, and batches already
+    saved under the same ``key`` (model fingerprint) are reused: a killed run resumes.
     """
-    values, rows = distinct_items(manifest, modality)
-    starts = range(0, len(values), batch_size)
-    store = _PartStore(parts, _parts_key(key, modality, values, batch_size)) if parts else None
-    reused = store.count(len(starts)) if store else 0
+    source = ManifestSource(manifest)
+    batches = embedded_batches(model, source, modality, parts=parts, key=key, batch_size=batch_size)
+    tables = list(batches)
+    schema = table_schema(modality, model.config.embed_dim)
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def embedded_batches(
+    model: JointModel,
+    source: ItemSource,
+    modality: str,
+    *,
+    parts: Path | None = None,
+    key: str = "",
+    batch_size: int = 256,
+) -> Iterator[pa.Table]:
+    """The source's distinct items as tables of ``batch_size`` rows, one batch in memory at once.
+
+    With ``parts``, each batch is saved there as Parquet when done; a rerun under the same
+    ``key`` reuses them. Progress: a bar on a terminal, a log line per tenth otherwise.
+    """
+    total = source.count(modality)
+    schema = table_schema(modality, model.config.embed_dim)
+    fingerprint = source.fingerprint(modality)
+    tag = f"{key} {modality} {batch_size} {fingerprint}"
+    store = _PartStore(parts, tag, schema) if parts else None
+    batches = None if total is None else -(-total // batch_size)
+    reused = store.count(batches) if store else 0
     if reused:
-        message = "resuming: %d of %d batches already embedded in %s"
-        logger().info(message, reused, len(starts), parts)
-    vectors = []
-    with _progress(len(values), f"embed {modality}") as advance:
-        for number, start in enumerate(starts):
-            batch = values[start : start + batch_size]
-            done = store.load(number) if store else None
-            if done is None:
-                _, done = embed_items(model, manifest, modality, batch, batch_size=batch_size)
+        of = f" of {batches}" if batches is not None else ""
+        logger().info("resuming: %d%s batches already embedded in %s", reused, of, parts)
+    with _progress(total, f"embed {modality}") as advance:
+        for number, chunk in enumerate(_chunks(source.items(modality), batch_size)):
+            table = store.load(number) if store else None
+            if table is None:
+                vectors = embed_batch(model, source, modality, chunk, batch_size=batch_size)
+                table = _table(chunk, modality, vectors, schema)
                 if store:
-                    store.save(number, done)
-            vectors.append(done)
-            advance(len(batch))
-    empty = np.zeros((0, model.config.embed_dim), np.float32)
-    matrix = np.concatenate(vectors) if vectors else empty
-    embedding = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), matrix.shape[1])
-    return pa.table(
-        {
-            "id": [r["id"] for r in rows],
-            modality: values,
-            "label": [r.get("label", "") for r in rows],
-            "embedding": embedding,
-        }
+                    store.save(number, table)
+            yield table
+            advance(len(chunk))
+
+
+def table_schema(modality: str, dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            (modality, pa.string()),
+            ("label", pa.string()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+        ]
     )
+
+
+def _table(chunk: list[Item], modality: str, vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
+    embedding = pa.FixedSizeListArray.from_arrays(
+        pa.array(vectors.ravel(), pa.float32()), vectors.shape[1]
+    )
+    columns = [[i.id for i in chunk], [i.value for i in chunk], [i.label for i in chunk]]
+    return pa.Table.from_arrays([*map(pa.array, columns), embedding], schema=schema)
+
+
+def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
 
 
 def write_embeddings(table: pa.Table, path: str | Path) -> None:
@@ -71,64 +108,74 @@ def write_embeddings(table: pa.Table, path: str | Path) -> None:
         pq.write_table(table, tmp)
 
 
+def write_batches(batches: Iterator[pa.Table], schema: pa.Schema, path: str | Path) -> int:
+    """Stream tables into one Parquet file, atomically; returns how many rows it holds."""
+    rows = 0
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for table in batches:
+            writer.write_table(table)
+            rows += table.num_rows
+    return rows
+
+
 def parts_dir(out_path: Path) -> Path:
     """Where ``embed --out OUT`` keeps finished batches until OUT is written."""
     return out_path.with_name(f".{out_path.name}.parts")
 
 
 class _PartStore:
-    """Finished batches as ``part-NNNNNN.npy``, valid only for the ``key`` they were made under."""
+    """Finished batches as ``part-NNNNNN.parquet``, valid only under the ``key`` they were made."""
 
-    def __init__(self, directory: Path, key: str):
-        self.directory = directory
+    def __init__(self, directory: Path, key: str, schema: pa.Schema):
+        self.directory, self.schema = directory, schema
         key_file = directory / "key.txt"
         if not key_file.is_file() or key_file.read_text() != key:
             # Batches made for another model or other data are useless here; only they go.
-            for old in directory.glob("part-*.npy"):
+            for old in directory.glob("part-*"):
                 old.unlink()
         directory.mkdir(parents=True, exist_ok=True)
         write_text_atomic(key_file, key)
 
     def _path(self, number: int) -> Path:
-        return self.directory / f"part-{number:06d}.npy"
+        return self.directory / f"part-{number:06d}.parquet"
 
-    def count(self, total: int) -> int:
-        return sum(self._path(n).is_file() for n in range(total))
+    def count(self, total: int | None) -> int:
+        if total is not None:
+            return sum(self._path(n).is_file() for n in range(total))
+        return sum(1 for _ in self.directory.glob("part-*.parquet"))
 
-    def load(self, number: int) -> np.ndarray | None:
+    def load(self, number: int) -> pa.Table | None:
         path = self._path(number)
         if not path.is_file():
             return None
         try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
+            return pq.read_table(path).cast(self.schema)
+        except (OSError, ValueError, pa.ArrowException):
             return None  # damaged (should not happen: parts are written atomically): redo it
 
-    def save(self, number: int, vectors: np.ndarray) -> None:
-        with atomic_path(self._path(number)) as tmp, open(tmp, "wb") as f:
-            np.save(f, vectors, allow_pickle=False)
-
-
-def _parts_key(key: str, modality: str, values: list[str], batch_size: int) -> str:
-    digest = hashlib.sha256("\n".join(values).encode())
-    return f"{key} {modality} {batch_size} {len(values)} {digest.hexdigest()}"
+    def save(self, number: int, table: pa.Table) -> None:
+        with atomic_path(self._path(number)) as tmp:
+            pq.write_table(table, tmp)
 
 
 @contextlib.contextmanager
-def _progress(total: int, desc: str):
-    """A tqdm bar on a terminal; otherwise an INFO line at every tenth of ``total``."""
+def _progress(total: int | None, desc: str):
+    """A tqdm bar on a terminal; otherwise an INFO line at every tenth of ``total`` (every
+    10,000 items when the total is unknown)."""
     if is_terminal():
         with tqdm(total=total, desc=desc, unit="item") as bar:
             yield bar.update
         return
     log = logger()  # the library's stderr handler, unless the application configured logging
     state = {"done": 0, "next": 0}
+    every = max(1, total // 10) if total is not None else 10_000
+    shown = "?" if total is None else str(total)
 
     def advance(count: int) -> None:
         state["done"] += count
         if state["done"] >= state["next"] or state["done"] == total:
-            log.info("%s: %d/%d", desc, state["done"], total)
-            state["next"] = state["done"] + max(1, total // 10)
+            log.info("%s: %d/%s", desc, state["done"], shown)
+            state["next"] = state["done"] + every
 
     yield advance
 
@@ -136,7 +183,7 @@ def _progress(total: int, desc: str):
 def discard_parts(out_path: Path) -> None:
     """Remove the finished batches once ``out_path`` holds them all (only files embed wrote)."""
     directory = parts_dir(out_path)
-    for part in directory.glob("part-*.npy"):
+    for part in directory.glob("part-*"):
         part.unlink()
     (directory / "key.txt").unlink(missing_ok=True)
     with contextlib.suppress(OSError):
@@ -155,18 +202,19 @@ def export_embeddings(
 ) -> int:
     """Embed ``modality``'s distinct items into Parquet at ``out_path``; returns how many.
 
+    ``data`` is a manifest or shards; batches stream to the file, one in memory at a time.
     Finished batches wait beside ``out_path`` (tied to the model's fingerprint) until it is
     written atomically, so a killed export, run again, embeds only what is left.
     """
-    manifest = run.manifest(data, modalities=[modality], split=split, skip_bad=skip_bad)
-    table = embed_manifest(
+    source = run.source(data, modality, split=split, skip_bad=skip_bad)
+    batches = embedded_batches(
         run.model,
-        manifest,
+        source,
         modality,
         parts=parts_dir(out_path),
         key=run.fingerprint,
         batch_size=batch_size,
     )
-    write_embeddings(table, out_path)
+    count = write_batches(batches, table_schema(modality, run.model.config.embed_dim), out_path)
     discard_parts(out_path)
-    return table.num_rows
+    return count

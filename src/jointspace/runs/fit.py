@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 from jointspace.atomic import write_text_atomic
 from jointspace.config import ExperimentConfig
 from jointspace.data import Manifest, PairedDataset, load_manifest
+from jointspace.data.shard_dataset import ShardDataset
+from jointspace.data.shard_set import ShardSet, is_shard_spec
 from jointspace.errors import JointspaceError
 from jointspace.evaluate.retrieval import RetrievalEvaluator
 from jointspace.models.build import build_model
@@ -20,7 +23,10 @@ from jointspace.models.joint import JointModel
 from jointspace.objectives.combined import build_objective
 from jointspace.runs.run import RUN_CONFIG
 from jointspace.train import checkpoint as ckpt
+from jointspace.train.loader import TrainData
 from jointspace.train.trainer import Callback, Trainer, TrainResult
+
+log = logging.getLogger("jointspace")
 
 
 class RunExistsError(JointspaceError, FileExistsError):
@@ -31,6 +37,8 @@ class NoRunError(JointspaceError, FileNotFoundError):
     """``--resume`` pointed at a directory that holds no run."""
 
 
+# Captions a tokenizer learns from when training streams shards (the first ones, in order).
+MAX_CORPUS = 200_000
 # What ``fit`` writes at the top of a run directory: anything else there is left alone.
 RUN_ENTRIES = (RUN_CONFIG, "checkpoints", "model", "metrics.jsonl", "metrics.csv")
 
@@ -56,20 +64,29 @@ def fit(
     resume = resume and _has_checkpoint(out_dir)
     if not resume:
         check_new_run(out_dir)
-    full = load_manifest(spec, data.modalities, skip_bad=data.skip_bad)
+    full: Manifest | None = None
+    train_rows: Manifest | ShardSet
+    if is_shard_spec(spec):
+        train_rows = ShardSet.open(spec)  # streamed: counts come from its index
+    else:
+        full = load_manifest(spec, data.modalities, skip_bad=data.skip_bad)
+        train_rows = full.split(data.train_split) if data.train_split else full
     data.manifest = manifest_spec(spec)
-    train_rows = full.split(data.train_split) if data.train_split else full
-    has_val = data.val_split is not None and data.val_split in full.splits()
+    has_val = full is not None and data.val_split is not None and data.val_split in full.splits()
     torch.manual_seed(config.train.seed)
     model = _initial_model(config, train_rows, out_dir, resume)
     model.feature_cache = FeatureCache.from_setting(config.train.feature_cache)
     objective = build_objective(config.objectives)
     evaluator = None
-    if has_val and data.val_split is not None:
+    if full is not None and has_val and data.val_split is not None:
         evaluator = RetrievalEvaluator(full.split(data.val_split), config.eval, data.modalities)
     preprocess = {m: model.tower(m).preprocess for m in data.modalities}
     seed = config.train.seed if data.augment else None
-    dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
+    dataset: TrainData
+    if isinstance(train_rows, ShardSet):
+        dataset = _stream(train_rows, preprocess, config, seed)
+    else:
+        dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
     record = partial(_record_config, out_dir / RUN_CONFIG, config.to_yaml())
     if resume:
         callbacks = [*callbacks, _once(record)]
@@ -126,20 +143,47 @@ def _once(action: Callable[[], None]) -> Callback:
 
 
 def manifest_spec(spec: str | Path) -> str:
-    """How a run records its manifest: ``builtin:NAME`` as given, a file as its absolute path."""
+    """How a run records its data: ``builtin:NAME`` as given, a file or shards absolutely."""
     text = str(spec)
     if text.startswith("builtin:"):
         return text
+    if is_shard_spec(text):
+        return str(Path(text).parent.resolve() / Path(text).name)
     path = Path(text)
     return str(path.resolve()) if path.exists() else f"builtin:{text}"
 
 
 def _initial_model(
-    config: ExperimentConfig, train_rows: Manifest, out_dir: Path, resume: bool
+    config: ExperimentConfig, train_rows: Manifest | ShardSet, out_dir: Path, resume: bool
 ) -> JointModel:
     # On resume the tokenizer comes from the checkpoint, never retrained.
     latest = ckpt.latest_checkpoint(out_dir / "checkpoints") if resume else None
     if latest is not None:
         return build_model(config.model, assets_dir=latest)
-    corpus = train_rows.column("text") if "text" in train_rows.columns else None
+    if isinstance(train_rows, ShardSet):
+        wanted = "text" in config.data.modalities
+        corpus = train_rows.texts(config.data.train_split, MAX_CORPUS) if wanted else None
+    else:
+        corpus = train_rows.column("text") if "text" in train_rows.columns else None
     return build_model(config.model, corpus=corpus)
+
+
+def _stream(
+    shards: ShardSet, preprocess: dict, config: ExperimentConfig, seed: int | None
+) -> ShardDataset:
+    data, train = config.data, config.train
+    if data.val_split is not None:
+        log.info(
+            "training from shards: no evaluation during training (it reads a manifest); "
+            "evaluate afterwards with `jointspace eval RUN --data MANIFEST`"
+        )
+    return ShardDataset(
+        shards,
+        preprocess,
+        split=data.train_split,
+        shuffle_buffer=data.shuffle_buffer,
+        seed=train.seed,
+        augment_seed=seed,
+        batch_size=train.batch_size,
+        num_workers=train.num_workers,
+    )

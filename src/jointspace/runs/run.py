@@ -9,6 +9,8 @@ from typing import Any
 
 from jointspace.config import ConfigError, ExperimentConfig
 from jointspace.data import Manifest, load_manifest
+from jointspace.data.shard_set import ShardSet, is_shard_spec
+from jointspace.data.source import ItemSource, ManifestSource, ShardSource
 from jointspace.index import VectorIndex
 from jointspace.index.build import build_index, indexed_media, open_for_model
 from jointspace.matcher import MATCHER_DIR, CrossModalMatcher, SearchMatcher, load_matcher
@@ -90,6 +92,22 @@ class Run:
         wanted = list(modalities) if modalities is not None else self.config.data.modalities
         return load_manifest(self.manifest_spec(data), wanted, split=split, skip_bad=skip)
 
+    def source(
+        self,
+        data: str | Path | None,
+        modality: str,
+        *,
+        split: str | None = None,
+        skip_bad: bool | None = None,
+    ) -> ItemSource:
+        """``modality``'s distinct items of ``data`` (default: the run's), manifest or shards."""
+        spec = self.manifest_spec(data)
+        if is_shard_spec(spec):
+            return ShardSource(ShardSet.open(spec), split)
+        return ManifestSource(
+            self.manifest(spec, modalities=[modality], split=split, skip_bad=skip_bad)
+        )
+
     def open_index(self, uri: str) -> VectorIndex:
         """Open ``uri`` for reading, refusing an index that another model built."""
         return open_for_model(uri, self.fingerprint)
@@ -102,10 +120,10 @@ class Run:
         return SearchMatcher(self.model, self.matcher, target, root)
 
     def build_index(
-        self, manifest: Manifest, modality: str, uri: str, **options: Any
+        self, data: Manifest | ItemSource, modality: str, uri: str, **options: Any
     ) -> VectorIndex:
-        """Embed ``manifest``'s distinct ``modality`` items into ``uri`` (a rerun resumes)."""
-        return build_index(self.model, self.fingerprint, manifest, modality, uri, **options)
+        """Embed ``data``'s distinct ``modality`` items into ``uri`` (a rerun resumes)."""
+        return build_index(self.model, self.fingerprint, data, modality, uri, **options)
 
 
 def load(path: str | Path) -> JointModel:

@@ -11,6 +11,7 @@ import torch
 from jointspace.data.dataset import PairedDataset
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.joint import JointModel
+from jointspace.train.loader import TrainData
 
 log = logging.getLogger("jointspace")
 
@@ -27,14 +28,18 @@ class FeatureLookup:
 
 
 def use_cached_features(
-    model: JointModel, dataset: PairedDataset, cache: FeatureCache | None
-) -> tuple[PairedDataset, frozenset[str]]:
+    model: JointModel, dataset: TrainData, cache: FeatureCache | None
+) -> tuple[TrainData, frozenset[str]]:
     """The dataset with frozen towers' inputs replaced by their features, and those modalities.
 
     Augmentation no longer applies to those modalities: each input has one feature vector.
+    Streamed shards are never held whole, so their frozen towers run on every batch.
     """
     frozen = [m for m in dataset.preprocess if model.tower(m).frozen]
     if cache is None or not frozen:
+        return dataset, frozenset()
+    if not isinstance(dataset, PairedDataset):
+        log.info("frozen %s: streaming shards, features computed per batch", ", ".join(frozen))
         return dataset, frozenset()
     lookups = {}
     for modality in frozen:

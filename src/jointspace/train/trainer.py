@@ -20,8 +20,8 @@ from jointspace.atomic import (
 )
 from jointspace.config import ConfigError, TrainConfig
 from jointspace.data.collate import Batch, make_collate
-from jointspace.data.dataset import PairedDataset
-from jointspace.data.sampler import EpochBatchSampler, batches_per_epoch
+from jointspace.data.sampler import EpochBatchSampler
+from jointspace.data.shard_dataset import ShardDataset
 from jointspace.errors import ArtifactError, DiskFullError, JointspaceError, NotFoundError
 from jointspace.models.feature_cache import FeatureCache
 from jointspace.models.io import save_model
@@ -32,6 +32,7 @@ from jointspace.progress import logger as library_logger
 from jointspace.train import checkpoint as ckpt
 from jointspace.train.frozen import use_cached_features
 from jointspace.train.frozen_ref import plan_frozen
+from jointspace.train.loader import TrainData, epoch_batches, shard_loader
 from jointspace.train.logs import RunLog
 from jointspace.train.optim import build_optimizer, lr_factor, set_lr
 from jointspace.train.precision import make_scaler, optimizer_step
@@ -102,7 +103,7 @@ class Trainer:
         self.run_log = RunLog(self.log_path)
         self._frozen: dict | None = None  # frozen weights checkpoints reference, not store
 
-    def fit(self, dataset: PairedDataset, *, resume: bool = False) -> TrainResult:
+    def fit(self, dataset: TrainData, *, resume: bool = False) -> TrainResult:
         """Train to the configured number of steps, from scratch or from the latest checkpoint.
 
         Holds the run directory's lock throughout, and first removes temp files that a killed
@@ -114,9 +115,9 @@ class Trainer:
             self._remove_leftovers()
             return self._fit(dataset, resume)
 
-    def _fit(self, dataset: PairedDataset, resume: bool) -> TrainResult:
+    def _fit(self, dataset: TrainData, resume: bool) -> TrainResult:
         cfg = self.config
-        per_epoch = batches_per_epoch(len(dataset), cfg.batch_size)
+        per_epoch = epoch_batches(dataset, cfg.batch_size)
         total = cfg.max_steps or cfg.epochs * per_epoch
         self.model.to(self.device)
         self.objective.to(self.device)
@@ -244,7 +245,9 @@ class Trainer:
             raise ArtifactError(f"every checkpoint in {self.checkpoints} is damaged; see above")
         raise NotFoundError(f"nothing to resume: no checkpoint in {self.checkpoints}")
 
-    def _loader(self, dataset: PairedDataset, collate, epoch: int, start_batch: int) -> DataLoader:
+    def _loader(self, dataset: TrainData, collate, epoch: int, start_batch: int) -> DataLoader:
+        if isinstance(dataset, ShardDataset):
+            return shard_loader(dataset, collate, self.config, epoch, start_batch)
         sampler = EpochBatchSampler(
             len(dataset),
             self.config.batch_size,

@@ -10,6 +10,7 @@ from jointspace.data.builtin.emoji import build_emoji
 from jointspace.data.builtin.emoji_pairs import build_emoji_pairs
 from jointspace.data.builtin.spoken_digits import build_spoken_digits
 from jointspace.data.manifest import Manifest, ManifestError, read_manifest
+from jointspace.data.shard_set import is_shard_spec
 from jointspace.registry import available, lookup
 
 PREFIX = "builtin:"
@@ -29,6 +30,11 @@ def resolve_manifest(spec: str | Path) -> Path:
     text = str(spec)
     if text.startswith(PREFIX):
         return build_dataset(text.removeprefix(PREFIX))
+    if is_shard_spec(text):
+        raise ManifestError(
+            f"{text} names tar shards: this command reads a manifest (train, embed and "
+            "index build read shards; see docs/data.md)"
+        )
     path = Path(spec)
     if path.exists():
         return path
