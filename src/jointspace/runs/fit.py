@@ -20,6 +20,7 @@ from jointspace.models.joint import JointModel
 from jointspace.objectives.combined import build_objective
 from jointspace.runs.run import RUN_CONFIG
 from jointspace.train import checkpoint as ckpt
+from jointspace.train.distributed import World
 from jointspace.train.trainer import Callback, Trainer, TrainResult
 
 
@@ -42,13 +43,16 @@ def fit(
     manifest: str | Path | None = None,
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
+    world: World | None = None,
 ) -> TrainResult:
     """Train ``config`` into ``out_dir``; the selected model ends up in ``out_dir/model``.
 
     A new run refuses a directory that already holds run files (nothing is written then).
     ``resume`` continues from the latest checkpoint (a run killed before its first one starts
-    afresh); its ``config.yaml`` is replaced only once a step has trained.
+    afresh); its ``config.yaml`` is replaced only once a step has trained. Under torchrun every
+    rank calls this with its ``world`` (train/distributed.py): rank 0 alone writes ``out_dir``.
     """
+    world = world or World()
     out_dir = Path(out_dir)
     config = copy.deepcopy(config)  # the recorded manifest below must not leak to the caller
     data = config.data
@@ -71,7 +75,7 @@ def fit(
     seed = config.train.seed if data.augment else None
     dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
     record = partial(_record_config, out_dir / RUN_CONFIG, config.to_yaml())
-    if resume:
+    if resume and world.is_main:
         callbacks = [*callbacks, _once(record)]
     trainer = Trainer(
         model,
@@ -81,8 +85,10 @@ def fit(
         evaluator=evaluator,
         callbacks=callbacks,
         feature_cache=model.feature_cache,
+        world=world,
     )
-    if not resume:
+    world.barrier()  # every rank has looked at out_dir before rank 0 writes into it
+    if not resume and world.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         record()
     return trainer.fit(dataset, resume=resume)

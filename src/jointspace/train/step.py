@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -10,6 +10,9 @@ from torch import nn
 from jointspace.data.collate import Batch
 from jointspace.models.joint import JointModel
 from jointspace.objectives.masks import positive_pairs
+
+# Joins other ranks' rows to the batch (train/distributed.py: World.gather).
+Gather = Callable[[dict[str, torch.Tensor], Batch], tuple[dict[str, torch.Tensor], Batch]]
 
 
 def total_loss(losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -31,11 +34,18 @@ def forward_backward(
     *,
     pooled: frozenset[str] = frozenset(),
     precision: str = "fp32",
+    net: nn.Module | None = None,
+    gather: Gather | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Losses of ``batch`` (``"loss"``: the total), with gradients accumulated in ``model``."""
+    """Losses of ``batch`` (``"loss"``: the total), with gradients accumulated in ``model``.
+
+    ``net`` runs the forward (``model`` in DDP); ``gather`` scores against every rank's rows.
+    """
     device = next(model.parameters()).device
     with autocast(device, precision):
-        embeddings = model(batch.inputs, pooled=pooled)
+        embeddings = (net or model)(batch.inputs, pooled=pooled)
+        if gather is not None:
+            embeddings, batch = gather(embeddings, batch)
         losses = objective(
             embeddings,
             logit_scale=model.logit_scale,
