@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 
 import typer
 from rich.console import Console
@@ -47,8 +48,14 @@ def user_errors(command):
             return command(*args, **kwargs)
         except USER_ERRORS as err:
             # escape: a message may hold "[...]" (lists, paths) that rich would read as markup.
-            line = f"[bold red]error:[/] {escape(error_message(err))}"
+            line = f"[bold red]error{_rank()}:[/] {escape(error_message(err))}"
             console.print(line, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _rank() -> str:
+    # Under torchrun each process reports its own error; ranks after the first say which they are.
+    rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
+    return "" if rank == "0" else f" (rank {rank})"

@@ -46,16 +46,21 @@ def train(
 
     A new run refuses an --out that already holds run files (nothing is written). --resume reads
     the run's config.yaml, which is updated (atomically) only once training continues.
+    Under torchrun (docs/distributed.md) each process trains a rank; rank 0 writes --out.
     """
     from jointspace.runs.fit import fit
     from jointspace.runs.resume import resume_config
+    from jointspace.train.distributed import launched
 
     overrides = {"train.epochs": epochs, "train.max_steps": max_steps}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if skip_bad:
         overrides["data.skip_bad"] = True
     cfg = resume_config(config, out_dir, resume=resume, force=force, overrides=overrides, data=data)
-    result = fit(cfg, out_dir, manifest=data, resume=resume)
+    with launched(cfg.train.device) as world:
+        result = fit(cfg, out_dir, manifest=data, resume=resume, world=world)
+    if not world.is_main:
+        return
     best = (
         f" (best {result.best['primary']:.3f} at step {result.best['step']})" if result.best else ""
     )

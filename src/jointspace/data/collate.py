@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,10 @@ import torch
 
 @dataclass
 class Batch:
-    """``inputs[m]``: the tower input; ``groups[m]``: equal ids where rows share a cell value."""
+    """``inputs[m]``: the tower input; ``groups[m]``: equal ids where rows share a cell value.
+
+    Group ids hash the cell value, so they compare across batches and processes (gathered ranks).
+    """
 
     inputs: dict[str, torch.Tensor]
     groups: dict[str, torch.Tensor]
@@ -41,5 +45,12 @@ def make_collate(
 
 
 def _factorize(keys: list[str]) -> torch.Tensor:
-    ids: dict[str, int] = {}
-    return torch.tensor([ids.setdefault(k, len(ids)) for k in keys], dtype=torch.long)
+    # A stable hash, not a per-batch counter: ids gathered from other ranks must compare.
+    return torch.tensor([group_id(k) for k in keys], dtype=torch.long)
+
+
+def group_id(key: object) -> int:
+    """A non-negative int64 that equal cell values share in every batch and every process."""
+    text = key if isinstance(key, str) else repr(key)
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)

@@ -23,6 +23,7 @@ from jointspace.models.joint import JointModel
 from jointspace.objectives.combined import build_objective
 from jointspace.runs.run import RUN_CONFIG
 from jointspace.train import checkpoint as ckpt
+from jointspace.train.distributed import World
 from jointspace.train.loader import TrainData
 from jointspace.train.trainer import Callback, Trainer, TrainResult
 
@@ -50,13 +51,16 @@ def fit(
     manifest: str | Path | None = None,
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
+    world: World | None = None,
 ) -> TrainResult:
     """Train ``config`` into ``out_dir``; the selected model ends up in ``out_dir/model``.
 
     A new run refuses a directory that already holds run files (nothing is written then).
     ``resume`` continues from the latest checkpoint (a run killed before its first one starts
-    afresh); its ``config.yaml`` is replaced only once a step has trained.
+    afresh); its ``config.yaml`` is replaced only once a step has trained. Under torchrun every
+    rank calls this with its ``world`` (train/distributed.py): rank 0 alone writes ``out_dir``.
     """
+    world = world or World()
     out_dir = Path(out_dir)
     config = copy.deepcopy(config)  # the recorded manifest below must not leak to the caller
     data = config.data
@@ -84,11 +88,11 @@ def fit(
     seed = config.train.seed if data.augment else None
     dataset: TrainData
     if isinstance(train_rows, ShardSet):
-        dataset = _stream(train_rows, preprocess, config, seed)
+        dataset = _stream(train_rows, preprocess, config, seed, world)
     else:
         dataset = PairedDataset(train_rows, preprocess, augment_seed=seed)
     record = partial(_record_config, out_dir / RUN_CONFIG, config.to_yaml())
-    if resume:
+    if resume and world.is_main:
         callbacks = [*callbacks, _once(record)]
     trainer = Trainer(
         model,
@@ -98,8 +102,10 @@ def fit(
         evaluator=evaluator,
         callbacks=callbacks,
         feature_cache=model.feature_cache,
+        world=world,
     )
-    if not resume:
+    world.barrier()  # every rank has looked at out_dir before rank 0 writes into it
+    if not resume and world.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         record()
     return trainer.fit(dataset, resume=resume)
@@ -169,7 +175,7 @@ def _initial_model(
 
 
 def _stream(
-    shards: ShardSet, preprocess: dict, config: ExperimentConfig, seed: int | None
+    shards: ShardSet, preprocess: dict, config: ExperimentConfig, seed: int | None, world: World
 ) -> ShardDataset:
     data, train = config.data, config.train
     if data.val_split is not None:
@@ -177,6 +183,7 @@ def _stream(
             "training from shards: no evaluation during training (it reads a manifest); "
             "evaluate afterwards with `jointspace eval RUN --data MANIFEST`"
         )
+    world.check_batch(train.batch_size)
     return ShardDataset(
         shards,
         preprocess,
@@ -184,6 +191,6 @@ def _stream(
         shuffle_buffer=data.shuffle_buffer,
         seed=train.seed,
         augment_seed=seed,
-        batch_size=train.batch_size,
+        batch_size=train.batch_size // world.world_size,  # each rank streams its share
         num_workers=train.num_workers,
     )

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,13 @@ def save_checkpoint(
     objective: nn.Module,
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
-    rng_state: torch.Tensor,
+    rng_state: torch.Tensor | Sequence[torch.Tensor],
     frozen: FrozenRefs | None = None,
 ) -> Path:
     """Write ``directory/step-NNNNNNN`` atomically and return its path.
 
     Weights named in ``frozen`` (towers rebuilt from their source) are not written.
+    ``rng_state`` is one state, or one per rank of a distributed run (rank order).
     """
     target = directory / f"{PREFIX}{state['step']:07d}"
     left_out = {key for ref in (frozen or {}).values() for key in ref["keys"]}
@@ -66,7 +68,8 @@ def save_checkpoint(
             write_bytes(tmp / FROZEN_FILE, json.dumps({"towers": towers}, indent=1).encode())
         save_tensors(tmp / OBJECTIVE_FILE, _objective_state(objective))
         tensors, layout = _flatten_optimizer(optimizer.state_dict())
-        tensors["rng_state"] = rng_state
+        for rank, rng in enumerate([rng_state] if torch.is_tensor(rng_state) else rng_state):
+            tensors[_rng_key(rank)] = rng
         save_tensors(tmp / OPTIM_FILE, tensors)
         text = json.dumps({**state, "optimizer": layout}, indent=2)
         write_bytes(tmp / STATE_FILE, text.encode())
@@ -84,18 +87,25 @@ def _objective_state(objective: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in objective.state_dict().items()}
 
 
+def _rng_key(rank: int) -> str:
+    return "rng_state" if rank == 0 else f"rng_state.rank{rank}"
+
+
 def load_checkpoint(
     path: Path,
     model: JointModel,
     objective: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None = None,
-) -> tuple[dict[str, Any], torch.Tensor]:
+    *,
+    rank: int = 0,
+) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Restore model, objective, optimizer (and the fp16 loss scaler, when both have one) in
-    place; return the trainer state and RNG state.
+    place; return the trainer state and ``rank``'s RNG state.
 
-    A damaged checkpoint, or frozen weights that differ from the ones it was trained with,
-    raise ``ArtifactError`` before anything is changed.
+    The RNG state is ``rank``'s (None if the run that saved it had no such rank). A damaged
+    checkpoint, or frozen weights that differ from the ones it was trained with, raise
+    ``ArtifactError`` before anything is changed.
     """
     state = read_state(path)
     referenced = frozen_towers(path)
@@ -132,7 +142,7 @@ def load_checkpoint(
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         first = str(err).strip().splitlines()[-1].strip() if str(err).strip() else "mismatch"
         raise ArtifactError(f"{path}: optimizer or objective state does not fit: {first}") from None
-    return state, tensors["rng_state"]
+    return state, tensors.get(_rng_key(rank))
 
 
 def read_state(path: Path) -> dict[str, Any]:

@@ -31,18 +31,18 @@ def shard_loader(
     start_batch: int,
 ) -> DataLoader:
     """Epoch ``epoch`` from its batch ``start_batch``; the dataset skips what came before."""
-    if (dataset.batch_size, dataset.num_workers) != (config.batch_size, config.num_workers):
+    if dataset.num_workers != config.num_workers:
         raise ValueError(
-            f"the shard dataset was made for batch size {dataset.batch_size} and "
-            f"{dataset.num_workers} workers; train asks for {config.batch_size} and "
+            f"the shard dataset was made for {dataset.num_workers} workers; train asks for "
             f"{config.num_workers}"
         )
-    dataset.set_epoch(epoch, start_batch * config.batch_size)
+    # Under torchrun each rank streams its share of the global batch (dataset.batch_size).
+    dataset.set_epoch(epoch, start_batch * dataset.batch_size)
     # As for manifests: its own generator, so a resumed epoch draws the same worker seeds.
     generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
     return DataLoader(
         dataset,
-        batch_size=config.batch_size,
+        batch_size=dataset.batch_size,
         drop_last=True,  # each worker's last partial batch: the dataset counts whole ones
         collate_fn=collate,
         num_workers=config.num_workers,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -13,6 +13,9 @@ from jointspace.objectives.masks import positive_pairs
 from jointspace.train.precision import autocast, backward
 
 __all__ = ["autocast", "forward_backward", "score", "total_loss"]
+
+# Joins other ranks' rows to the batch (train/distributed.py: World.gather).
+Gather = Callable[[dict[str, torch.Tensor], Batch], tuple[dict[str, torch.Tensor], Batch]]
 
 
 def total_loss(losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -46,9 +49,12 @@ def forward_backward(
     precision: str = "fp32",
     grad_cache_chunk: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    net: nn.Module | None = None,
+    gather: Gather | None = None,
 ) -> dict[str, torch.Tensor]:
     """Losses of ``batch`` (``"loss"``: the total), with gradients accumulated in ``model``.
 
+    ``net`` runs the forward (``model`` in DDP); ``gather`` scores against every rank's rows.
     With ``grad_cache_chunk`` smaller than the batch, the towers run that many rows at a time
     (train/gradcache.py): the same gradients in one chunk's activation memory.
     """
@@ -63,10 +69,14 @@ def forward_backward(
             pooled=pooled,
             precision=precision,
             scaler=scaler,
+            net=net,
+            gather=gather,
         )
     device = next(model.parameters()).device
     with autocast(device, precision):
-        embeddings = model(batch.inputs, pooled=pooled)
+        embeddings = (net or model)(batch.inputs, pooled=pooled)
+        if gather is not None:
+            embeddings, batch = gather(embeddings, batch)
         losses = score(model, objective, embeddings, batch)
     loss = total_loss(losses)
     if torch.isfinite(loss):  # a diverged step is refused by the trainer, not backpropagated

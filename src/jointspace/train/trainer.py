@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,13 +31,13 @@ from jointspace.objectives.base import logit_init
 from jointspace.progress import Progress
 from jointspace.progress import logger as library_logger
 from jointspace.train import checkpoint as ckpt
+from jointspace.train.distributed import World
 from jointspace.train.frozen import use_cached_features
 from jointspace.train.frozen_ref import plan_frozen
 from jointspace.train.loader import TrainData, epoch_batches, shard_loader
 from jointspace.train.logs import RunLog
 from jointspace.train.optim import build_optimizer, lr_factor, set_lr
 from jointspace.train.precision import make_scaler, optimizer_step
-from jointspace.train.runlock import run_lock
 from jointspace.train.step import forward_backward
 
 log = logging.getLogger("jointspace")
@@ -71,6 +72,7 @@ class Trainer:
     ``evaluator(model)`` returns metrics with a ``primary`` entry; the best one is kept in
     ``out_dir/model``. ``callbacks(step, record)`` run after every step. With a
     ``feature_cache``, frozen towers run once per input and later steps train only their heads.
+    In a distributed ``world`` (train/distributed.py) rank 0 alone writes; all ranks train.
     """
 
     def __init__(
@@ -83,13 +85,16 @@ class Trainer:
         evaluator: Evaluator | None = None,
         callbacks: Sequence[Callback] = (),
         feature_cache: FeatureCache | None = None,
+        world: World | None = None,
     ):
         self.model, self.objective, self.config = model, objective, config
+        self.world = world or World()
+        self.world.check_batch(config.batch_size)
         self.out_dir = Path(out_dir)
         self.evaluator, self.callbacks = evaluator, list(callbacks)
         self.feature_cache = feature_cache
         self.pooled: frozenset[str] = frozenset()
-        self.device = torch.device(_pick_device(config.device))
+        self.device = self.world.device or torch.device(_pick_device(config.device))
         self.scaler = make_scaler(config.precision, self.device)  # fp16 off a GPU: refused here
         for tower in model.towers.values():
             tower.checkpoint_layers(config.activation_checkpointing)
@@ -111,8 +116,9 @@ class Trainer:
         continues with the LR schedule recomputed for the new total.
         """
         library_logger()  # progress and warnings reach stderr unless the application says not
-        with run_lock(self.out_dir):
-            self._remove_leftovers()
+        with self.world.lock(self.out_dir):
+            self.world.on_main(self._remove_leftovers)
+            self.world.barrier()
             return self._fit(dataset, resume)
 
     def _fit(self, dataset: TrainData, resume: bool) -> TrainResult:
@@ -125,14 +131,17 @@ class Trainer:
         self._epochs = math.ceil(total / per_epoch)
         step, best = self._start(resume, total)
         result = TrainResult(self.out_dir, total, best=best)
-        dataset, self.pooled = use_cached_features(self.model, dataset, self.feature_cache)
+        with self.world.local_main_first():  # the first process fills the feature cache
+            dataset, self.pooled = use_cached_features(self.model, dataset, self.feature_cache)
+        self.net = self.world.wrap(self.model)
         collate = make_collate(
             {
                 m: torch.stack if m in self.pooled else t.collate
                 for m, t in self.model.towers.items()
             }
         )
-        progress = Progress(total, step, "train", enabled=cfg.progress, every=cfg.log_every)
+        shown = cfg.progress and self.world.is_main
+        progress = Progress(total, step, "train", enabled=shown, every=cfg.log_every)
         rng_at_step = torch.get_rng_state()
         failed = True
         try:
@@ -161,15 +170,17 @@ class Trainer:
             failed = False
         except BaseException as err:
             # Save the last completed step so --resume loses nothing, then let the error through
-            # (not after a full disk: that save would fail the same way).
-            if not isinstance(err, DiskFullError):
+            # (not after a full disk: that save would fail the same way; not across ranks, which
+            # may be gone: a distributed run resumes from its last periodic checkpoint).
+            if not isinstance(err, DiskFullError) and not self.world.distributed:
                 self._save_if_newer(step, total, result.best, rng_at_step, quiet=True)
             raise
         finally:
-            self.run_log.write_csv(quiet=failed)
+            self.world.on_main(self.run_log.write_csv, quiet=failed)
         self._save_if_newer(step, total, result.best, rng_at_step)
         if self.evaluator is None:
-            save_model(self.model, self.out_dir / "model")
+            self.world.on_main(save_model, self.model, self.out_dir / "model")
+        self.world.barrier()
         return result
 
     def _remove_leftovers(self) -> None:
@@ -197,9 +208,10 @@ class Trainer:
                     f"{self.out_dir} already holds checkpoints: resume it (--resume) or choose "
                     "another output directory (--out)"
                 )
-            torch.manual_seed(self.config.seed)
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.log_path.unlink(missing_ok=True)
+            self.world.seed(self.config.seed)
+            if self.world.is_main:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                self.log_path.unlink(missing_ok=True)
             return 0, None
         path, state, rng = self._load_newest_intact(found)
         if state["num_rows"] != self._num_rows:
@@ -219,26 +231,31 @@ class Trainer:
                 total,
                 total,
             )
-        torch.set_rng_state(rng)
-        self.run_log.truncate(state["step"])
+        self.world.restore_rng(rng, self.config.seed, state["step"])
+        self.world.on_main(self.run_log.truncate, state["step"])
         log.info("resumed from %s at step %d", path, state["step"])
         return state["step"], state["best"]
 
-    def _load_newest_intact(self, found: list[Path]) -> tuple[Path, dict, torch.Tensor]:
+    def _load_newest_intact(self, found: list[Path]) -> tuple[Path, dict, torch.Tensor | None]:
         # A damaged newer checkpoint (truncated file, broken JSON, NaN) is set aside, not lost.
         for index in range(len(found) - 1, -1, -1):
             path = found[index]
             try:
                 ckpt.check_checkpoint(path)
                 state, rng = ckpt.load_checkpoint(
-                    path, self.model, self.objective, self.optimizer, self.scaler
+                    path,
+                    self.model,
+                    self.objective,
+                    self.optimizer,
+                    self.scaler,
+                    rank=self.world.rank,
                 )
             except ckpt.FrozenSourceChanged:
                 raise
             except ArtifactError as err:
                 ckpt.warn_damaged(path, err)
                 continue
-            for damaged in found[index + 1 :]:
+            for damaged in found[index + 1 :] if self.world.is_main else ():
                 log.warning("set aside damaged checkpoint as %s", ckpt.set_aside(damaged).name)
             return path, state, rng
         if found:
@@ -248,7 +265,7 @@ class Trainer:
     def _loader(self, dataset: TrainData, collate, epoch: int, start_batch: int) -> DataLoader:
         if isinstance(dataset, ShardDataset):
             return shard_loader(dataset, collate, self.config, epoch, start_batch)
-        sampler = EpochBatchSampler(
+        sampler = EpochBatchSampler(  # the global batch; each rank loads its own slice
             len(dataset),
             self.config.batch_size,
             seed=self.config.seed,
@@ -260,7 +277,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         return DataLoader(
             dataset,
-            batch_sampler=sampler,
+            batch_sampler=self.world.shard(sampler),
             collate_fn=collate,
             num_workers=self.config.num_workers,
             generator=generator,
@@ -273,6 +290,7 @@ class Trainer:
         set_lr(self.optimizer, lr)
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
+        hooks: dict[str, Any] = {"net": self.net, "gather": self.world.gather}  # DDP, global batch
         losses = forward_backward(
             self.model,
             self.objective,
@@ -281,6 +299,7 @@ class Trainer:
             precision=cfg.precision,
             grad_cache_chunk=cfg.grad_cache_chunk,
             scaler=self.scaler,
+            **hooks,
         )
         loss = losses.pop("loss")
         if not torch.isfinite(loss):
@@ -291,7 +310,7 @@ class Trainer:
         return record | {
             "loss": float(loss.detach()),
             "lr": lr,
-            "samples_per_s": len(batch) / seconds,
+            "samples_per_s": len(batch) * self.world.world_size / seconds,
         }
 
     def _after_step(self, step, total, per_epoch, record, result, progress) -> None:
@@ -310,7 +329,7 @@ class Trainer:
                 "samples/s": f"{record['samples_per_s']:.0f}",
             },
         )
-        if step % cfg.log_every == 0 or step == total:
+        if (step % cfg.log_every == 0 or step == total) and self.world.is_main:
             self.run_log.append(record)
         eval_every = cfg.eval_every or per_epoch
         if self.evaluator is not None and (step % eval_every == 0 or step == total):
@@ -321,9 +340,10 @@ class Trainer:
             callback(step, record)
 
     def _evaluate(self, step: int, per_epoch: int, result: TrainResult, progress) -> None:
-        metrics = self.evaluator(self.model)
+        # Rank 0 evaluates and saves; the others wait for the metrics that decide the best.
+        metrics = self.world.broadcast(self.evaluator(self.model) if self.world.is_main else None)
         result.evals.append({"step": step, **metrics})
-        self.run_log.append({"step": step, "eval": metrics})
+        self.world.on_main(self.run_log.append, {"step": step, "eval": metrics})
         improved = result.best is None or metrics["primary"] > result.best["primary"]
         shown = [f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("R@1")][:4]
         progress.info(
@@ -336,7 +356,7 @@ class Trainer:
         )
         if improved:
             result.best = {"step": step, "primary": metrics["primary"]}
-            save_model(self.model, self.out_dir / "model")
+            self.world.on_main(save_model, self.model, self.out_dir / "model")
 
     def _save_if_newer(self, step, total, best, rng, *, quiet: bool = False) -> None:
         newest = ckpt.list_checkpoints(self.checkpoints)
@@ -359,10 +379,11 @@ class Trainer:
         }
         if self._frozen is None:
             self._frozen = plan_frozen(self.model)
-        ckpt.save_checkpoint(
-            self.checkpoints, self.model, self.objective, self.optimizer, state, rng, self._frozen
-        )
-        ckpt.prune_checkpoints(self.checkpoints, self.config.keep_checkpoints)
+        rngs = self.world.rng_states(rng)  # every rank's dropout stream resumes where it was
+        saved = (self.model, self.objective, self.optimizer, state, rngs, self._frozen)
+        self.world.on_main(ckpt.save_checkpoint, self.checkpoints, *saved)
+        self.world.on_main(ckpt.prune_checkpoints, self.checkpoints, self.config.keep_checkpoints)
+        self.world.barrier()
 
 
 def _state_step(path: Path | None) -> int:
