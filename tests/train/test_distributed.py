@@ -151,6 +151,17 @@ def test_frozen_features_are_computed_once_not_once_per_rank(pair):
     assert sum(rows) == sum(len(_read_shard(p)[0]) for p in one)
 
 
+def test_the_gradient_cache_under_torchrun_is_a_one_line_error(tmp_path, digits_manifest):
+    config = train_config("builtin:digits", 0.0, grad_cache_chunk=8)
+    args = ["-m", "jointspace.cli", "train", config_file(tmp_path / "c.yaml", config)]
+    done = torchrun(
+        [*args, "--out", str(tmp_path / "run"), "--data", str(digits_manifest)], check=False
+    )
+    assert done.returncode != 0
+    assert "train.grad_cache_chunk does not run under torchrun yet" in done.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_kill_9_of_two_processes_then_resume_gives_the_uninterrupted_run(tmp_path, digits_manifest):
     # Dropout on: each rank's RNG stream must resume where it was. Checkpoints at 4, 6, 8; the
     # job is killed right after step 8's, which is then set aside as the uninterrupted result,

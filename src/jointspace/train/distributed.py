@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from jointspace.config import ConfigError
+from jointspace.config import ConfigError, TrainConfig
 from jointspace.data.collate import Batch
 from jointspace.train.runlock import run_lock
 
@@ -67,6 +67,17 @@ class World:
         if size <= 1:
             return cls()
         return cls(rank, size, local_rank, _rank_device(device, local_rank))
+
+    def check_config(self, config: TrainConfig) -> None:
+        """Refuse what several ranks cannot run: an uneven split, or the gradient cache."""
+        self.check_batch(config.batch_size)
+        if self.distributed and config.grad_cache_chunk is not None:
+            # DDP's reducer expects one backward per forward; the cache's chunked replay needs
+            # its syncing reworked (no_sync until the last chunk) before it can run here.
+            raise ConfigError(
+                "train.grad_cache_chunk does not run under torchrun yet: train with one process, "
+                "or drop grad_cache_chunk and give each rank a batch that fits"
+            )
 
     def check_batch(self, batch_size: int) -> None:
         """Refuse a global batch that the ranks cannot split evenly."""

@@ -89,7 +89,7 @@ class Trainer:
     ):
         self.model, self.objective, self.config = model, objective, config
         self.world = world or World()
-        self.world.check_batch(config.batch_size)
+        self.world.check_config(config)
         self.out_dir = Path(out_dir)
         self.evaluator, self.callbacks = evaluator, list(callbacks)
         self.feature_cache = feature_cache
