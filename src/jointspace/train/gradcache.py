@@ -8,7 +8,6 @@ slice of the cached embedding gradient is backpropagated through the towers.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,9 +36,7 @@ def cached_forward_backward(
 ) -> dict[str, torch.Tensor]:
     """``forward_backward`` with the towers run ``chunk`` rows at a time: the same losses and
     gradients (up to float rounding) for any objective, since the loss sees the whole batch.
-
-    Under DDP (``net``), the replay syncs gradients once, on its last chunk; ``gather`` joins
-    every rank's embeddings before the loss, as in the plain step.
+    ``gather`` joins every rank's embeddings before the loss, as in the plain step.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
@@ -70,16 +67,9 @@ def cached_forward_backward(
     # Pass 2: each chunk again with a graph, fed its slice of the cached embedding gradient.
     # fork_rng leaves the RNG where the loss left it, as if each chunk had run once.
     cuda = [device] if device.type == "cuda" else []
-    forward = net or model
-    for number, ((start, stop), inputs, state) in enumerate(
-        zip(spans, pieces, states, strict=True)
-    ):
-        last = number == len(spans) - 1
-        sync = getattr(forward, "no_sync", None)
-        with (
-            torch.random.fork_rng(devices=cuda),
-            contextlib.nullcontext() if last or sync is None else sync(),
-        ):
+    forward = net or model  # one process: torchrun refuses the cache (train/distributed.py)
+    for (start, stop), inputs, state in zip(spans, pieces, states, strict=True):
+        with torch.random.fork_rng(devices=cuda):
             _set_rng_state(device, state)
             with autocast(device, precision):
                 out = forward(inputs, pooled=pooled)
