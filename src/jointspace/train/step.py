@@ -9,7 +9,6 @@ from torch import nn
 
 from jointspace.data.collate import Batch
 from jointspace.models.joint import JointModel
-from jointspace.objectives.masks import positive_pairs
 
 
 def total_loss(losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -40,7 +39,7 @@ def forward_backward(
             embeddings,
             logit_scale=model.logit_scale,
             logit_bias=model.logit_bias,
-            positives=positive_pairs(batch.groups),
+            groups=batch.groups,
         )
     loss = total_loss(losses)
     if torch.isfinite(loss):  # a diverged step is refused by the trainer, not backpropagated
