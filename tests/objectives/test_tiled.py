@@ -100,6 +100,43 @@ def test_tiled_siglip_equals_naive_loss_and_gradients(n, block, duplicates):
     assert_all_close(got, expected)
 
 
+def test_a_frozen_tower_and_no_grad_give_the_same_numbers():
+    a, b, groups = batch(64)
+    scale, bias = torch.tensor(2.6), torch.tensor(-3.0)
+    dense = positive_pairs(groups)
+    for naive, tiled_ in (
+        (
+            lambda x: clip_loss(x, b, scale, dense),
+            lambda x: tiled_clip_loss(x, b, scale, dense, block=16),
+        ),
+        (
+            lambda x: siglip_loss(x, b, scale, bias, dense),
+            lambda x: tiled_siglip_loss(x, b, scale, bias, dense, block=16),
+        ),
+    ):
+        x, y = a.clone().requires_grad_(), a.clone().requires_grad_()  # b (and the logits) frozen
+        expected, got = naive(x), tiled_(y)
+        close(got.detach(), expected.detach())
+        close(*torch.autograd.grad(got, y), *torch.autograd.grad(expected, x))
+        with torch.no_grad():
+            close(tiled_(a), expected.detach())
+
+
+@pytest.mark.parametrize("block", [16, 64])  # several tiles; one tile, whose scores are kept
+def test_a_retained_graph_gives_the_same_gradients_twice(block):
+    a, b, groups = batch(64)
+    x = a.clone().requires_grad_()
+    loss = tiled_clip_loss(x, b, torch.tensor(2.6), groups=groups, block=block)
+    (first,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, x)
+    x_ = a.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(
+        clip_loss(x_, b, torch.tensor(2.6), positive_pairs(groups)), x_
+    )
+    close(first, expected)
+    close(second, expected)
+
+
 def test_duplicates_change_the_loss_so_the_masks_are_exercised():
     a, b, groups = batch(64)
     scale, bias = torch.tensor(2.6), torch.tensor(-3.0)

@@ -1,8 +1,9 @@
 """Tiled kernels: CLIP's log-sum-exps and SigLIP's sum over an ``[N, N]`` score matrix, exact,
 one ``block × block`` tile at a time, so memory is O(N·d + block²) instead of O(N²).
 
-Forward keeps per-row and per-column statistics only (an online log-sum-exp for CLIP); backward
-recomputes each tile's scores. Duplicate masks come one tile at a time from group ids
+CLIP's forward keeps per-row and per-column statistics only (an online log-sum-exp); its
+backward recomputes each tile's scores. SigLIP's tiles are independent: one pass gives the loss
+and its gradients. Duplicate masks come one tile at a time from group ids
 (:class:`~jointspace.objectives.masks.Positives`). Everything runs in float32, autocast or not.
 """
 
@@ -87,21 +88,31 @@ def _tile_lse(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, cols
 
 
-def _clip_forward(a, b, tiling: Tiling) -> tuple[torch.Tensor, torch.Tensor]:
+def _clip_forward(a, b, tiling: Tiling):
+    """Row and column log-sum-exps, and the scores themselves when they are a single tile (the
+    backward then needs no recomputation, and memory stays within one tile)."""
     rows = a.new_empty(len(a))
     cols = a.new_full((len(b),), NEG_INF)
+    kept = None
     for i, r in enumerate(tiling.spans):
         row = a.new_full((r.stop - r.start,), NEG_INF)
         for j, c in enumerate(tiling.spans):
-            scores = a[r] @ b[c].T
-            excluded = tiling.shared(i, j, diagonal=False)
-            if excluded is not None:
-                scores.masked_fill_(excluded, NEG_INF)
+            scores = _clip_scores(a, b, tiling, i, r, j, c)
+            if len(tiling.spans) == 1:
+                kept = scores.clone()
             tile_rows, tile_cols = _tile_lse(scores)
             row = torch.logaddexp(row, tile_rows)
             cols[c] = torch.logaddexp(cols[c], tile_cols)
         rows[r] = row
-    return rows, cols
+    return rows, cols, kept
+
+
+def _clip_scores(a, b, tiling: Tiling, i, r, j, c) -> torch.Tensor:
+    scores = a[r] @ b[c].T
+    excluded = tiling.shared(i, j, diagonal=False)
+    if excluded is not None:
+        scores.masked_fill_(excluded, NEG_INF)
+    return scores
 
 
 def _clip_tile_grad(scores, lse_r, lse_c, grad_r, grad_c) -> torch.Tensor:
@@ -116,14 +127,11 @@ def _clip_tile_grad(scores, lse_r, lse_c, grad_r, grad_c) -> torch.Tensor:
     return by_row.add_(scores.sub_(lse_c).exp_().mul_(grad_c))
 
 
-def _clip_backward(a, b, rows, cols, grad_rows, grad_cols, tiling: Tiling, need_a, need_b):
+def _clip_backward(a, b, rows, cols, grad_rows, grad_cols, tiling: Tiling, kept, need_a, need_b):
     grad_a = torch.zeros_like(a) if need_a else None
     grad_b = torch.zeros_like(b) if need_b else None
     for i, r, j, c in tiling.tiles():
-        scores = a[r] @ b[c].T
-        excluded = tiling.shared(i, j, diagonal=False)
-        if excluded is not None:
-            scores.masked_fill_(excluded, NEG_INF)
+        scores = kept if kept is not None else _clip_scores(a, b, tiling, i, r, j, c)
         g = _clip_tile_grad(scores, rows[r], cols[c], grad_rows[r], grad_cols[c])
         if grad_a is not None:
             grad_a[r].addmm_(g, b[c])
@@ -139,18 +147,19 @@ class ClipLSE(torch.autograd.Function):
     def forward(ctx, a, b, positives: Positives | None, block: int):
         tiling = Tiling(len(a), block, positives, a.device)
         with torch.autocast(a.device.type, enabled=False):
-            rows, cols = _clip_forward(a, b, tiling)
+            rows, cols, kept = _clip_forward(a, b, tiling)
         ctx.save_for_backward(a, b, rows, cols)
-        ctx.tiling = tiling
+        ctx.tiling, ctx.kept = tiling, kept
         return rows, cols
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_rows, grad_cols):
         a, b, rows, cols = ctx.saved_tensors
+        kept, ctx.kept = ctx.kept, None  # overwritten below: a second backward recomputes
         with torch.autocast(a.device.type, enabled=False):
             grads = _clip_backward(
-                a, b, rows, cols, grad_rows, grad_cols, ctx.tiling, *_needs_grads(ctx)
+                a, b, rows, cols, grad_rows, grad_cols, ctx.tiling, kept, *_needs_grads(ctx)
             )
         return *grads, None, None
 
@@ -168,61 +177,56 @@ def clip_lse(
     return rows, cols
 
 
-def _siglip_tile(
-    a, b, bias, tiling: Tiling, i, r, j, c
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One tile's logits ``a b.T + bias`` and where they are positive pairs (None: nowhere)."""
-    logits = torch.addmm(bias, a[r], b[c].T)
-    return logits, tiling.shared(i, j, diagonal=True)
-
-
-def _siglip_forward(a, b, bias, tiling: Tiling) -> torch.Tensor:
+def _siglip_pass(a, b, bias, tiling: Tiling, need_a: bool, need_b: bool, need_bias: bool):
+    """The summed loss and, where asked, its gradients: SigLIP's tiles need no statistics from
+    other tiles, so one pass gives both (three matrix products per tile, as the naive loss)."""
     total = torch.zeros((), dtype=torch.float64, device=a.device)
-    for i, r, j, c in tiling.tiles():
-        logits, matches = _siglip_tile(a, b, bias, tiling, i, r, j, c)
-        if matches is not None:  # −log σ(z·logit) = softplus(−z·logit), z = +1 on matches
-            logits = torch.where(matches, -logits, logits)
-        total += F.softplus(logits).sum(dtype=torch.float64)
-    return total.float()
-
-
-def _siglip_backward(a, b, bias, tiling: Tiling, need_a, need_b):
     grad_a = torch.zeros_like(a) if need_a else None
     grad_b = torch.zeros_like(b) if need_b else None
     grad_bias = torch.zeros((), dtype=torch.float64, device=a.device)
     for i, r, j, c in tiling.tiles():
-        logits, matches = _siglip_tile(a, b, bias, tiling, i, r, j, c)
-        g = logits.sigmoid_()  # d softplus(±logit)/d logit = σ(logit) − [match]
+        logits = torch.addmm(bias, a[r], b[c].T)
+        matches = tiling.shared(i, j, diagonal=True)
+        # −log σ(z·logit) = softplus(−z·logit): z = −1 for negatives, +1 on matches.
+        signed = logits if matches is None else torch.where(matches, -logits, logits)
+        total += F.softplus(signed).sum(dtype=torch.float64)
+        if not (need_a or need_b or need_bias):
+            continue
+        g = logits.sigmoid_()  # ∂/∂logit = σ(logit) − [match]
         if matches is not None:
             g.sub_(matches.to(g.dtype))
-        grad_bias += g.sum(dtype=torch.float64)
+        if need_bias:
+            grad_bias += g.sum(dtype=torch.float64)
         if grad_a is not None:
             grad_a[r].addmm_(g, b[c])
         if grad_b is not None:
             grad_b[c].addmm_(g.T, a[r])
-    return grad_a, grad_b, grad_bias.float()
+    return total.float(), grad_a, grad_b, grad_bias.float() if need_bias else None
 
 
 class SigLipSum(torch.autograd.Function):
-    """``Σ_ij softplus(−z_ij (a_i·b_j + bias))``, z = +1 on matches: exact, tiled."""
+    """``Σ_ij softplus(−z_ij (a_i·b_j + bias))``, z = +1 on matches: exact, tiled; the
+    gradients are accumulated in the same pass and scaled in backward."""
 
     @staticmethod
-    def forward(ctx, a, b, bias, positives: Positives | None, block: int):
+    def forward(ctx, a, b, bias, positives: Positives | None, block: int, grad_enabled: bool):
         tiling = Tiling(len(a), block, positives, a.device)
+        needs = [grad_enabled and bool(n) for n in ctx.needs_input_grad[:3]]
         with torch.autocast(a.device.type, enabled=False):
-            total = _siglip_forward(a, b, bias, tiling)
-        ctx.save_for_backward(a, b, bias)
-        ctx.tiling = tiling
+            total, *grads = _siglip_pass(a, b, bias, tiling, *needs)
+        ctx.grads = grads
         return total
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        a, b, bias = ctx.saved_tensors
-        with torch.autocast(a.device.type, enabled=False):
-            grad_a, grad_b, grad_bias = _siglip_backward(a, b, bias, ctx.tiling, *_needs_grads(ctx))
-        scaled = [None if t is None else t * grad for t in (grad_a, grad_b)]
-        return *scaled, grad_bias * grad, None, None
+        grad_a, grad_b, grad_bias = ctx.grads
+        return (
+            *(None if t is None else t * grad for t in (grad_a, grad_b, grad_bias)),
+            None,
+            None,
+            None,
+        )
 
 
 def siglip_sum(
@@ -234,4 +238,5 @@ def siglip_sum(
 ) -> torch.Tensor:
     """SigLIP's summed pair loss on ``a @ b.T + bias`` (float32), the diagonal and the pairs
     ``positives`` marks counted as matches; O(N·d + block²) memory."""
-    return SigLipSum.apply(a, b, bias, positives, block)
+    # Under no_grad there is no backward: skip the gradients (needs_input_grad cannot tell).
+    return SigLipSum.apply(a, b, bias, positives, block, torch.is_grad_enabled())
