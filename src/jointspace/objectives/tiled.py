@@ -39,11 +39,11 @@ def check_block(name: str, block: int | None) -> int | None:
 class Tiling:
     """The square tiles of an ``[N, N]`` score matrix and, where rows share groups, their masks."""
 
-    def __init__(self, n: int, block: int, positives: Positives | None, device: torch.device):
+    def __init__(self, n: int, block: int, positives: Positives | None):
         if block < 1:
             raise ValueError(f"block must be a positive number of rows, got {block}")
         self.spans = [slice(i, min(i + block, n)) for i in range(0, n, block)]
-        self.positives, self.device = positives, device
+        self.positives = positives
         # Only tiles holding a row and a column with partners elsewhere can need a mask.
         self.row_flags = self.col_flags = [False] * len(self.spans)
         if positives is not None:
@@ -57,17 +57,14 @@ class Tiling:
             for j, cols in enumerate(self.spans):
                 yield i, rows, j, cols
 
-    def shared(self, i: int, j: int, diagonal: bool) -> torch.Tensor | None:
-        """Bool tile of pairs sharing a group, its diagonal set to ``diagonal`` on the matrix's
-        diagonal tiles; None where that would be all False."""
+    def shared(self, i: int, j: int) -> torch.Tensor | None:
+        """Bool tile of *other* rows sharing a group (never the matrix's diagonal); None where
+        no pair in the tile can share one."""
         if self.positives is None or not (self.row_flags[i] and self.col_flags[j]):
-            if not (diagonal and i == j):
-                return None
-            n = self.spans[i].stop - self.spans[i].start
-            return torch.eye(n, dtype=torch.bool, device=self.device)
+            return None
         mask = self.positives.block(self.spans[i], self.spans[j])
         if i == j:
-            mask.fill_diagonal_(diagonal)
+            mask.fill_diagonal_(False)
         return mask
 
 
@@ -109,7 +106,7 @@ def _clip_forward(a, b, tiling: Tiling):
 
 def _clip_scores(a, b, tiling: Tiling, i, r, j, c) -> torch.Tensor:
     scores = a[r] @ b[c].T
-    excluded = tiling.shared(i, j, diagonal=False)
+    excluded = tiling.shared(i, j)
     if excluded is not None:
         scores.masked_fill_(excluded, NEG_INF)
     return scores
@@ -145,7 +142,7 @@ class ClipLSE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, positives: Positives | None, block: int):
-        tiling = Tiling(len(a), block, positives, a.device)
+        tiling = Tiling(len(a), block, positives)
         with torch.autocast(a.device.type, enabled=False):
             rows, cols, kept = _clip_forward(a, b, tiling)
         ctx.save_for_backward(a, b, rows, cols)
@@ -186,15 +183,24 @@ def _siglip_pass(a, b, bias, tiling: Tiling, need_a: bool, need_b: bool, need_bi
     grad_bias = torch.zeros((), dtype=torch.float64, device=a.device)
     for i, r, j, c in tiling.tiles():
         logits = torch.addmm(bias, a[r], b[c].T)
-        matches = tiling.shared(i, j, diagonal=True)
-        # −log σ(z·logit) = softplus(−z·logit): z = −1 for negatives, +1 on matches.
-        signed = logits if matches is None else torch.where(matches, -logits, logits)
+        # Matches: the diagonal (of diagonal tiles) and pairs sharing a group off it.
+        shared = tiling.shared(i, j)
+        signed = logits  # −log σ(z·logit) = softplus(−z·logit), z = +1 on matches, else −1
+        if shared is not None:
+            signed = torch.where(shared, -logits, logits)
+        elif i == j:
+            signed = logits.clone()
+        if i == j:
+            signed.diagonal().neg_()
         total += F.softplus(signed).sum(dtype=torch.float64)
+        del signed
         if not (need_a or need_b or need_bias):
             continue
         g = logits.sigmoid_()  # ∂/∂logit = σ(logit) − [match]
-        if matches is not None:
-            g.sub_(matches.to(g.dtype))
+        if shared is not None:
+            g.sub_(shared.to(g.dtype))
+        if i == j:
+            g.diagonal().sub_(1.0)
         if need_bias:
             grad_bias += g.sum(dtype=torch.float64)
         if grad_a is not None:
@@ -210,7 +216,7 @@ class SigLipSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, bias, positives: Positives | None, block: int, grad_enabled: bool):
-        tiling = Tiling(len(a), block, positives, a.device)
+        tiling = Tiling(len(a), block, positives)
         needs = [grad_enabled and bool(n) for n in ctx.needs_input_grad[:3]]
         with torch.autocast(a.device.type, enabled=False):
             total, *grads = _siglip_pass(a, b, bias, tiling, *needs)
