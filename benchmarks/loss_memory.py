@@ -113,15 +113,22 @@ def child(
     else:
         Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS to the current RSS
         baseline = _rss_kib()[1] * 1024
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run(loss, a, b, logit_scale, logit_bias, groups, block)
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     peak = torch.cuda.max_memory_allocated() if cuda else _rss_kib()[0] * 1024
-    return {"seconds": min(times), "all_seconds": times, "peak_extra_bytes": peak - baseline}
+    return {
+        "seconds": min(times),
+        "all_seconds": times,
+        "cpu_seconds": min(cpu),
+        "peak_extra_bytes": peak - baseline,
+        "threads": torch.get_num_threads(),
+    }
 
 
 # ---------------------------------------------------------------- parent: the table
@@ -143,8 +150,10 @@ def merge(before: dict | None, new: dict) -> dict:
     if before is None or "error" in before or "error" in new:
         return new if before is None or "error" in before else before
     return {
+        **new,
         "seconds": min(before["seconds"], new["seconds"]),
         "all_seconds": before["all_seconds"] + new["all_seconds"],
+        "cpu_seconds": min(before["cpu_seconds"], new["cpu_seconds"]),
         "peak_extra_bytes": max(before["peak_extra_bytes"], new["peak_extra_bytes"]),
     }
 
@@ -172,6 +181,8 @@ def run_child(args, loss: str, method: str, size: int) -> dict:
         str(args.captions_per_image),
     ]
     env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -266,10 +277,10 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--block", type=int, default=None, help="tile rows (default: the kernels')")
     parser.add_argument("--reps", type=int, default=3, help="repetitions; the fastest is reported")
+    parser.add_argument("--reps-up-to", type=int, default=8192, help="larger B: one repetition")
     parser.add_argument("--rounds", type=int, default=2, help="fresh processes per method")
-    parser.add_argument(
-        "--reps-up-to", type=int, default=16384, help="larger B: one round of one repetition"
-    )
+    parser.add_argument("--rounds-up-to", type=int, default=16384, help="larger B: one round")
+    parser.add_argument("--threads", type=int, default=None, help="OMP/MKL threads per run")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--captions-per-image",
@@ -316,7 +327,7 @@ def main() -> None:
                 continue
             row: dict = {"loss": loss, "size": size}
             # Rounds alternate the methods' order, so a change in machine load hits both.
-            rounds = args.rounds if size <= args.reps_up_to else 1
+            rounds = args.rounds if size <= args.rounds_up_to else 1
             for turn in range(rounds):
                 for method in methods if turn % 2 == 0 else methods[::-1]:
                     need = estimate(loss, size, measured)
@@ -340,7 +351,7 @@ def main() -> None:
         "device": args.device,
         "captions_per_image": args.captions_per_image,
         "budget_bytes": budget,
-        "torch_threads": os.environ.get("OMP_NUM_THREADS"),
+        "threads": args.threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "rows": rows,
