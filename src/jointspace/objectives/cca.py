@@ -91,6 +91,7 @@ class DeepCCAObjective(PairwiseObjective):
     """Deep CCA over every pair of modalities: maximise the top-k canonical correlations."""
 
     name = "dcca"
+    uses_positives = False
 
     def __init__(self, top_k: int | None = None, reg: float = 1e-3):
         super().__init__()

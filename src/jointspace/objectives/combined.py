@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from jointspace.config import ObjectiveConfig
+from jointspace.objectives.masks import Positives, as_positives
 from jointspace.registry import build
 
 
@@ -26,14 +27,15 @@ class CombinedObjective(nn.Module):
         *,
         logit_scale: torch.Tensor | None = None,
         logit_bias: torch.Tensor | None = None,
-        positives: torch.Tensor | None = None,
+        positives: torch.Tensor | Positives | None = None,
+        groups: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
+        # One Positives for every part: a dense mask, where needed, is built once.
+        mask = as_positives(positives, groups)
         terms: dict[str, torch.Tensor] = {}
         total = None
         for index, (part, weight) in enumerate(zip(self.parts, self.weights, strict=True)):
-            out = part(
-                embeddings, logit_scale=logit_scale, logit_bias=logit_bias, positives=positives
-            )
+            out = part(embeddings, logit_scale=logit_scale, logit_bias=logit_bias, positives=mask)
             for name, value in out.items():
                 # Two objectives of one kind (say triplet sum and max) keep separate names.
                 if name in terms:

@@ -9,7 +9,6 @@ from torch import nn
 
 from jointspace.data.collate import Batch
 from jointspace.models.joint import JointModel
-from jointspace.objectives.masks import positive_pairs
 from jointspace.train.precision import autocast, backward
 
 __all__ = ["autocast", "forward_backward", "score", "total_loss"]
@@ -36,7 +35,7 @@ def score(
         embeddings,
         logit_scale=model.logit_scale,
         logit_bias=model.logit_bias,
-        positives=positive_pairs(batch.groups),
+        groups=batch.groups,
     )
 
 
