@@ -102,12 +102,6 @@ def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def write_embeddings(table: pa.Table, path: str | Path) -> None:
-    """Write Parquet atomically: an interrupted run leaves no half file."""
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
 def write_batches(batches: Iterator[pa.Table], schema: pa.Schema, path: str | Path) -> int:
     """Stream tables into one Parquet file, atomically; returns how many rows it holds."""
     rows = 0

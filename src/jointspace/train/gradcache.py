@@ -17,7 +17,7 @@ from torch import nn
 from jointspace.data.collate import Batch
 from jointspace.models.joint import JointModel
 from jointspace.train.precision import autocast, backward
-from jointspace.train.step import Gather, score, total_loss
+from jointspace.train.step import score, total_loss
 
 RngState = tuple[torch.Tensor, torch.Tensor | None]
 
@@ -31,13 +31,9 @@ def cached_forward_backward(
     pooled: frozenset[str] = frozenset(),
     precision: str = "fp32",
     scaler: torch.amp.GradScaler | None = None,
-    net: nn.Module | None = None,
-    gather: Gather | None = None,
 ) -> dict[str, torch.Tensor]:
     """``forward_backward`` with the towers run ``chunk`` rows at a time: the same losses and
-    gradients (up to float rounding) for any objective, since the loss sees the whole batch.
-    ``gather`` joins every rank's embeddings before the loss, as in the plain step.
-    """
+    gradients (up to float rounding) for any objective, since the loss sees the whole batch."""
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     device = next(model.parameters()).device
@@ -54,11 +50,8 @@ def cached_forward_backward(
     _restore(stats)  # batch-norm statistics move once per chunk, in the replay
     embeddings = {m: torch.cat([p[m] for p in parts]).requires_grad_() for m in parts[0]}
     del parts
-    scored, scored_batch = embeddings, batch
-    if gather is not None:
-        scored, scored_batch = gather(embeddings, batch)
     with autocast(device, precision):
-        losses = score(model, objective, scored, scored_batch)
+        losses = score(model, objective, embeddings, batch)
     loss = total_loss(losses)
     if not torch.isfinite(loss):  # a diverged step is refused by the trainer, not backpropagated
         return {**losses, "loss": loss}
@@ -67,12 +60,11 @@ def cached_forward_backward(
     # Pass 2: each chunk again with a graph, fed its slice of the cached embedding gradient.
     # fork_rng leaves the RNG where the loss left it, as if each chunk had run once.
     cuda = [device] if device.type == "cuda" else []
-    forward = net or model  # one process: torchrun refuses the cache (train/distributed.py)
     for (start, stop), inputs, state in zip(spans, pieces, states, strict=True):
         with torch.random.fork_rng(devices=cuda):
             _set_rng_state(device, state)
             with autocast(device, precision):
-                out = forward(inputs, pooled=pooled)
+                out = model(inputs, pooled=pooled)
             tracked = [m for m in grads if out[m].requires_grad]  # a fully frozen tower: none
             if tracked:
                 torch.autograd.backward(

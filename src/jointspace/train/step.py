@@ -55,7 +55,8 @@ def forward_backward(
 
     ``net`` runs the forward (``model`` in DDP); ``gather`` scores against every rank's rows.
     With ``grad_cache_chunk`` smaller than the batch, the towers run that many rows at a time
-    (train/gradcache.py): the same gradients in one chunk's activation memory.
+    (train/gradcache.py): the same gradients in one chunk's activation memory; one process only
+    (``World.check_config`` refuses it under torchrun), so it needs neither ``net`` nor ``gather``.
     """
     if grad_cache_chunk is not None and grad_cache_chunk < len(batch):
         from jointspace.train.gradcache import cached_forward_backward  # it builds on this module
@@ -68,8 +69,6 @@ def forward_backward(
             pooled=pooled,
             precision=precision,
             scaler=scaler,
-            net=net,
-            gather=gather,
         )
     device = next(model.parameters()).device
     with autocast(device, precision):
