@@ -10,8 +10,9 @@ names.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jointspace._lazy import lazy_exports
 
 _LAZY = {
     "Run": "jointspace.runs.run",
@@ -44,8 +45,4 @@ if TYPE_CHECKING:
     from jointspace.runs.search import search_manifest
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jointspace.runs' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
