@@ -153,6 +153,9 @@ def test_filter_language_compiles_to_sql_and_milvus():
     sql, params = to_sql(expr)
     assert params == ["7", "a", "b", 3]
     assert sql.startswith("(json_extract(meta, '$.label') = ?) AND ")
+    typed, same = to_sql(expr, typed={"label", "split"})  # their own indexed columns
+    assert typed.startswith('("f_label" = ?) AND (("f_split" IN (?, ?)) OR (json_extract(')
+    assert same == params
     assert to_milvus(expr) == '(label == "7") and ((split in ["a", "b"]) or (score != 3))'
     for bad in ("label > 3", "f(x) == 1", "label == x", "label in 'a'", "label == True", "1 == 1"):
         with pytest.raises(FilterError):
@@ -165,14 +168,22 @@ def clustered(n, d, seed):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_ivfpq_trains_once_big_enough_and_keeps_recall(tmp_path):
+def test_ivfpq_trains_at_close_on_the_whole_corpus_and_keeps_recall(tmp_path):
     uri = f"faiss://{tmp_path / 'i'}?kind=ivfpq&train_min=1200"
     vectors, ids = clustered(3000, 32, 0), [str(i) for i in range(3000)]
     index = open_index(uri, dim=32, mode="w")
     index.add(ids[:1000], vectors[:1000], [{"odd": str(i % 2)} for i in range(1000)])
+    index.close()
+    index = open_index(uri, mode="w")
     assert not index.trained  # still exact below train_min
     index.add(ids[1000:], vectors[1000:], [{"odd": str(i % 2)} for i in range(1000, 3000)])
-    assert index.trained and index.info["m"] == 16 and len(index) == 3000
+    assert not index.trained  # exact until the writer closes
+    index.close()
+    index = open_index(uri, mode="w")
+    info = index.info
+    assert index.trained and info["m"] == 16 and info["trained_rows"] == 3000 and len(index) == 3000
+    assert info["nlist"] == 3000 // 39 and 1 <= info["nprobe"] <= info["nlist"]
+    assert info["recall_queries"] == 200 and 0 < info["recall_at_10"] <= 1
     queries = clustered(100, 32, 1)
     truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     hits = index.search(queries, k=10)
@@ -184,9 +195,9 @@ def test_ivfpq_trains_once_big_enough_and_keeps_recall(tmp_path):
     assert index.delete(ids[:500]) == 500
     index.close()
     again = open_index(f"faiss://{tmp_path / 'i'}?nprobe=40")
-    assert again.trained and again.info["nprobe"] == 40 and len(again) == 2500
+    assert again.trained and again.settings["nprobe"] == 40 and len(again) == 2500
     hits = again.search(queries, k=10)
-    assert all(int(h.id) >= 500 for row in hits for h in row)
+    assert all(int(h.id) >= 500 for row in hits for h in row) and len(hits[0]) == 10
     again.close()
 
 

@@ -82,7 +82,7 @@ def test_killed_build_resumes_without_duplicates_or_gaps(run, digits_manifest, t
     )
     _, rows = distinct_items(manifest, "image")
     assert index.ids() == {r["id"] for r in rows}
-    assert len(index) == len(rows) == index.index.ntotal  # no vector twice
+    assert len(index) == len(rows) == index.log.rows  # no vector twice
     index.close()
     # Items and vectors agree with a build that was never interrupted, id by id.
     whole = f"faiss://{tmp_path / 'whole'}"
@@ -97,9 +97,9 @@ def test_killed_build_resumes_without_duplicates_or_gaps(run, digits_manifest, t
 
 
 def vectors_by_id(index):
-    """Each id's stored vector, in id order (flat FAISS: reconstructed by its key)."""
-    keys = dict(index.db.execute("SELECT id, key FROM items"))
-    return np.stack([index.index.reconstruct(keys[i]) for i in sorted(keys)])
+    """Each id's stored vector, in id order (its key is its row in the vector log)."""
+    keys = dict(index.catalog.db.execute("SELECT id, key FROM items"))
+    return np.stack([index.log.view()[keys[i]] for i in sorted(keys)])
 
 
 def test_an_index_refuses_another_model(run, tmp_path):
@@ -211,12 +211,12 @@ def test_build_on_a_damaged_index_refuses_then_force_rebuilds(run, digits_manife
     manifest = small_manifest(digits_manifest, tmp_path / "m.csv", 6)
     uri = f"faiss://{tmp_path / 'i'}"
     assert build(run, manifest, uri).exit_code == 0
-    (tmp_path / "i" / "index.faiss").unlink()  # on main: silently empty, never repaired
-    one_line_error(build(run, manifest, uri), "index.faiss is missing", "--force")
-    assert not (tmp_path / "i" / "index.faiss").exists()
+    (tmp_path / "i" / "vectors.f32").unlink()  # on main: silently empty, never repaired
+    one_line_error(build(run, manifest, uri), "vectors.f32 is missing", "--force")
+    assert not (tmp_path / "i" / "vectors.f32").exists()
     assert build(run, manifest, uri, "--force").exit_code == 0
     index = open_index(uri)
-    assert len(index) == index.index.ntotal == 6
+    assert len(index) == index.log.rows == 6
     index.close()
 
 
@@ -236,7 +236,7 @@ def test_a_second_build_is_refused_while_one_writes(run, digits_manifest, tmp_pa
 def test_a_full_disk_during_build_keeps_the_previous_index(
     run, digits_manifest, tmp_path, monkeypatch
 ):
-    from jointspace.index import faiss_files
+    from jointspace.index import vector_log
 
     uri = f"faiss://{tmp_path / 'i'}"
     assert build(run, small_manifest(digits_manifest, tmp_path / "a.csv", 5), uri).exit_code == 0
@@ -245,11 +245,11 @@ def test_a_full_disk_during_build_keeps_the_previous_index(
     def full(file, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(faiss_files, "_write", full)
-    one_line_error(build(run, more, uri), "no space left on device writing", "index.faiss")
+    monkeypatch.setattr(vector_log, "_write", full)
+    one_line_error(build(run, more, uri), "no space left on device writing", "vectors.f32")
     monkeypatch.undo()
     index = open_index(uri)
-    assert len(index) == index.index.ntotal == 5  # the previous index, intact and searchable
+    assert len(index) == index.log.rows == 5  # the previous index, intact and searchable
     assert len(index.search(load(run).encode(["a seven"], "text"), k=3)[0]) == 3
     index.close()
     assert build(run, more, uri).exit_code == 0  # space freed: the rerun completes

@@ -36,16 +36,17 @@ index = open_index(sys.argv[1], mode="w")
 print("holding", flush=True)
 time.sleep(60)
 """
-# Die (kill -9) at one point of a save: before the commit, or after it but before the rename.
+# Die (kill -9) at one point of a save: before the SQLite commit (the rows are already appended
+# to vectors.f32), or right after it (before the derived caches are written).
 DIE_IN_SAVE = """
 import os, sys, numpy as np
 from jointspace.index import faiss_backend, open_index
 uri, point = sys.argv[1:]
 die = lambda *a, **k: os._exit(9)
 if point == "before-commit":
-    faiss_backend.FaissIndex._record_state = die
+    faiss_backend.FaissIndex._commit = die
 else:
-    faiss_backend.publish_vectors = die
+    faiss_backend.FaissIndex._after_commit = die
 index = open_index(uri, mode="w")
 x = np.random.default_rng(7).normal(size=(20, 8)).astype("float32")
 index.add([f"late-{i}" for i in range(20)], x, [{"label": "late"}] * 20)
@@ -87,7 +88,7 @@ def test_a_stale_reader_never_overwrites_a_concurrent_build(tmp_path, kind):
     assert done.returncode == 0, done.stderr.decode()
     reader.close()  # on main this saved its stale copy: 10 vectors left for 30 rows
     again = open_index(uri)
-    assert len(again) == 30 and again.index.ntotal == 30
+    assert len(again) == 30 and again.log.rows == 30
     assert {h.id for h in again.search(vectors(1, 3), k=30)[0]} == again.ids()
     again.close()
 
@@ -101,7 +102,7 @@ def test_a_reader_cannot_change_the_index_and_a_writer_saves_only_changes(tmp_pa
     with pytest.raises(ReadOnlyIndexError):
         reader.delete(["item-1"])
     with pytest.raises(sqlite3.OperationalError, match="readonly"):  # SQLite refuses too
-        reader.db.execute("DELETE FROM items")
+        reader.catalog.db.execute("DELETE FROM items")
     reader.search(vectors(1, 2), k=3, filter='label == "1"')
     reader.close()
     assert snapshot(tmp_path / "i") == before
@@ -134,21 +135,21 @@ def test_a_second_writer_gets_one_clear_error_naming_the_holder(tmp_path):
 
 
 def damage_missing_vectors(folder):
-    (folder / "index.faiss").unlink()
+    (folder / "vectors.f32").unlink()
 
 
 def damage_truncated_vectors(folder):
-    data = (folder / "index.faiss").read_bytes()
-    (folder / "index.faiss").write_bytes(data[: len(data) // 2])
+    data = (folder / "vectors.f32").read_bytes()
+    (folder / "vectors.f32").write_bytes(data[: len(data) // 2])
 
 
 def damage_permuted_vectors(folder):
-    # The same vectors and keys in another order: a valid FAISS file, wrong for every id.
+    # The same vectors in another order: a log of the right length, wrong for every id.
     other = folder.parent / "other"
     index = open_index(f"faiss://{other}", dim=8, mode="w")
     index.add([f"item-{i}" for i in range(10)], vectors(10, 0)[::-1], [{}] * 10)
     index.close()
-    shutil.copy(other / "index.faiss", folder / "index.faiss")
+    shutil.copy(other / "vectors.f32", folder / "vectors.f32")
 
 
 def damage_missing_meta(folder):
@@ -161,7 +162,7 @@ def damage_garbage_meta(folder):
 
 def damage_deleted_rows(folder):
     with sqlite3.connect(folder / "meta.sqlite") as db:
-        db.execute("DELETE FROM items WHERE key < 4")
+        db.execute("DELETE FROM items WHERE key < 3")  # keys are rows: 0, 1, 2
 
 
 def damage_broken_info(folder):
@@ -173,9 +174,9 @@ def damage_missing_info(folder):
 
 
 DAMAGE = {
-    "missing index.faiss": (damage_missing_vectors, r"index\.faiss is missing"),
-    "truncated index.faiss": (damage_truncated_vectors, r"index\.faiss does not match meta"),
-    "permuted index.faiss": (damage_permuted_vectors, r"index\.faiss does not match meta"),
+    "missing vectors.f32": (damage_missing_vectors, r"vectors\.f32 is missing"),
+    "truncated vectors.f32": (damage_truncated_vectors, r"vectors\.f32 does not match meta"),
+    "permuted vectors.f32": (damage_permuted_vectors, r"vectors\.f32 does not match meta"),
     "missing meta.sqlite": (damage_missing_meta, r"meta\.sqlite is missing"),
     "garbage meta.sqlite": (damage_garbage_meta, r"meta\.sqlite cannot be read"),
     "rows deleted": (damage_deleted_rows, r"lists 7 items but recorded 10"),
@@ -207,42 +208,48 @@ def test_damaged_files_are_refused_and_never_rewritten(tmp_path, case):
 @pytest.mark.parametrize("point", ["before-commit", "after-commit"])
 def test_kill_during_save_leaves_a_consistent_index(tmp_path, point):
     uri = make(tmp_path / "i")
+    log = tmp_path / "i" / "vectors.f32"
     died = run(DIE_IN_SAVE, uri, point)
     assert died.returncode == 9, died.stderr.decode()
-    # Before the commit the save never happened; after it, the committed vectors are used.
+    assert log.stat().st_size == 30 * 8 * 4  # the 20 new rows were appended either way
+    # Before the commit the save never happened (its rows are ignored); after it, it did.
     expected = 10 if point == "before-commit" else 30
     reader = open_index(uri)
-    assert len(reader) == reader.index.ntotal == expected
+    assert len(reader) == reader.log.rows == expected
+    assert {h.id for h in reader.search(vectors(1, 3), k=40)[0]} == reader.ids()
     reader.close()
-    if point == "after-commit":
-        assert (tmp_path / "i" / "index.faiss.next").exists()
-        open_index(uri, mode="w").close()  # a writer finishes the interrupted rename
-        assert not (tmp_path / "i" / "index.faiss.next").exists()
+    assert log.stat().st_size == 30 * 8 * 4  # a reader changes nothing
     writer = open_index(uri, mode="w")
+    assert log.stat().st_size == expected * 8 * 4  # a writer cuts off the uncommitted rows
     missing = [f"late-{i}" for i in range(20) if f"late-{i}" not in writer.ids()]
     writer.add(missing, vectors(len(missing), 5), [{}] * len(missing))
     writer.close()
     final = open_index(uri)
-    assert len(final) == final.index.ntotal == 30
+    assert len(final) == final.log.rows == 30 and log.stat().st_size == 30 * 8 * 4
+    mine = 'label in ["0", "1"]'  # the 10 first items' (the late ones are not unit vectors)
+    assert final.search(vectors(10, 0)[4], k=1, filter=mine)[0][0].id == "item-4"
 
 
-def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_index(tmp_path, monkeypatch):
-    from jointspace.index import faiss_files
+def test_a_full_disk_while_writing_is_one_line_and_keeps_the_previous_index(tmp_path, monkeypatch):
+    from jointspace.index import vector_log
 
     uri = make(tmp_path / "i")
     writer = open_index(uri, mode="w")
     writer.add([f"new-{i}" for i in range(5)], vectors(5, 4), [{}] * 5)
 
     def full(file, data):
+        file.write(data[: len(data) // 2])  # half of it made it to disk
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(faiss_files, "_write", full)
-    with pytest.raises(DiskFullError, match=r"no space left on device writing .*index\.faiss"):
-        writer.close()
+    monkeypatch.setattr(vector_log, "_write", full)
+    with pytest.raises(DiskFullError, match=r"no space left on device writing .*vectors\.f32"):
+        writer.add([f"more-{i}" for i in range(5)], vectors(5, 5), [{}] * 5)
     monkeypatch.undo()
+    assert "more-0" not in writer.ids() and len(writer) == 15  # that add left nothing behind
+    writer.discard()  # as a build does on an error: the unsaved adds are dropped too
     assert not [p for p in (tmp_path / "i").iterdir() if p.name.endswith(".tmp")]
     again = open_index(uri)
-    assert len(again) == again.index.ntotal == 10 and "new-0" not in again.ids()
+    assert len(again) == again.log.rows == 10 and "new-0" not in again.ids()
     assert again.search(vectors(10, 0)[3], k=1)[0][0].id == "item-3"
     again.close()
 
@@ -276,16 +283,25 @@ def test_ids_with_slashes_round_trip(tmp_path):
     assert [again.search(v, k=1)[0][0].id for v in vectors(3, 0)] == ids
 
 
-def test_an_index_saved_before_checksums_still_opens(tmp_path):
-    uri = make(tmp_path / "i")
-    with sqlite3.connect(tmp_path / "i" / "meta.sqlite") as db:
-        db.execute("DROP TABLE state")
-    index = open_index(uri)
-    assert len(index) == 10 and index.search(vectors(10, 0)[2], k=1)[0][0].id == "item-2"
-    with pytest.raises(Exception, match="unknown field colour"):
-        index.search(vectors(1, 0), filter='colour == "red"')
+def test_a_format_1_folder_is_refused_in_one_line_saying_how_to_rebuild(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "index.json").write_text(json.dumps({"dim": 8, "kind": "flat", "backend": "faiss"}))
+    (folder / "index.faiss").write_bytes(b"an old FAISS file")
+    with sqlite3.connect(folder / "meta.sqlite") as db:
+        db.execute("CREATE TABLE items (key INTEGER PRIMARY KEY, id TEXT UNIQUE, meta TEXT)")
+        db.execute("INSERT INTO items (id, meta) VALUES ('a', '{}')")
+    before = snapshot(folder)
+    uri = f"faiss://{folder}"
+    for mode in ("r", "w"):
+        with pytest.raises(ArtifactError, match=r"old format 1 \(index\.faiss\).*--force") as err:
+            open_index(uri, mode=mode)
+        assert "\n" not in str(err.value)
+    assert snapshot(folder, lock=False) == {k: v for k, v in before.items() if k != "index.lock"}
+    index = open_index(uri, dim=8, mode="w", force=True)  # the rebuild the message names
+    index.add(["b"], vectors(1, 0))
     index.close()
-    json.loads((tmp_path / "i" / "index.json").read_text())
+    assert not (folder / "index.faiss").exists() and open_index(uri).ids() == {"b"}
 
 
 SPILL_AND_DIE = """
@@ -309,7 +325,7 @@ def test_an_interrupted_sqlite_commit_is_one_line_and_a_writer_recovers_it(tmp_p
 
 def test_a_writer_removes_the_temp_files_a_killed_writer_left(tmp_path):
     uri = make(tmp_path / "i")
-    left = [tmp_path / "i" / ".index.faiss.next.k1ll3d.tmp", tmp_path / "i" / ".index.json.x.tmp"]
+    left = [tmp_path / "i" / ".hnsw.faiss.k1ll3d.tmp", tmp_path / "i" / ".index.json.x.tmp"]
     for path in left:
         path.write_bytes(b"half a file")
     open_index(uri).close()

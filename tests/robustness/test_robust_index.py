@@ -117,26 +117,28 @@ def drop_rows(root):
         db.execute("DELETE FROM items WHERE key = 2")
 
 
-def legacy_garbage(root):
-    with sqlite3.connect(root / "meta.sqlite") as db:
-        db.execute("DROP TABLE state")
-    (root / "index.faiss").write_bytes(b"\x00garbage" * 50)
+def format_1(root):
+    # What an index written before format 2 holds: index.faiss, and no "format" in index.json.
+    info = json.loads((root / "index.json").read_text())
+    del info["format"]
+    (root / "index.json").write_text(json.dumps(info))
+    (root / "vectors.f32").rename(root / "index.faiss")
 
 
 def permuted(root):
     other = open_index(f"faiss://{root.parent / 'permuted'}", dim=8, mode="w")
     other.add([f"item-{i}" for i in range(6)], unit(6, 0)[::-1], [{"label": "a"}] * 6)
     other.close()
-    shutil.copy(root.parent / "permuted" / "index.faiss", root / "index.faiss")
+    shutil.copy(root.parent / "permuted" / "vectors.f32", root / "vectors.f32")
 
 
 DAMAGE = {
-    "missing index.faiss": delete("index.faiss"),
-    "truncated index.faiss": rewrite("index.faiss", lambda p: p.read_bytes()[:40]),
-    "empty index.faiss": rewrite("index.faiss", b""),
-    "garbage index.faiss": rewrite("index.faiss", b"\xff" * 4096),
-    "permuted index.faiss": permuted,
-    "index.faiss is a folder": make_dir("index.faiss"),
+    "missing vectors.f32": delete("vectors.f32"),
+    "truncated vectors.f32": rewrite("vectors.f32", lambda p: p.read_bytes()[:40]),
+    "empty vectors.f32": rewrite("vectors.f32", b""),
+    "garbage vectors.f32": rewrite("vectors.f32", b"\xff" * 4096),
+    "permuted vectors.f32": permuted,
+    "vectors.f32 is a folder": make_dir("vectors.f32"),
     "missing meta.sqlite": delete("meta.sqlite"),
     "garbage meta.sqlite": rewrite("meta.sqlite", b"garbage " * 512),
     "empty meta.sqlite": rewrite("meta.sqlite", b""),
@@ -148,7 +150,7 @@ DAMAGE = {
     "index.json without dim": rewrite("index.json", json.dumps({"kind": "flat"}).encode()),
     "binary index.json": rewrite("index.json", b"\xff\xfe\x00"),
     "missing index.json": delete("index.json"),
-    "unchecked index with garbage vectors": legacy_garbage,
+    "a format-1 index": format_1,
 }
 
 
@@ -176,7 +178,7 @@ def test_damaged_index_artifacts_are_one_line_errors(tmp_path, fake_model, case)
     before = sorted(p.name for p in root.iterdir())
     result = search(fake_model, f"faiss://{root}")
     one_line_error(result, "index faiss://")
-    if case != "index.faiss is a folder":
+    if case != "vectors.f32 is a folder":
         assert "--force" in result.output
     assert sorted(p.name for p in root.iterdir()) == before  # the search wrote nothing
 

@@ -18,8 +18,9 @@ def open_index(
 
     A reader never writes; a writer takes the index's lock, creates the index given ``dim``,
     and saves only what it changed. ``force=True`` (writers) discards what the index held.
-    ``faiss://runs/idx`` or a plain path: embedded FAISS (``?kind=hnsw`` or ``?kind=ivfpq``, with
-    optional ``nlist``, ``m``, ``nprobe`` and ``train_min`` for IVF-PQ);
+    ``faiss://runs/idx`` or a plain path: embedded FAISS (``?kind=hnsw``, ``?kind=ivfpq`` with
+    optional ``nlist``, ``m`` and ``train_min``, or ``?kind=auto``; ``ef_search`` and ``nprobe``
+    override the recorded tuning for this open);
     ``milvus://runs/idx.db``: embedded Milvus Lite; ``milvus://host:19530``: a Milvus server.
     ``?collection=NAME`` picks the Milvus collection (default ``jointspace``). The scheme names
     the back-end in the registry (``available("index")``), which builds it.

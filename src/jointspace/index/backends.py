@@ -11,22 +11,23 @@ from typing import Any
 from jointspace.index.base import VectorIndex
 from jointspace.index.errors import IndexUriError
 
-IVFPQ_OPTIONS = ("nlist", "m", "nprobe", "train_min")
+# Build options (saved in index.json) and search options (per open: ef_search, nprobe).
+FAISS_OPTIONS = ("nlist", "m", "train_min", "ef_search", "nprobe")
 
 
 def open_faiss(location: str, dim: int | None, options: dict[str, str], **kwargs) -> VectorIndex:
-    """Embedded FAISS in folder ``location``: ``kind`` flat (default), hnsw or ivfpq."""
+    """Embedded FAISS in folder ``location``: ``kind`` flat (default), hnsw, ivfpq or auto."""
     from jointspace.index.faiss_backend import FaissIndex
 
     uri = kwargs.get("uri", location)
     kind = options.get("kind", "flat")
     tuning: dict[str, Any] = {
-        k: _positive_int(k, options[k], uri) for k in IVFPQ_OPTIONS if k in options
+        k: _positive_int(k, options[k], uri) for k in FAISS_OPTIONS if k in options
     }
     return FaissIndex(Path(location), dim, kind=kind, **tuning, **kwargs)
 
 
-open_faiss.options = ("kind", *IVFPQ_OPTIONS)  # type: ignore[attr-defined]
+open_faiss.options = ("kind", *FAISS_OPTIONS)  # type: ignore[attr-defined]
 
 
 def open_milvus(location: str, dim: int | None, options: dict[str, str], **kwargs) -> VectorIndex:

@@ -111,12 +111,22 @@ def build_index(
 def _add_missing(
     index, model, source, modality, batch_size, save_every, progress, on_batch
 ) -> None:
-    done = index.ids()
+    # Which items are indexed is asked per batch: memory stays flat however large the index.
     total = source.count(modality)
     bar = tqdm(total=total, desc="index", unit=modality, disable=not progress)
-    todo = (item for item in source.items(modality) if _skip(item, done, bar))
+    with bar:  # closed (its line ended) before an error is printed under it
+        _add_batches(index, model, source, modality, batch_size, save_every, bar, on_batch)
+    index.save()
+
+
+def _add_batches(index, model, source, modality, batch_size, save_every, bar, on_batch) -> None:
+    items = iter(source.items(modality))
     number = 0
-    while chunk := list(itertools.islice(todo, batch_size)):
+    while batch := list(itertools.islice(items, batch_size)):
+        done = index.present([item.id for item in batch])
+        bar.update(len(done))
+        if not (chunk := [item for item in batch if item.id not in done]):
+            continue
         number += 1
         vectors = embed_batch(model, source, modality, chunk, batch_size=batch_size)
         metadata = [{modality: item.value, **_metadata(item)} for item in chunk]
@@ -126,16 +136,6 @@ def _add_missing(
         if on_batch is not None:
             on_batch(number)
         bar.update(len(chunk))
-    bar.close()
-    index.save()
-
-
-def _skip(item: Item, done: set[str], bar) -> bool:
-    """Whether ``item`` still needs adding (those already indexed count as done on the bar)."""
-    if item.id in done:
-        bar.update(1)
-        return False
-    return True
 
 
 def _check_ids(manifest: Manifest, modality: str, values: list[str], rows: list[dict]) -> None:

@@ -22,6 +22,16 @@ class DamagedIndexError(ArtifactError):
         super().__init__(f"index {uri} is damaged: {problem}; {REBUILD.format(uri=uri)}")
 
 
+class OldFormatError(ArtifactError):
+    """A folder written before format 2 (``index.faiss``): it must be rebuilt."""
+
+    def __init__(self, uri: str):
+        super().__init__(
+            f"index {uri} is in the old format 1 (index.faiss), which this version no longer "
+            f"reads; {REBUILD.format(uri=uri)}"
+        )
+
+
 class IndexLockedError(JointspaceError):
     """Another process is writing the index."""
 

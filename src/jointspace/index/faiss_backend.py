@@ -1,42 +1,33 @@
-"""Embedded FAISS index: vectors in ``index.faiss``, ids and metadata in ``meta.sqlite``.
+"""Embedded FAISS index (folder format 2): an append-only vector log plus SQLite metadata.
 
 Opened for reading (``mode="r"``) it writes nothing, so a read-only folder can be searched. A
-writer (``mode="w"``) holds the folder's lock and saves only what it changed. SQLite is the
-truth and records the checksum of the vector file it belongs with (see ``faiss_files``).
+writer (``mode="w"``) holds the folder's lock; ``save()`` appends what was added (never
+rewriting the log) and commits once in SQLite, so its cost does not grow with the index. Exact
+search scans the memory-mapped log; ``hnsw`` / ``ivfpq`` search a derived cache (``faiss_ann``).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
-from jointspace.errors import ArtifactError, InputError, JointspaceError
+from jointspace.errors import ArtifactError, JointspaceError
+from jointspace.index import scan
 from jointspace.index.base import IndexHit, VectorIndex
-from jointspace.index.errors import (
-    IndexUriError,
-    NotAnIndexError,
-)
-from jointspace.index.faiss_files import (
-    INFO,
-    KINDS,
-    META,
-    WriterLock,
-    publish_vectors,
-    write_info,
-    write_vectors,
-)
-from jointspace.index.faiss_kinds import TRAIN_MIN, train_ivfpq
-from jointspace.index.faiss_open import STATE, FaissFolder, sqlite_full
-from jointspace.index.filters import check_fields, parse_filter, to_sql
+from jointspace.index.errors import IndexUriError, NotAnIndexError
+from jointspace.index.faiss_files import INFO, KINDS, WriterLock, write_info
+from jointspace.index.faiss_open import FaissFolder
+from jointspace.index.filters import check_fields, parse_filter
 
-CHUNK = 500
+EXACT_SUBSET = 20_000  # an ANN search over fewer allowed rows than this scans them exactly
+CACHED_FILTERS = 64
+DEFAULT_EF, MAX_EF = 16, 4096  # FAISS's efSearch default; the most a filter widens it to
+SEARCH_OPTIONS = ("ef_search", "nprobe")  # per open (URI), never saved
 
 
 def _locked(method):
@@ -51,8 +42,8 @@ def _locked(method):
 class FaissIndex(FaissFolder, VectorIndex):
     """Inner-product search over string ids: exact ``flat``, or approximate ``hnsw``/``ivfpq``.
 
-    ``ivfpq`` (inverted lists + product-quantised codes) stores compressed vectors; it searches
-    exactly until ``train_min`` vectors exist, then trains on them and switches over.
+    ``ivfpq`` searches exactly until a writer closes it with at least ``train_min`` rows, then
+    trains on a sample of the whole corpus; ``auto`` picks a structure at close.
     """
 
     def __init__(
@@ -72,9 +63,11 @@ class FaissIndex(FaissFolder, VectorIndex):
         if kind not in KINDS:
             raise IndexUriError(f"faiss index kind must be one of {KINDS}, got {kind!r}")
         self.writable, self.dirty, self.closed = mode == "w", False, False
+        self.settings = {k: info.pop(k) for k in SEARCH_OPTIONS if k in info}
         # Web servers call from a thread pool: one connection, serialised by a lock.
         self.lock = threading.RLock()
         self.writer: WriterLock | None = None
+        self._filters: dict[str | None, tuple] = {}
         try:
             self._start(dim, kind, force, info)
         except BaseException as err:
@@ -102,127 +95,124 @@ class FaissIndex(FaissFolder, VectorIndex):
         self.writer = WriterLock(self.path, self.uri)
         return self._open_for_writing(dim, kind, force, info)
 
+    @property
+    def trained(self) -> bool:
+        """Whether searches use an approximate structure (False: exact scans of the log)."""
+        return self.ann.structure is not None
+
     @_locked
     def add(self, ids, vectors, metadata=None) -> None:
         self._check_writable()
         vectors = self._check_add(ids, vectors, metadata)
-        if present := self.get(ids):
-            raise InputError(f"ids already in the index: {sorted(present)[:5]}")
         metadata = metadata or [{} for _ in ids]
-        rows = [(i, json.dumps(m)) for i, m in zip(ids, metadata, strict=True)]
-        fields = self._known_fields() | {key for m in metadata for key in m}
+        start = self.log.rows  # keys are rows of the log: assigned here, never looked up
+        with self.catalog.full(), self.catalog.adding():
+            self.catalog.insert(start, ids, metadata)  # refuses duplicates, inserting none
+            self.log.append(vectors)  # a full disk: the rows above are rolled back too
         self.dirty = True
-        self.db.executemany("INSERT INTO items (id, meta) VALUES (?, ?)", rows)
-        key_of = dict(self._select("SELECT id, key FROM items WHERE id IN ({})", ids))
-        self.index.add_with_ids(vectors, np.array([key_of[i] for i in ids], dtype=np.int64))
-        self.fields = fields
-        if self.kind == "ivfpq" and not self.trained and self.index.ntotal >= self._train_min():
-            self.index = train_ivfpq(self.index, self.info)
-
-    @property
-    def trained(self) -> bool:
-        return isinstance(self.index, faiss.IndexIVF)
-
-    def _train_min(self) -> int:
-        return int(self.info.get("train_min", TRAIN_MIN))
-
-    def _select(self, sql: str, values: Sequence) -> list[tuple]:
-        # SQLite caps the number of ? in one statement: query in chunks.
-        values, rows = list(values), []
-        for start in range(0, len(values), CHUNK):
-            chunk = values[start : start + CHUNK]
-            rows += self.db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
-        return rows
+        self.fields |= {key for m in metadata for key in m}
+        self._filters.clear()
+        self.ann.catch_up(self.log.view())
 
     @_locked
-    def search(self, queries, k=10, filter=None) -> list[list[IndexHit]]:
+    def search(
+        self, queries, k=10, filter=None, *, ef_search=None, nprobe=None
+    ) -> list[list[IndexHit]]:
         queries = self._check_search(queries, k)
-        allowed = None
+        rows, selector = self._subset(filter)
+        available = self.log.rows if rows is None else len(rows)
+        if available == 0:
+            return [[] for _ in queries]
+        fetch = min(k, available)
+        if self.ann.structure is None or (rows is not None and len(rows) <= EXACT_SUBSET):
+            scores, keys = scan.top_k(self.log.view(), queries, fetch, rows=rows)
+        else:
+            ef_search = ef_search or self.settings.get("ef_search") or self.info.get("ef_search")
+            nprobe = nprobe or self.settings.get("nprobe") or self.info.get("nprobe")
+            if selector is not None and rows is not None and self.ann.kind == "hnsw":
+                # The graph walk skips what the filter excludes: widen it by as much.
+                widen = self.log.rows / len(rows)
+                ef_search = min(int((ef_search or DEFAULT_EF) * widen), MAX_EF)
+            scores, keys = self.ann.search(queries, fetch, selector, ef_search, nprobe)
+        found = self.catalog.by_key(sorted({int(key) for key in keys.flat if key >= 0}))
+        return [
+            [
+                IndexHit(found[key][0], score, found[key][1])
+                for score, key in zip(row_scores, row_keys, strict=True)
+                if key in found  # gone: deleted by a writer since this reader opened
+            ]
+            for row_scores, row_keys in zip(scores.tolist(), keys.tolist(), strict=True)
+        ]
+
+    def _subset(self, filter: str | None) -> tuple[np.ndarray | None, Any]:
+        """Sorted allowed rows (None: every row) and a FAISS selector for them, cached."""
+        if filter in self._filters:
+            return self._filters[filter][:2]
         if filter:
             expr = parse_filter(filter)
-            check_fields(expr, self._known_fields(), filter)
-            where, params = to_sql(expr)
-            allowed = self._keys(where, params)
-            if len(allowed) == 0:
-                return [[] for _ in queries]
-        # HNSW cannot remove vectors: ask for extra and drop the ids SQLite no longer lists.
-        extra = max(0, self.index.ntotal - self._count()) if self.kind == "hnsw" else 0
-        fetch = min(k + extra, max(self.index.ntotal, 1))
-        selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
-        # faiss's stubs omit the keyword arguments its wrappers take (they keep ``sel`` alive).
-        search: faiss.SearchParameters | None = None
-        if self.trained:
-            nprobe = int(self.info.get("nprobe", self.index.nprobe))
-            search = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)  # type: ignore[call-arg]
-        elif selector is not None:
-            search = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
-        scores, keys = self.index.search(queries, fetch, params=search)
-        return [self._hits(s, row, k) for s, row in zip(scores, keys, strict=True)]
-
-    def _hits(self, scores: np.ndarray, keys: np.ndarray, k: int) -> list[IndexHit]:
-        found = [int(key) for key in keys if key >= 0]
-        rows = {
-            key: (i, json.loads(m))
-            for key, i, m in self._select(
-                "SELECT key, id, meta FROM items WHERE key IN ({})", found
-            )
-        }
-        hits = [
-            IndexHit(rows[key][0], float(score), rows[key][1])
-            for score, key in zip(scores.tolist(), keys.tolist(), strict=True)
-            if key in rows
-        ]
-        return hits[:k]
+            check_fields(expr, self.fields, filter)
+            rows = self.catalog.allowed(expr)
+            rows = rows[: np.searchsorted(rows, self.log.rows)]  # a reader sees its snapshot
+        elif len(self.dead):
+            rows = np.setdiff1d(np.arange(self.log.rows), self.dead, assume_unique=True)
+        else:
+            rows = None
+        selector = bits = None
+        if rows is not None and self.ann.structure is not None and len(rows) > EXACT_SUBSET:
+            mask = np.zeros(self.log.rows, dtype=bool)
+            mask[rows] = True
+            bits = np.packbits(mask, bitorder="little")
+            selector = faiss.IDSelectorBitmap(self.log.rows, faiss.swig_ptr(bits))
+        if len(self._filters) >= CACHED_FILTERS:
+            self._filters.clear()
+        # The selector reads ``bits`` in place: they are cached (kept alive) beside it.
+        self._filters[filter] = (rows, selector, bits)
+        return rows, selector
 
     @_locked
     def delete(self, ids) -> int:
         self._check_writable()
-        keys = np.array(
-            [r[0] for r in self._select("SELECT key FROM items WHERE id IN ({})", ids)],
-            dtype=np.int64,
-        )
+        with self.catalog.full():
+            keys = self.catalog.delete(ids)
         if len(keys):
             self.dirty = True
-            self._select("DELETE FROM items WHERE id IN ({})", ids)
-            if self.kind != "hnsw":
-                self.index.remove_ids(keys)
+            self.dead = np.union1d(self.dead, keys)
+            self._filters.clear()
         return len(keys)
 
     @_locked
     def ids(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT id FROM items")}
+        return self.catalog.ids()
 
     @_locked
     def get(self, ids) -> dict[str, dict[str, Any]]:
-        rows = self._select("SELECT id, meta FROM items WHERE id IN ({})", ids)
-        return {i: json.loads(m) for i, m in rows}
+        return self.catalog.get(ids)
+
+    @_locked
+    def present(self, ids) -> set[str]:
+        return self.catalog.present(ids)
 
     @_locked
     def save(self) -> None:
-        """Vectors to ``index.faiss.next``, then one commit (rows + their checksum), then rename."""
+        """Append the new rows (fsync), then one SQLite commit: rows, chunk checksum, state."""
         self._check_writable()
         if not self.dirty:
             return
         if self.info != self.saved_info:
             write_info(self.path, self.info)
             self.saved_info = dict(self.info)
-        sha = write_vectors(self.index, self.path)
-        with sqlite_full(self.path / META):
-            self.db.execute(STATE)
-            self._record_state(sha)
-            self.db.commit()
-        publish_vectors(self.path)
+        with self.catalog.full():
+            self._commit(self.log.pending())
+        self.log.mark_committed()
         self.dirty = False
+        self._after_commit()
 
-    def _record_state(self, sha: str) -> None:
-        state = {"vectors_sha256": sha, "vectors": self.index.ntotal if sha else 0}
-        state["items"] = self._count()
-        if self.fields is not None:
-            state["fields"] = json.dumps(sorted(self.fields))
-        self.db.executemany(
-            "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
-            [(k, str(v)) for k, v in state.items()],
-        )
+    def _commit(self, chunk: tuple | None) -> None:
+        items = self.log.rows - len(self.dead)
+        self.catalog.commit(chunk, rows=self.log.rows, items=items, fields=self.fields)
+
+    def _after_commit(self) -> None:
+        self.ann.save()  # only once it covers twice the rows of the saved cache
 
     @_locked
     def close(self) -> None:
@@ -231,6 +221,9 @@ class FaissIndex(FaissFolder, VectorIndex):
         try:
             if self.writable:
                 self.save()
+                self.ann.finish(self.log.view(), self.info)
+                if self.info != self.saved_info:  # the recorded tuning, or auto's choice
+                    write_info(self.path, self.info)
         finally:
             self._release()
 
@@ -239,12 +232,14 @@ class FaissIndex(FaissFolder, VectorIndex):
             self._release()
 
     def _release(self) -> None:
-        if (db := getattr(self, "db", None)) is not None:  # None: failed before connecting
-            db.close()  # a writer's uncommitted rows roll back
+        if (catalog := getattr(self, "catalog", None)) is not None:
+            catalog.close()  # a writer's uncommitted rows roll back
+        if (log := getattr(self, "log", None)) is not None:
+            log.close()
         if self.writer is not None:
             self.writer.release()
         self.closed = True
 
     @_locked
     def __len__(self) -> int:
-        return self._count()
+        return self.log.rows - len(self.dead)

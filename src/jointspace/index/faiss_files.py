@@ -1,34 +1,31 @@
-"""The files of a FAISS index folder: the writer's lock, checksummed vectors, ``index.json``.
+"""The files of a FAISS index folder (format 2): names, the writer's lock, ``index.json``.
 
-Save protocol: vectors go to ``index.faiss.next`` (temp + rename); one SQLite commit then records
-their SHA-256 with the rows (the commit point); the rename to ``index.faiss`` follows. An open
-accepts whichever of the two files has the committed checksum, so a crash anywhere leaves the
-last committed state and a reader never sees half of a save.
+``vectors.f32`` (append-only rows, the truth) and ``meta.sqlite`` (items, tombstones, the
+committed row count and chunk checksums) hold the index; ``hnsw.faiss`` / ``ivfpq.faiss`` are
+derived caches rebuilt from the log when missing.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from pathlib import Path
 
-import faiss
-
 from jointspace.atomic import atomic_path
-from jointspace.index.errors import DamagedIndexError, IndexLockedError
+from jointspace.index.errors import DamagedIndexError, IndexLockedError, OldFormatError
 
-INFO, VECTORS, META, LOCK = "index.json", "index.faiss", "meta.sqlite", "index.lock"
-NEXT = VECTORS + ".next"
-DATA_FILES = (INFO, VECTORS, NEXT, META, META + "-journal")
-KINDS = ("flat", "hnsw", "ivfpq")
-BLOCK = 1 << 20
+FORMAT = 2
+INFO, VECTORS, META, LOCK = "index.json", "vectors.f32", "meta.sqlite", "index.lock"
+CACHES = {"hnsw": "hnsw.faiss", "ivfpq": "ivfpq.faiss"}
+OLD_FILES = ("index.faiss", "index.faiss.next")  # format 1: removed by a forced rebuild
+DATA_FILES = (INFO, VECTORS, META, META + "-journal", *CACHES.values(), *OLD_FILES)
+KINDS = ("flat", "hnsw", "ivfpq", "auto")
 
 
 def own_file(name: str) -> bool:
     """Whether a folder entry is one an index writes (so a folder of only these is an index's)."""
-    temp = name.startswith((f".{INFO}.", f".{NEXT}.")) and name.endswith(".tmp")
+    temp = name.endswith(".tmp") and any(name.startswith(f".{t}.") for t in DATA_FILES)
     return name in DATA_FILES or name == LOCK or temp
 
 
@@ -58,7 +55,7 @@ class WriterLock:
 
 
 def read_info(folder: Path, uri: str) -> dict:
-    """``index.json``, refused clearly when it is not the object a writer left."""
+    """``index.json``, refused clearly when it is not the object a format-2 writer left."""
     path = folder / INFO
     try:
         info = json.loads(path.read_text())
@@ -70,71 +67,14 @@ def read_info(folder: Path, uri: str) -> dict:
     dim = info.get("dim") if isinstance(info, dict) else None
     if type(dim) is not int or dim < 1 or info.get("kind") not in KINDS:
         raise DamagedIndexError(uri, f"{path} lacks a positive 'dim' and a 'kind' in {KINDS}")
+    if info.get("format") != FORMAT:
+        if "format" not in info:  # what every index before format 2 wrote
+            raise OldFormatError(uri)
+        raise DamagedIndexError(uri, f"{path} has format {info['format']!r}, not {FORMAT}")
     return info
 
 
 def write_info(folder: Path, info: dict) -> None:
     """Write ``index.json`` atomically."""
-    target = folder / INFO
-    with atomic_path(target) as tmp:
+    with atomic_path(folder / INFO) as tmp:
         tmp.write_text(json.dumps(info, indent=2))
-
-
-def write_vectors(index: faiss.Index, folder: Path) -> str:
-    """Stream ``index`` to ``index.faiss.next`` through Python (so a full disk is an OSError)."""
-    target, digest = folder / NEXT, hashlib.sha256()
-    with atomic_path(target) as tmp, open(tmp, "wb") as file:
-
-        def write(data: bytes) -> int:
-            digest.update(data)
-            _write(file, data)
-            return len(data)
-
-        faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
-    return digest.hexdigest()
-
-
-def _write(file, data: bytes) -> None:
-    file.write(data)
-
-
-def publish_vectors(folder: Path) -> None:
-    """After the commit: the committed vectors take the name ``index.faiss``."""
-    os.replace(folder / NEXT, folder / VECTORS)
-
-
-def sha256_of(path: Path) -> str | None:
-    """The file's SHA-256, or None when it does not exist."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as file:
-            while block := file.read(BLOCK):
-                digest.update(block)
-    except FileNotFoundError:
-        return None
-    return digest.hexdigest()
-
-
-def read_vectors(path: Path, sha: str | None) -> faiss.Index | None:
-    """Deserialise ``path``; None when it is absent or (given ``sha``) its bytes differ."""
-    if sha is not None and sha256_of(path) != sha:
-        return None
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as file:
-
-            def read(size: int) -> bytes:
-                data = file.read(size)
-                digest.update(data)
-                return data
-
-            index = faiss.read_index(faiss.PyCallbackIOReader(read))  # type: ignore[attr-defined]
-            digest.update(file.read())
-    except FileNotFoundError:
-        return None
-    except RuntimeError:
-        if sha is not None:  # replaced between the two reads by a writer's rename
-            return None
-        raise
-    # The file may have been replaced since it was hashed: what was read must match too.
-    return index if sha is None or digest.hexdigest() == sha else None

@@ -113,13 +113,20 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
-def to_sql(expr: Condition | Junction, column: str = "meta") -> tuple[str, list]:
-    """A parameterised SQLite WHERE clause over a JSON metadata column."""
+def to_sql(
+    expr: Condition | Junction, column: str = "meta", typed: Iterable[str] = ()
+) -> tuple[str, list]:
+    """A parameterised SQLite WHERE clause: ``typed`` fields read their own indexed column
+    (``f_<field>``), the others ``json_extract`` from the JSON column ``column``."""
+    typed = frozenset(typed)
     if isinstance(expr, Junction):
-        parts = [to_sql(p, column) for p in expr.parts]
+        parts = [to_sql(p, column, typed) for p in expr.parts]
         sql = f" {expr.op.upper()} ".join(f"({s})" for s, _ in parts)
         return sql, [v for _, values in parts for v in values]
-    target = f"json_extract({column}, '$.{expr.field}')"
+    if expr.field in typed:
+        target = f'"f_{expr.field}"'  # field names match FIELD: safe inside quotes
+    else:
+        target = f"json_extract({column}, '$.{expr.field}')"
     if isinstance(expr.value, tuple):  # the parser makes one for "in" / "not in" only
         marks = ", ".join("?" for _ in expr.value)
         return f"{target} {expr.op.upper()} ({marks})", list(expr.value)

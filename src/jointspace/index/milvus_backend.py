@@ -175,7 +175,10 @@ class MilvusIndex(VectorIndex):
                 properties = {INFO_PROPERTY: json.dumps(self.info)}
                 self.client.alter_collection_properties(self.collection, properties=properties)
 
-    def search(self, queries, k=10, filter=None) -> list[list[IndexHit]]:
+    def search(
+        self, queries, k=10, filter=None, *, ef_search=None, nprobe=None
+    ) -> list[list[IndexHit]]:
+        # Milvus tunes its own index (its ``params``): the FAISS knobs are accepted and unused.
         queries = self._check_search(queries, k)
         expression = ""
         if filter:

@@ -1,0 +1,208 @@
+"""``meta.sqlite``: items (key = row of the vector log), tombstones, and the committed state.
+
+Fields users filter on (``split``, ``label``, ``meta_*``) get their own indexed column, made the
+first time one is seen, so a filter is an index lookup rather than a JSON scan of every row.
+Changes stay in one open transaction (kept in memory) until ``commit``: the commit point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from jointspace.errors import DiskFullError, InputError
+from jointspace.index.filters import Condition, Junction, to_sql
+
+CHUNK = 500  # SQLite caps the number of ? in one statement: query in chunks
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS items (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+    "meta TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tombstones (key INTEGER PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS chunks (start INTEGER PRIMARY KEY, rows INTEGER NOT NULL, "
+    "sha256 TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT)",
+)
+
+
+def typed_field(name: str) -> bool:
+    """Whether ``name`` gets its own indexed column."""
+    return name in ("split", "label") or name.startswith("meta_")
+
+
+def column_of(name: str) -> str:
+    return f'"f_{name}"'  # field names match [A-Za-z_][A-Za-z0-9_]*: safe inside quotes
+
+
+def _cell(value):
+    # Untyped columns keep each value's type, as json_extract does: 1 never equals "1".
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return float(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return json.dumps(value)
+
+
+class Catalog:
+    """The SQLite side of a FAISS index folder; a reader's connection is read-only."""
+
+    def __init__(self, path: Path, writable: bool):
+        self.path = path
+        if writable:
+            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            # Keep uncommitted rows in memory: the file then changes only at a commit, so a
+            # writer killed between saves leaves no journal a reader would have to roll back.
+            self.db.execute("PRAGMA cache_spill = OFF")
+        else:  # mode=ro: SQLite itself refuses any write
+            uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        self.columns: set[str] = set()
+
+    def create(self) -> None:
+        with self.full():
+            self.begin()
+            for statement in SCHEMA:
+                self.db.execute(statement)
+            self.commit(None, rows=0, items=0, fields=set())
+
+    def snapshot(self) -> tuple[dict, int, list, np.ndarray]:
+        """State, item count, chunks and tombstones, all from one snapshot."""
+        self.db.execute("BEGIN")
+        try:
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+            if missing := {"items", "tombstones", "chunks", "state"} - tables:
+                raise sqlite3.DatabaseError(f"no {sorted(missing)[0]} table")
+            state = dict(self.db.execute("SELECT name, value FROM state"))
+            count = self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            sql = "SELECT start, rows, sha256 FROM chunks ORDER BY start"
+            chunks = self.db.execute(sql).fetchall()
+            dead = self.keys("SELECT key FROM tombstones ORDER BY key")
+            info = self.db.execute("PRAGMA table_info(items)").fetchall()
+        finally:
+            self.db.execute("COMMIT")
+        self.columns = {r[1][2:] for r in info if r[1].startswith("f_")}
+        return state, count, chunks, dead
+
+    def begin(self) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+
+    def insert(self, start: int, ids: Sequence[str], metadata: Sequence[dict]) -> None:
+        """Rows with keys ``start, start+1, …``; refuses ids already present (in ``adding``)."""
+        for name in sorted({k for m in metadata for k in m if typed_field(k)} - self.columns):
+            self.db.execute(f"ALTER TABLE items ADD COLUMN {column_of(name)}")
+            self.db.execute(f'CREATE INDEX "items_f_{name}" ON items ({column_of(name)})')
+            self.columns.add(name)
+        typed = sorted(self.columns)
+        names = ", ".join(["key", "id", "meta", *map(column_of, typed)])
+        marks = ", ".join("?" * (3 + len(typed)))
+        rows = (
+            (start + n, i, json.dumps(m), *(_cell(m.get(f)) for f in typed))
+            for n, (i, m) in enumerate(zip(ids, metadata, strict=True))
+        )
+        try:
+            self.db.executemany(f"INSERT INTO items ({names}) VALUES ({marks})", rows)
+        except sqlite3.IntegrityError:
+            self.db.execute("ROLLBACK TO adding")
+            present = sorted(self.present(ids))
+            raise InputError(f"ids already in the index: {present[:5]}") from None
+
+    @contextlib.contextmanager
+    def adding(self) -> Iterator[None]:
+        """A savepoint around one add: if anything in it fails, none of its rows stay."""
+        self.begin()
+        self.db.execute("SAVEPOINT adding")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO adding")
+            self.db.execute("RELEASE adding")
+            info = self.db.execute("PRAGMA table_info(items)").fetchall()
+            self.columns = {r[1][2:] for r in info if r[1].startswith("f_")}
+            raise
+        self.db.execute("RELEASE adding")
+
+    def delete(self, ids: Sequence[str]) -> np.ndarray:
+        """Remove the given ids' rows and tombstone their keys; the keys removed."""
+        keys = np.array(
+            [r[0] for r in self.select("SELECT key FROM items WHERE id IN ({})", ids)],
+            dtype=np.int64,
+        )
+        if len(keys):
+            self.begin()
+            self.select("DELETE FROM items WHERE id IN ({})", ids)
+            self.db.executemany(
+                "INSERT INTO tombstones (key) VALUES (?)", [(int(k),) for k in keys]
+            )
+        return np.sort(keys)
+
+    def present(self, ids: Sequence[str]) -> set[str]:
+        return {r[0] for r in self.select("SELECT id FROM items WHERE id IN ({})", ids)}
+
+    def get(self, ids: Sequence[str]) -> dict[str, dict]:
+        rows = self.select("SELECT id, meta FROM items WHERE id IN ({})", ids)
+        return {i: json.loads(m) for i, m in rows}
+
+    def by_key(self, keys: Sequence[int]) -> dict[int, tuple[str, dict]]:
+        rows = self.select("SELECT key, id, meta FROM items WHERE key IN ({})", keys)
+        return {key: (i, json.loads(m)) for key, i, m in rows}
+
+    def ids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT id FROM items")}
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    def fields(self) -> set[str]:
+        sql = "SELECT DISTINCT j.key FROM items, json_each(items.meta) AS j"
+        return {r[0] for r in self.db.execute(sql)}
+
+    def allowed(self, expr: Condition | Junction) -> np.ndarray:
+        """The sorted keys of the items ``expr`` matches."""
+        where, params = to_sql(expr, typed=self.columns)
+        return self.keys(f"SELECT key FROM items WHERE {where} ORDER BY key", params)
+
+    def keys(self, sql: str, params: Sequence = ()) -> np.ndarray:
+        cursor = self.db.execute(sql, params)
+        return np.fromiter((r[0] for r in cursor), dtype=np.int64)
+
+    def select(self, sql: str, values: Sequence) -> list[tuple]:
+        values, rows = [v if isinstance(v, str) else int(v) for v in values], []
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start : start + CHUNK]
+            rows += self.db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
+
+    def commit(self, chunk: tuple | None, *, rows: int, items: int, fields: set[str]) -> None:
+        """Record the log's new chunk and the state, then commit: the index's commit point."""
+        self.begin()
+        if chunk is not None:
+            self.db.execute("INSERT INTO chunks (start, rows, sha256) VALUES (?, ?, ?)", chunk)
+        self.record_state({"rows": rows, "items": items, "fields": json.dumps(sorted(fields))})
+        self.db.execute("COMMIT")
+
+    def record_state(self, state: dict) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
+            [(k, str(v)) for k, v in state.items()],
+        )
+
+    def close(self) -> None:
+        self.db.close()  # a writer's uncommitted rows roll back
+
+    @contextlib.contextmanager
+    def full(self) -> Iterator[None]:
+        """SQLite's "database or disk is full" as one line naming the file."""
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if "full" not in str(err):
+                raise
+            raise DiskFullError(f"no space left on device writing {self.path}") from None

@@ -1,0 +1,129 @@
+"""``vectors.f32``: the append-only log of every vector ever added, row r at byte r·dim·4.
+
+Rows up to the committed count (recorded in SQLite with a SHA-256 per appended chunk) are the
+index; bytes past it belong to a writer that was killed before its commit: readers ignore them
+and the next writer truncates them. Appending never rewrites what is there, so a save costs
+what it adds, not what the index holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jointspace.atomic import disk_full_translated
+from jointspace.index.errors import DamagedIndexError
+
+BLOCK = 1 << 22  # bytes per read while verifying checksums
+
+
+def _write(file, data: memoryview) -> None:
+    """One write to the log (a seam: tests make it fail as a full disk would)."""
+    while data:
+        data = data[file.write(data) :]
+
+
+class VectorLog:
+    """The rows of ``path``: ``rows`` written (a writer's unsaved ones too), ``committed`` saved."""
+
+    def __init__(self, path: Path, dim: int, committed: int, writable: bool):
+        self.path, self.dim, self.row_bytes = path, dim, dim * 4
+        self.rows = self.committed = committed
+        self.file = None
+        self._view: np.ndarray | None = None
+        self._digest = hashlib.sha256()  # of the rows since the last commit
+        if writable:
+            # Held open for the writer's lifetime; closed by close().
+            self.file = open(path, "r+b" if path.exists() else "w+b", buffering=0)  # noqa: SIM115
+            end = committed * self.row_bytes
+            if os.fstat(self.file.fileno()).st_size > end:  # a killed writer's unsaved rows
+                self.file.truncate(end)
+            self.file.seek(end)
+
+    def check(self, chunks: list[tuple[int, int, str]], uri: str, meta: str) -> None:
+        """Refuse a log shorter than the committed rows or whose chunks' checksums differ."""
+        need = self.committed * self.row_bytes
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            if need == 0:
+                return
+            raise DamagedIndexError(uri, f"{self.path} is missing") from None
+        if size < need:
+            raise DamagedIndexError(
+                uri,
+                f"{self.path} does not match {meta} (it holds {size // self.row_bytes} rows, "
+                f"{self.committed} were committed: truncated)",
+            )
+        with open(self.path, "rb", buffering=0) as file:
+            for start, count, sha in chunks:
+                file.seek(start * self.row_bytes)
+                if _sha256(file, count * self.row_bytes) != sha:
+                    raise DamagedIndexError(
+                        uri,
+                        f"{self.path} does not match {meta} (the checksum of rows "
+                        f"{start}-{start + count - 1} differs: replaced or edited)",
+                    )
+
+    def append(self, vectors: np.ndarray) -> None:
+        """Write rows after the last one; on failure the log is as before."""
+        assert self.file is not None, "only a writer appends"
+        if not len(vectors):
+            return
+        data = memoryview(np.ascontiguousarray(vectors, dtype=np.float32).data).cast("B")
+        before = self._digest.copy()
+        try:
+            with disk_full_translated(self.path):
+                _write(self.file, data)
+        except BaseException:
+            self._view = None  # drop the mapping before cutting the file under it
+            self.file.truncate(self.rows * self.row_bytes)
+            self.file.seek(self.rows * self.row_bytes)
+            self._digest = before
+            raise
+        self._digest.update(data)
+        self.rows += len(vectors)
+        self._view = None
+
+    def pending(self) -> tuple[int, int, str] | None:
+        """Make unsaved rows durable; the chunk (start, rows, sha256) to commit, or None."""
+        if self.rows == self.committed:
+            return None
+        assert self.file is not None
+        with disk_full_translated(self.path):
+            os.fsync(self.file.fileno())
+        return self.committed, self.rows - self.committed, self._digest.hexdigest()
+
+    def mark_committed(self) -> None:
+        self.committed, self._digest = self.rows, hashlib.sha256()
+
+    def view(self) -> np.ndarray:
+        """The rows as a read-only ``[rows, dim]`` memory map (never loaded whole)."""
+        if self._view is None or len(self._view) != self.rows:
+            if self.rows == 0:
+                self._view = np.empty((0, self.dim), dtype=np.float32)
+            else:
+                self._view = np.memmap(
+                    self.path, dtype=np.float32, mode="r", shape=(self.rows, self.dim)
+                )
+        return self._view
+
+    def close(self) -> None:
+        self._view = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _sha256(file, size: int) -> str:
+    digest, buffer = hashlib.sha256(), bytearray(BLOCK)
+    while size > 0:
+        got = file.readinto(memoryview(buffer)[: min(BLOCK, size)])
+        if not got:
+            break
+        digest.update(memoryview(buffer)[:got])
+        size -= got
+    return digest.hexdigest()
