@@ -247,7 +247,7 @@ def test_auto_picks_a_structure_at_close_and_records_it(tmp_path, monkeypatch):
     assert small.info["auto_kind"] == "flat" and "exact scan" in small.info["auto_reason"]
     assert not small.trained
     small.close()
-    monkeypatch.setattr(faiss_kinds, "choose_kind", lambda n, dim, budget=None: ("hnsw", "big"))
+    monkeypatch.setattr(faiss_kinds, "choose_kind", lambda n, dim, budget: ("hnsw", "big"))
     writer = open_index(uri, mode="w")
     writer.add(["x"], unit(1, 8, 7))
     writer.close()

@@ -41,6 +41,8 @@ def column_of(name: str) -> str:
 
 def _cell(value):
     # Untyped columns keep each value's type, as json_extract does: 1 never equals "1".
+    if type(value) is str or value is None:  # the common case first: this runs per item
+        return value
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
@@ -60,6 +62,8 @@ class Catalog:
             # Keep uncommitted rows in memory: the file then changes only at a commit, so a
             # writer killed between saves leaves no journal a reader would have to roll back.
             self.db.execute("PRAGMA cache_spill = OFF")
+            # The id index takes inserts all over: keep its pages cached between commits.
+            self.db.execute("PRAGMA cache_size = -65536")
         else:  # mode=ro: SQLite itself refuses any write
             uri = f"file:{quote(str(path.resolve()))}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
@@ -103,10 +107,11 @@ class Catalog:
         typed = sorted(self.columns)
         names = ", ".join(["key", "id", "meta", *map(column_of, typed)])
         marks = ", ".join("?" * (3 + len(typed)))
-        rows = (
-            (start + n, i, json.dumps(m), *(_cell(m.get(f)) for f in typed))
-            for n, (i, m) in enumerate(zip(ids, metadata, strict=True))
-        )
+        encode = json.JSONEncoder().encode  # per item: skip json.dumps' argument checks
+        rows = [
+            (key, i, encode(m), *[_cell(m.get(f)) for f in typed])
+            for key, i, m in zip(range(start, start + len(ids)), ids, metadata, strict=True)
+        ]
         try:
             self.db.executemany(f"INSERT INTO items ({names}) VALUES ({marks})", rows)
         except sqlite3.IntegrityError:

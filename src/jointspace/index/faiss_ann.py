@@ -84,7 +84,7 @@ class Ann:
     def finish(self, vectors: np.ndarray, info: dict) -> None:
         """At a writer's close: train IVF-PQ on the whole corpus when due, tune, save."""
         if info["kind"] == "auto":
-            kind, reason = tuning.choose_kind(len(vectors), self.dim)
+            kind, reason = tuning.choose_kind(len(vectors), self.dim, info.get("memory"))
             if kind != self.kind:
                 self._switch(kind, vectors)
             info.update(auto_kind=kind, auto_reason=reason)

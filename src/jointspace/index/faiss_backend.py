@@ -64,6 +64,9 @@ class FaissIndex(FaissFolder, VectorIndex):
             raise IndexUriError(f"faiss index kind must be one of {KINDS}, got {kind!r}")
         self.writable, self.dirty, self.closed = mode == "w", False, False
         self.settings = {k: info.pop(k) for k in SEARCH_OPTIONS if k in info}
+        if info.get("storage", "fp32") != "fp32":
+            raise IndexUriError(f"index {self.uri}: storage={info['storage']} is not available yet")
+        info.pop("storage", None)
         # Web servers call from a thread pool: one connection, serialised by a lock.
         self.lock = threading.RLock()
         self.writer: WriterLock | None = None

@@ -1,0 +1,107 @@
+"""Building a FAISS index folder (format 2) vs FAISS ``add`` + one ``write_index``: time and bytes.
+
+    python benchmarks/index_build.py --n 1000000 --dim 384 --reps 1
+
+Each side runs in its own subprocess (so /proc/self/io counts only its writes), the sides
+alternating for ``--reps`` rounds. jointspace adds batches of 256 and saves every 4 batches, as
+``jointspace index build`` does; FAISS adds the same batches to an ``IndexFlatIP`` and writes it
+once. Bytes are what the process passed to write(2) (``wchar``): vectors, SQLite pages and its
+journal. Also the bytes of two builds of n/4 and n (the ratio is ~4 when a save costs what it
+adds, ~16 when each save rewrites the index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "index_build.json"
+BATCH, SAVE_EVERY = 256, 4
+
+CHILD = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+side, n, dim, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+rng = np.random.default_rng(0)
+batches = [rng.standard_normal((min(256, n - s), dim), dtype=np.float32) for s in range(0, n, 256)]
+def wchar():
+    text = Path("/proc/self/io").read_text()
+    return int(dict(line.split(": ") for line in text.splitlines())["wchar"])
+before, start = wchar(), time.perf_counter()
+if side == "jointspace":
+    from jointspace.index import open_index
+    index = open_index(f"faiss://{folder / 'j'}", dim=dim, mode="w")
+    row = 0
+    for number, x in enumerate(batches, start=1):
+        ids = [f"item-{i}" for i in range(row, row + len(x))]
+        index.add(ids, x, [{"label": str(i % 100), "split": "train"} for i in range(len(x))])
+        row += len(x)
+        if number % 4 == 0:
+            index.save()
+    index.close()
+else:
+    import faiss
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    row = 0
+    for x in batches:
+        index.add_with_ids(x, np.arange(row, row + len(x)))
+        row += len(x)
+    with open(folder / "f.faiss", "wb") as file:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(file.write))
+print(json.dumps({"seconds": time.perf_counter() - start, "bytes": wchar() - before}))
+"""
+
+
+def run(side: str, n: int, dim: int) -> dict:
+    with tempfile.TemporaryDirectory(dir=".") as folder:
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, side, str(n), str(dim), folder],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--reps", type=int, default=1)
+    args = parser.parse_args()
+    rows: dict[str, list[dict]] = {"jointspace": [], "faiss": []}
+    for _ in range(args.reps):
+        for side in rows:
+            rows[side].append(run(side, args.n, args.dim))
+    best = {side: min(r["seconds"] for r in runs) for side, runs in rows.items()}
+    written = {side: runs[0]["bytes"] for side, runs in rows.items()}
+    quarter = run("jointspace", args.n // 4, args.dim)["bytes"]
+    print(f"n={args.n} dim={args.dim} (best of {args.reps}; batches of {BATCH}, save every 4)")
+    print(f"{'side':<12}{'seconds':>10}{'GB written':>12}")
+    for side in rows:
+        print(f"{side:<12}{best[side]:>10.2f}{written[side] / 1e9:>12.3f}")
+    time_ratio = best["jointspace"] / best["faiss"]
+    bytes_ratio = written["jointspace"] / quarter
+    print(f"time jointspace / faiss: {time_ratio:.2f}x")
+    print(f"bytes written, n vs n/4: {written['jointspace']} / {quarter} = {bytes_ratio:.2f}")
+    result = {
+        "n": args.n,
+        "dim": args.dim,
+        "runs": rows,
+        "best_seconds": best,
+        "bytes": written,
+        "bytes_quarter_n": quarter,
+        "time_ratio": time_ratio,
+        "bytes_ratio_n_vs_quarter": bytes_ratio,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
