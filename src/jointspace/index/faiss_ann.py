@@ -18,6 +18,7 @@ from jointspace.index import faiss_kinds as tuning  # H5's jointspace.index.tuni
 from jointspace.index.faiss_files import CACHES
 
 TRAIN_MIN = 2048  # ivfpq stays exact below this many rows
+TUNED = ("ef_search", "nprobe", "shortlist", "reached", "target", "recall_queries")
 BLOCK = 65536
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,9 @@ class Ann:
             self._train_when_due(vectors, info)
         if self.structure is None:
             return
-        if self.changed:
+        if self.changed and self.covers >= 2:  # tuning needs a query and something to find
             result = tuning.tune(self.structure, vectors)
-            for name in ("ef_search", "nprobe"):
+            for name in [*TUNED, *(key for key in info if key.startswith("recall_at_"))]:
                 info.pop(name, None)
             info.update(result)
             self.changed = False
@@ -118,14 +119,14 @@ class Ann:
 
     def search(
         self,
+        vectors: np.ndarray,
         queries: np.ndarray,
         k: int,
         selector: faiss.IDSelector | None,
-        ef_search: int | None,
-        nprobe: int | None,
+        settings: dict,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows with the given ef_search / nprobe / shortlist (None: the structure's)."""
         assert self.structure is not None
-        params = tuning.search_params(
-            self.structure, ef_search=ef_search, nprobe=nprobe, selector=selector
+        return tuning.search_tuned(
+            self.structure, vectors, queries, k, selector=selector, **settings
         )
-        return self.structure.search(queries, k, params=params)

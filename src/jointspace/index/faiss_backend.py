@@ -130,13 +130,18 @@ class FaissIndex(FaissFolder, VectorIndex):
         if self.ann.structure is None or (rows is not None and len(rows) <= EXACT_SUBSET):
             scores, keys = scan.top_k(self.log.view(), queries, fetch, rows=rows)
         else:
-            ef_search = ef_search or self.settings.get("ef_search") or self.info.get("ef_search")
-            nprobe = nprobe or self.settings.get("nprobe") or self.info.get("nprobe")
+            chosen = {"ef_search": ef_search, "nprobe": nprobe}
+            settings = {
+                name: chosen.get(name) or self.settings.get(name) or self.info.get(name)
+                for name in ("ef_search", "nprobe", "shortlist")
+            }
             if selector is not None and rows is not None and self.ann.kind == "hnsw":
                 # The graph walk skips what the filter excludes: widen it by as much.
                 widen = self.log.rows / len(rows)
-                ef_search = min(int((ef_search or DEFAULT_EF) * widen), MAX_EF)
-            scores, keys = self.ann.search(queries, fetch, selector, ef_search, nprobe)
+                ef = settings["ef_search"] or DEFAULT_EF
+                settings["ef_search"] = min(int(ef * widen), MAX_EF)
+            view = self.log.view()
+            scores, keys = self.ann.search(view, queries, fetch, selector, settings)
         found = self.catalog.by_key(sorted({int(key) for key in keys.flat if key >= 0}))
         return [
             [

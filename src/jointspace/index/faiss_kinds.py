@@ -56,7 +56,8 @@ def tune(
     seed: int = 0,
 ) -> dict:
     """The smallest efSearch / nprobe reaching ``target`` recall@k on a sample of the corpus."""
-    n = len(vectors)
+    n = structure.ntotal
+    vectors = vectors[:n]
     rng = np.random.default_rng(seed)
     rows = rng.choice(n, size=min(n, sample), replace=False)
     # Held out: a row of the index would find itself. A point 30 % of the way to another row
@@ -95,6 +96,22 @@ def search_params(
     hnsw: Any = faiss.downcast_index(outer.index if hasattr(outer, "id_map") else outer)
     ef = ef_search or hnsw.hnsw.efSearch
     return faiss.SearchParametersHNSW(sel=selector, efSearch=ef)  # type: ignore[attr-defined]
+
+
+def search_tuned(
+    structure: faiss.Index,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+    shortlist: int | None = None,
+    selector: faiss.IDSelector | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search ``structure`` the way ``tune`` measured it: (scores, ids = rows) [q, k]."""
+    params = search_params(structure, ef_search=ef_search, nprobe=nprobe, selector=selector)
+    return structure.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
 
 
 def choose_kind(n: int, dim: int, memory_budget_bytes: int | None = None) -> tuple[str, str]:
