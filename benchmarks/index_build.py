@@ -1,6 +1,6 @@
 """Building a FAISS index folder (format 2) vs FAISS ``add`` + one ``write_index``: time and bytes.
 
-    python benchmarks/index_build.py --n 1000000 --dim 384 --reps 1
+    python benchmarks/index_build.py --n 1000000 --dim 384 --reps 1 [--save-every 4]
 
 Each side runs in its own subprocess (so /proc/self/io counts only its writes), the sides
 alternating for ``--reps`` rounds. jointspace adds batches of 256 and saves every 4 batches, as
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results" / "index_build.json"
+RESULTS = Path(__file__).parent / "results"
 BATCH, SAVE_EVERY = 256, 4
 
 CHILD = """
@@ -27,6 +27,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 side, n, dim, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+save_every = int(sys.argv[5])
 rng = np.random.default_rng(0)
 batches = [rng.standard_normal((min(256, n - s), dim), dtype=np.float32) for s in range(0, n, 256)]
 def wchar():
@@ -41,7 +42,7 @@ if side == "jointspace":
         ids = [f"item-{i}" for i in range(row, row + len(x))]
         index.add(ids, x, [{"label": str(i % 100), "split": "train"} for i in range(len(x))])
         row += len(x)
-        if number % 4 == 0:
+        if number % save_every == 0:
             index.save()
     index.close()
 else:
@@ -57,10 +58,10 @@ print(json.dumps({"seconds": time.perf_counter() - start, "bytes": wchar() - bef
 """
 
 
-def run(side: str, n: int, dim: int) -> dict:
+def run(side: str, n: int, dim: int, save_every: int) -> dict:
     with tempfile.TemporaryDirectory(dir=".") as folder:
         done = subprocess.run(
-            [sys.executable, "-c", CHILD, side, str(n), str(dim), folder],
+            [sys.executable, "-c", CHILD, side, str(n), str(dim), folder, str(save_every)],
             capture_output=True,
             text=True,
             check=True,
@@ -73,15 +74,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--save-every", type=int, default=SAVE_EVERY, help="batches per save")
     args = parser.parse_args()
     rows: dict[str, list[dict]] = {"jointspace": [], "faiss": []}
     for _ in range(args.reps):
         for side in rows:
-            rows[side].append(run(side, args.n, args.dim))
+            rows[side].append(run(side, args.n, args.dim, args.save_every))
     best = {side: min(r["seconds"] for r in runs) for side, runs in rows.items()}
     written = {side: runs[0]["bytes"] for side, runs in rows.items()}
-    quarter = run("jointspace", args.n // 4, args.dim)["bytes"]
-    print(f"n={args.n} dim={args.dim} (best of {args.reps}; batches of {BATCH}, save every 4)")
+    quarter = run("jointspace", args.n // 4, args.dim, args.save_every)["bytes"]
+    every = f"batches of {BATCH}, a save every {args.save_every}"
+    print(f"n={args.n} dim={args.dim} (best of {args.reps}; {every})")
     print(f"{'side':<12}{'seconds':>10}{'GB written':>12}")
     for side in rows:
         print(f"{side:<12}{best[side]:>10.2f}{written[side] / 1e9:>12.3f}")
@@ -92,6 +95,7 @@ def main() -> None:
     result = {
         "n": args.n,
         "dim": args.dim,
+        "save_every": args.save_every,
         "runs": rows,
         "best_seconds": best,
         "bytes": written,
@@ -99,8 +103,9 @@ def main() -> None:
         "time_ratio": time_ratio,
         "bytes_ratio_n_vs_quarter": bytes_ratio,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.save_every == SAVE_EVERY else f"_save{args.save_every}"
+    (RESULTS / f"index_build{suffix}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ class FaissIndex(FaissFolder, VectorIndex):
         self.dirty = True
         self.fields |= {key for m in metadata for key in m}
         self._filters.clear()
-        self.ann.catch_up(self.log.view())
+        if self.ann.structure is not None:  # flat and untrained IVF-PQ need no new mapping
+            self.ann.catch_up(self.log.view())
 
     @_locked
     def search(
