@@ -163,3 +163,16 @@ def test_search_params_with_a_selector_return_only_allowed_ids(corpus, ivfpq, ki
             index, corpus, corpus[:20], 10, 16, 40, faiss.IDSelectorBatch(allowed)
         )
         assert set(ids[ids >= 0].tolist()) <= set(allowed.tolist())
+
+
+def test_search_tuned_searches_as_tune_measured(corpus, ivfpq):
+    tuned = tune(ivfpq, corpus)
+    rows = tuning.held_out(len(corpus), 200, 0)
+    _, ids = tuning.search_tuned(
+        ivfpq, corpus, corpus[rows], 11, nprobe=tuned["nprobe"], shortlist=tuned["shortlist"]
+    )
+    assert naive_recall(ids, corpus, rows) == pytest.approx(tuned["recall_at_10"], abs=1e-12)
+    hnsw = new_hnsw(corpus.shape[1])
+    hnsw.add_with_ids(corpus, np.arange(len(corpus), dtype=np.int64))
+    scores, ids = tuning.search_tuned(hnsw, corpus, corpus[:5], 3, ef_search=32)
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", corpus[:5], corpus[ids]), atol=1e-5)

@@ -41,9 +41,17 @@ class VectorIndex(ABC):
 
     @abstractmethod
     def search(
-        self, queries: np.ndarray, k: int = 10, filter: str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: str | None = None,
+        *,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
     ) -> list[list[IndexHit]]:
-        """Top-k items per query row by inner product, optionally restricted by ``filter``."""
+        """Top-k items per query row by inner product, optionally restricted by ``filter``.
+
+        ``ef_search`` (HNSW) and ``nprobe`` (IVF) override the index's tuning for this call."""
 
     @abstractmethod
     def delete(self, ids: Sequence[str]) -> int:

@@ -87,6 +87,33 @@ def search_params(
     return faiss.SearchParameters(**args)
 
 
+def search_tuned(
+    structure: faiss.Index,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+    shortlist: int | None = None,
+    selector: faiss.IDSelector | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search ``structure`` the way ``tune`` measured it: (scores, ids) [q, k], ids = rows.
+
+    IVF-PQ re-scores its top ``shortlist`` with the exact ``vectors`` (the tuned value in
+    ``index.json``); HNSW scores are already exact.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    inner = _inner(structure)
+    if isinstance(inner, faiss.IndexIVF):
+        probe = nprobe if nprobe is not None else inner.nprobe
+        return search_ivfpq_exact(
+            structure, vectors, queries, k, probe, shortlist or k, selector=selector
+        )
+    params = search_params(structure, ef_search=ef_search, nprobe=nprobe, selector=selector)
+    return structure.search(queries, k, params=params)
+
+
 def search_ivfpq_exact(
     structure: faiss.Index,
     vectors: np.ndarray,
