@@ -79,7 +79,7 @@ def search_params(
     if isinstance(inner, faiss.IndexHNSW):
         if ef_search is not None:
             args["efSearch"] = int(ef_search)
-        return faiss.SearchParametersHNSW(**args)
+        return faiss.SearchParametersHNSW(**args)  # type: ignore[attr-defined]
     if isinstance(inner, faiss.IndexIVF):
         if nprobe is not None:
             args["nprobe"] = int(nprobe)
