@@ -176,3 +176,10 @@ def test_search_tuned_searches_as_tune_measured(corpus, ivfpq):
     hnsw.add_with_ids(corpus, np.arange(len(corpus), dtype=np.int64))
     scores, ids = tuning.search_tuned(hnsw, corpus, corpus[:5], 3, ef_search=32)
     np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", corpus[:5], corpus[ids]), atol=1e-5)
+
+
+def test_blocked_truth_equals_a_full_sort(corpus, monkeypatch):
+    monkeypatch.setattr(tuning, "BLOCK", 300)  # many blocks, the last one short
+    queries = corpus[:7]
+    expected = np.argsort(-(queries @ corpus.T), axis=1, kind="stable")[:, :12]
+    np.testing.assert_array_equal(tuning.exact_top_k(corpus, queries, 12), expected)

@@ -143,15 +143,18 @@ def search_ivfpq_exact(
 
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Brute-force top-k rows by inner product, in row blocks with a running merge: ids [q, k]."""
-    q = len(queries)
-    best_s = np.full((q, 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((q, 0), dtype=np.int64)
+    best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(queries), 0), dtype=np.int64)
     for start in range(0, len(vectors), BLOCK):
-        block = np.asarray(vectors[start : start + BLOCK], dtype=np.float32)
-        scores = np.concatenate([best_s, queries @ block.T], axis=1)
-        ids = np.concatenate([best_i, np.arange(start, start + len(block))[None].repeat(q, 0)], 1)
-        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best_s, best_i = np.take_along_axis(scores, keep, 1), np.take_along_axis(ids, keep, 1)
+        scores = queries @ np.asarray(vectors[start : start + BLOCK], dtype=np.float32).T
+        top = np.argpartition(-scores, min(k, scores.shape[1]) - 1, axis=1)[:, :k]
+        merged_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], axis=1)
+        merged_i = np.concatenate([best_i, top + start], axis=1)
+        keep = np.argsort(-merged_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = (
+            np.take_along_axis(merged_s, keep, 1),
+            np.take_along_axis(merged_i, keep, 1),
+        )
     return best_i
 
 
