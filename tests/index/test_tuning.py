@@ -63,6 +63,7 @@ def test_tuned_hnsw_reaches_095_at_the_cheapest_rung_and_records_the_true_recall
     hnsw.add_with_ids(corpus, np.arange(len(corpus), dtype=np.int64))
     tuned = tune(hnsw, corpus, k=10, target=0.95, sample=200, seed=0)
     assert tuned["reached"] and tuned["recall_at_10"] >= 0.95 and tuned["recall_queries"] == 200
+    assert tuned["prefer_exact"] is False  # efSearch·2M well below the 4,000 rows
     rows = tuning.held_out(len(corpus), 200, 0)
 
     def measured(ef):
@@ -76,7 +77,7 @@ def test_tuned_hnsw_reaches_095_at_the_cheapest_rung_and_records_the_true_recall
 
 def test_tuned_ivfpq_reaches_095_with_exact_rescoring_and_records_the_true_recall(corpus, ivfpq):
     tuned = tune(ivfpq, corpus, k=10, target=0.95, sample=200, seed=0)
-    assert tuned["reached"] and tuned["recall_at_10"] >= 0.95
+    assert tuned["reached"] and tuned["recall_at_10"] >= 0.95 and not tuned["prefer_exact"]
     rows = tuning.held_out(len(corpus), 200, 0)
     found = rescored(ivfpq, corpus, corpus[rows], tuned["nprobe"], tuned["shortlist"])
     assert tuned["recall_at_10"] == pytest.approx(naive_recall(found, corpus, rows), abs=1e-12)
@@ -118,6 +119,14 @@ def test_an_unreachable_target_is_reported_not_hidden(corpus):
     hnsw.add_with_ids(corpus[:500], np.arange(500, dtype=np.int64))
     tuned = tune(hnsw, corpus, target=1.01, sample=50)
     assert tuned["reached"] is False and tuned["ef_search"] >= 500 and tuned["recall_queries"] == 50
+    assert tuned["prefer_exact"] is True
+    easy = tune(hnsw, corpus, target=0.0, sample=50)  # efSearch 16 · 8 links < 500 rows
+    assert easy["reached"] and easy["ef_search"] == 16 and easy["prefer_exact"] is False
+    small = new_hnsw(corpus.shape[1], M=32)  # 16 · 64 links > 500 rows: a scan reads less
+    small.add_with_ids(corpus[:500], np.arange(500, dtype=np.int64))
+    assert tune(small, corpus, target=0.0, sample=50)["prefer_exact"] is True
+    ivf = tune(build_ivfpq(corpus[:500], nlist=4), corpus, target=1.01, sample=50)
+    assert ivf["reached"] is False and ivf["nprobe"] == 4 and ivf["prefer_exact"] is True
 
 
 def test_ivfpq_refuses_an_m_that_does_not_divide_the_dimension(corpus):

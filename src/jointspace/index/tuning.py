@@ -185,7 +185,8 @@ def tune(
     """The cheapest setting on a doubling ladder whose recall@k, measured on ``sample`` of the
     corpus's own rows as queries, reaches ``target``: efSearch for HNSW; nprobe and an exact
     re-scoring shortlist for IVF-PQ. ``reached`` is False (and the ladder's top is returned)
-    when the target is out of reach."""
+    when the target is out of reach; ``prefer_exact`` when an exact scan keeps the promise
+    better (not reached, or the setting reads about as much as a scan)."""
     n = structure.ntotal
     if n < 2:
         raise InputError("tuning needs at least two indexed vectors")
@@ -203,7 +204,16 @@ def tune(
     else:
         raise InputError(f"cannot tune a {type(inner).__name__}: it has no search setting")
     result[f"recall_at_{k}"] = result.pop("recall")
+    result["prefer_exact"] = not result["reached"] or _costs_a_scan(inner, result)
     return result
+
+
+def _costs_a_scan(inner: faiss.Index, tuned: dict[str, Any]) -> bool:
+    """Whether the tuned setting reads about as much as an exact scan (uniform random data in
+    high dimensions, where no graph or list structure helps)."""
+    if isinstance(inner, faiss.IndexHNSW):  # each visited node compares its 2M neighbours
+        return tuned["ef_search"] * inner.hnsw.nb_neighbors(0) >= inner.ntotal
+    return tuned["nprobe"] * 2 >= inner.nlist
 
 
 def _tune_hnsw(structure, queries, truth, rows, k, target) -> dict[str, Any]:
