@@ -208,7 +208,7 @@ def tune(
     return result
 
 
-def _costs_a_scan(inner: faiss.Index, tuned: dict[str, Any]) -> bool:
+def _costs_a_scan(inner: Any, tuned: dict[str, Any]) -> bool:
     """Whether the tuned setting reads about as much as an exact scan (uniform random data in
     high dimensions, where no graph or list structure helps)."""
     if isinstance(inner, faiss.IndexHNSW):  # each visited node compares its 2M neighbours
