@@ -212,7 +212,7 @@ def _costs_a_scan(inner: Any, tuned: dict[str, Any]) -> bool:
     """Whether the tuned setting reads about as much as an exact scan (uniform random data in
     high dimensions, where no graph or list structure helps)."""
     if isinstance(inner, faiss.IndexHNSW):  # each visited node compares its 2M neighbours
-        return tuned["ef_search"] * inner.hnsw.nb_neighbors(0) >= inner.ntotal
+        return tuned["ef_search"] * inner.hnsw.nb_neighbors(0) >= inner.ntotal  # type: ignore[attr-defined]
     return tuned["nprobe"] * 2 >= inner.nlist
 
 
