@@ -192,3 +192,18 @@ def test_blocked_truth_equals_a_full_sort(corpus, monkeypatch):
     queries = corpus[:7]
     expected = np.argsort(-(queries @ corpus.T), axis=1, kind="stable")[:, :12]
     np.testing.assert_array_equal(tuning.exact_top_k(corpus, queries, 12), expected)
+
+
+def test_tuning_on_given_queries_covers_queries_unlike_the_corpus(corpus, ivfpq):
+    """Queries around other centres (as another modality's would be) need more lists probed."""
+    others = clustered(n=300, seed=1)
+    own = tune(ivfpq, corpus)
+    given = tune(ivfpq, corpus, queries=others, sample=100)
+    assert given["reached"] and given["recall_queries"] == 100
+    assert given["nprobe"] > own["nprobe"]
+    chosen = others[tuning.held_out(300, 100, 0)]
+    found = rescored(ivfpq, corpus, chosen, given["nprobe"], given["shortlist"], k=10)
+    truth = np.argsort(-(chosen @ corpus.T), axis=1)[:, :10]
+    expected = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert given["recall_at_10"] == pytest.approx(expected, abs=1e-12)
+    assert given["recall_at_10"] >= 0.95

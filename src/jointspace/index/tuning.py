@@ -181,19 +181,27 @@ def tune(
     target: float = 0.95,
     sample: int = 200,
     seed: int = 0,
+    queries: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The cheapest setting on a doubling ladder whose recall@k, measured on ``sample`` of the
     corpus's own rows as queries, reaches ``target``: efSearch for HNSW; nprobe and an exact
     re-scoring shortlist for IVF-PQ. ``reached`` is False (and the ladder's top is returned)
     when the target is out of reach; ``prefer_exact`` when an exact scan keeps the promise
-    better (not reached, or the setting reads about as much as a scan)."""
+    better (not reached, or the setting reads about as much as a scan). ``queries``: tune on
+    ``sample`` of these instead (e.g. the other modality's embeddings, which a cross-modal
+    search sends and which sit farther from the corpus than its own rows)."""
     n = structure.ntotal
     if n < 2:
         raise InputError("tuning needs at least two indexed vectors")
     k = min(k, n - 1)
     base = vectors[:n]
-    rows = held_out(n, sample, seed)
-    queries = np.ascontiguousarray(base[rows], dtype=np.float32)
+    if queries is None:
+        rows = held_out(n, sample, seed)
+        queries = np.ascontiguousarray(base[rows], dtype=np.float32)
+    else:  # outside the corpus: no own row to remove (-1 matches no id)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        queries = queries[held_out(len(queries), sample, seed)]
+        rows = np.full(len(queries), -1, dtype=np.int64)
     truth = exact_top_k(base, queries, k + 1)
     result: dict[str, Any] = {"recall_queries": len(rows), "target": target}
     inner = _inner(structure)
