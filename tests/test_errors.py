@@ -157,13 +157,9 @@ def _case_id_twice(tmp_path, monkeypatch):
 
 
 def _case_ivfpq_m(tmp_path, monkeypatch):
-    import faiss
+    from jointspace.index.tuning import build_ivfpq
 
-    from jointspace.index.faiss_kinds import train_ivfpq
-
-    flat = faiss.IndexIDMap2(faiss.IndexFlatIP(6))
-    flat.add_with_ids(np.ones((4, 6), dtype=np.float32), np.arange(4))
-    train_ivfpq(flat, {"m": 4})
+    build_ivfpq(np.ones((4, 6), dtype=np.float32), m=4)
 
 
 def _case_no_relevant_item(tmp_path, monkeypatch):

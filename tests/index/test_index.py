@@ -184,12 +184,14 @@ def test_ivfpq_trains_at_close_on_the_whole_corpus_and_keeps_recall(tmp_path):
     assert index.trained and info["trained_rows"] == 3000 and len(index) == 3000
     assert 32 % info["m"] == 0 and 1 <= info["nprobe"] <= info["nlist"] <= 3000 // 39
     assert info["recall_queries"] == 200 and 0 < info["recall_at_10"] <= 1
-    queries = clustered(100, 32, 1)
+    # Queries near the corpus, like those the build tuned on (tuning.tune(queries=) otherwise).
+    noise = 0.1 * np.random.default_rng(1).normal(size=(100, 32)).astype(np.float32)
+    queries = vectors[::30] + noise
     truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     hits = index.search(queries, k=10)
     found = [{int(h.id) for h in row} & set(t) for row, t in zip(hits, truth, strict=True)]
     recall = np.mean([len(f) / 10 for f in found])
-    assert recall > 0.7
+    assert recall >= 0.9  # the build tuned for 0.95 on its own sample
     odd = index.search(queries, k=10, filter='odd == "1"')
     assert all(int(h.id) % 2 == 1 for row in odd for h in row) and len(odd[0]) == 10
     assert index.delete(ids[:500]) == 500

@@ -17,7 +17,9 @@ err = Console(stderr=True)
 IndexUri = Annotated[
     str,
     typer.Option(
-        "--index", help="faiss://DIR[?kind=hnsw|ivfpq], milvus://FILE.db or milvus://HOST:PORT"
+        "--index",
+        help="faiss://DIR[?kind=hnsw|ivfpq|auto&memory=4GB&storage=fp16], milvus://FILE.db or "
+        "milvus://HOST:PORT",
     ),
 ]
 
@@ -68,6 +70,14 @@ def search(
     rerank: Annotated[
         int, typer.Option(help="Re-score the top N with the model's matcher (`jointspace rerank`).")
     ] = 0,
+    ef_search: Annotated[
+        int | None,
+        typer.Option(min=1, help="HNSW: candidates explored per query (default: tuned at build)."),
+    ] = None,
+    nprobe: Annotated[
+        int | None,
+        typer.Option(min=1, help="IVF-PQ: inverted lists probed per query (default: tuned)."),
+    ] = None,
 ) -> None:
     """Search an index with a text query (the model must be the one that built it)."""
     from jointspace.cli.tables import hits_table
@@ -78,7 +88,11 @@ def search(
     # Open the index first: a missing or damaged one is reported before a model loads.
     opened = run.open_index(index)  # read-only: never writes
     try:
-        hits = opened.search(run.model.encode([query], "text"), k=max(k, rerank), filter=filter)
+        # Only the settings given: the index's own tuned values stand for the others.
+        knobs = {"ef_search": ef_search, "nprobe": nprobe}
+        given = {name: value for name, value in knobs.items() if value is not None}
+        vector = run.model.encode([query], "text")
+        hits = opened.search(vector, k=max(k, rerank), filter=filter, **given)
         ranked = [(hit, None) for hit in hits[0]]
         if rerank:
             reranker = run.search_matcher(opened)

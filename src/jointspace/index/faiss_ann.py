@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 
 from jointspace.atomic import atomic_path
-from jointspace.index import faiss_kinds as tuning  # H5's jointspace.index.tuning replaces it
+from jointspace.index import tuning
 from jointspace.index.faiss_files import CACHES
 
 TRAIN_MIN = 2048  # ivfpq stays exact below this many rows

@@ -178,8 +178,14 @@ class MilvusIndex(VectorIndex):
     def search(
         self, queries, k=10, filter=None, *, ef_search=None, nprobe=None
     ) -> list[list[IndexHit]]:
-        # Milvus tunes its own index (its ``params``): the FAISS knobs are accepted and unused.
         queries = self._check_search(queries, k)
+        # Milvus' own names for the per-search settings of its HNSW (ef) and IVF (nprobe)
+        # indexes; this back-end builds FLAT collections, where Milvus ignores them.
+        params: dict[str, int] = {}
+        if ef_search is not None:
+            params["ef"] = max(int(ef_search), k)  # Milvus refuses an ef below the limit
+        if nprobe is not None:
+            params["nprobe"] = int(nprobe)
         expression = ""
         if filter:
             expr = parse_filter(filter)
@@ -193,7 +199,7 @@ class MilvusIndex(VectorIndex):
                 limit=k,
                 filter=expression,
                 output_fields=["*"],
-                search_params={"metric_type": "IP"},
+                search_params={"metric_type": "IP", "params": params},
             )
         return [[self._hit(h) for h in hits] for hits in results]
 

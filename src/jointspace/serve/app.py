@@ -118,7 +118,9 @@ def create_app(
         vector = model.encode([raw], modality)
         probe.check(vector, modality)
         where = (query.filter or "").strip() or None  # a blank filter box means no filter
-        found = index.search(vector, max(query.k, query.rerank), where)[0]
+        knobs = {"ef_search": query.ef_search, "nprobe": query.nprobe}
+        given = {name: value for name, value in knobs.items() if value is not None}
+        found = index.search(vector, max(query.k, query.rerank), where, **given)[0]
         ranked = [(hit, None) for hit in found]
         if query.rerank:
             ranked = reranker.rerank(modality, raw, found, query.rerank)

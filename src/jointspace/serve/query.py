@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 MAX_K = 100
 MAX_CHARS = 1000
+MAX_TUNING = 65_536  # ef_search / nprobe: past this a query costs more than an exact scan
 FILES = ("image", "audio")
 ONE_QUERY = "give exactly one query: a non-empty 'text', an 'image' or an 'audio' file"
 
@@ -27,6 +28,12 @@ class SearchQuery(BaseModel):
     k: int = Field(10, ge=1, le=MAX_K, description="how many results")
     filter: str | None = Field(None, max_length=MAX_CHARS, description='e.g. split == "test"')
     rerank: int = Field(0, ge=0, le=MAX_K, description="re-score this many with the matcher")
+    ef_search: int | None = Field(
+        None, ge=1, le=MAX_TUNING, description="HNSW: candidates explored (default: tuned)"
+    )
+    nprobe: int | None = Field(
+        None, ge=1, le=MAX_TUNING, description="IVF-PQ: lists probed (default: tuned)"
+    )
 
 
 class JsonSearch(SearchQuery):
