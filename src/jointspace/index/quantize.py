@@ -11,6 +11,7 @@ from jointspace.errors import InputError
 from jointspace.index.topk import (
     PAD_ROW,
     Scorer,
+    block_rows,
     check_codes,
     check_k,
     check_queries,
@@ -33,6 +34,11 @@ def fp32_scorer(queries: np.ndarray) -> Scorer:
         np.matmul(queries, block.T, out=out)
 
     return batch
+
+
+# Rows widened to float32 at a time: small enough that the widened copy stays in cache for the
+# product that reads it back (measured 2x faster than 16 MB blocks for int8, one query).
+WIDEN_BYTES = 4 << 20
 
 
 def widening_scorer(queries: np.ndarray) -> Scorer:
@@ -83,6 +89,10 @@ class Storage:
     def _scorer(self, queries: np.ndarray) -> Scorer:
         return fp32_scorer(queries)
 
+    def _block(self, queries: int, dim: int) -> int:
+        """Rows per block: widened codes are scanned in cache-sized blocks."""
+        return min(block_rows(queries, dim), max(256, WIDEN_BYTES // (4 * dim)))
+
     def _offset(self, queries: np.ndarray) -> np.ndarray | float:
         """Added to every approximate score of a query (the part codes do not carry)."""
         return 0.0
@@ -115,9 +125,9 @@ class Storage:
         with warnings.catch_warnings():
             # torch warns on read-only arrays (a memory map opened for reading); nothing writes.
             warnings.simplefilter("ignore", UserWarning)
-            scores, found = scan(
-                codes, self._scorer(queries), len(queries), depth, rows=rows, block=block
-            )
+            step = block or self._block(len(queries), codes.shape[1])
+            scorer = self._scorer(queries)
+            scores, found = scan(codes, scorer, len(queries), depth, rows=rows, block=step)
         if rescore:
             assert exact is not None
             return rescored(exact, queries, found, k)

@@ -48,13 +48,14 @@ class RunningTopK:
             part = np.argpartition(clean, width - self.k, axis=1)[:, width - self.k :]
             kth = np.take_along_axis(clean, part, axis=1).min(axis=1)
             mask &= clean >= kth[:, None]  # >=: every row tying the k-th stays a candidate
-        qi, col = np.nonzero(mask)
-        # Candidates wait in a pool and merge in bulk: a merge costs more than a few blocks'
-        # candidates; the floor only rises at a merge, so a stale one just admits a few more.
+        flat = np.flatnonzero(mask)  # 1-D: np.nonzero on 2-D unravels, several times slower
+        qi, col = np.divmod(flat, width)
+        # Candidates wait in a pool and merge in bulk (a merge costs more than a few blocks'
+        # candidates); the floor only rises at a merge, so a stale one admits a few more.
         found = col + rows if isinstance(rows, int) else rows[col]
         self.pending.append((qi, scores[qi, col], found))
         self.pending_count += qi.size
-        if self.pending_count > PRESELECT * q * self.k:
+        if self.pending_count >= q * self.k:
             self._merge()
 
     def _merge(self) -> None:
@@ -84,11 +85,11 @@ class RunningTopK:
         return self.scores.copy(), rows
 
 
-def block_rows(queries: int, dim: int, itemsize: int) -> int:
-    """Rows per block: BLOCK_BYTES of codes for one query, SCORE_BYTES of scores for a batch."""
-    one = BLOCK_BYTES // max(1, dim * itemsize)
-    rows = one if queries <= 1 else SCORE_BYTES // (4 * queries)
-    return int(min(max(rows, 1024), 1 << 17))
+def block_rows(queries: int, dim: int) -> int:
+    """Rows per block: at most BLOCK_BYTES of float32 rows (a gathered or widened block is
+    copied) and SCORE_BYTES of scores."""
+    rows = min(BLOCK_BYTES // (4 * max(1, dim)), SCORE_BYTES // (4 * max(1, queries)))
+    return int(min(max(rows, 256), 1 << 17))
 
 
 def scan(
@@ -104,7 +105,7 @@ def scan(
     top = RunningTopK(queries, k)
     if queries == 0:
         return top.result()
-    step = block or block_rows(queries, codes.shape[1], codes.dtype.itemsize)
+    step = block or block_rows(queries, codes.shape[1])
     # A gathered subset may read a span of up to 2 blocks (dense subsets are not copied).
     buffer = np.empty(queries * 2 * step, np.float32)
     total = len(codes) if rows is None else len(rows)
