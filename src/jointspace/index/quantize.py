@@ -89,8 +89,8 @@ class Storage:
     def _scorer(self, queries: np.ndarray) -> Scorer:
         return fp32_scorer(queries)
 
-    def _block(self, queries: int, dim: int) -> int:
-        """Rows per block: widened codes are scanned in cache-sized blocks."""
+    def _block(self, queries: int, dim: int) -> int | None:
+        """Rows per block (None: scan's default); widened codes go in cache-sized blocks."""
         return min(block_rows(queries, dim), max(256, WIDEN_BYTES // (4 * dim)))
 
     def _offset(self, queries: np.ndarray) -> np.ndarray | float:
@@ -161,6 +161,9 @@ class Float32(Storage):
     name = "fp32"
     dtype = np.dtype(np.float32)
 
+    def _block(self, queries: int, dim: int) -> int | None:
+        return None
+
     def encode(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -179,6 +182,9 @@ class Float16(Storage):
         if len(queries) == 1:
             return torch_half_scorer(queries[0])
         return widening_scorer(queries)
+
+    def _block(self, queries: int, dim: int) -> int | None:
+        return None if queries == 1 else super()._block(queries, dim)  # torch reads fp16 as is
 
 
 def torch_half_scorer(vector: np.ndarray) -> Scorer:
