@@ -26,12 +26,14 @@ def fp32_scorer(queries: np.ndarray) -> Scorer:
         vector = queries[0]
 
         def one(block: np.ndarray, out: np.ndarray) -> None:
-            np.dot(block, vector, out=out[0])
+            np.dot(block, vector, out=out.reshape(-1))
 
         return one
 
+    transposed = np.ascontiguousarray(queries.T)
+
     def batch(block: np.ndarray, out: np.ndarray) -> None:
-        np.matmul(queries, block.T, out=out)
+        np.matmul(block, transposed, out=out)
 
     return batch
 
@@ -195,7 +197,7 @@ def torch_half_scorer(vector: np.ndarray) -> Scorer:
     query = torch.from_numpy(vector).half()
 
     def score(block: np.ndarray, out: np.ndarray) -> None:
-        out[0] = torch.mv(torch.from_numpy(block), query).numpy()
+        out[:, 0] = torch.mv(torch.from_numpy(block), query).numpy()
 
     return score
 
