@@ -38,12 +38,6 @@ def fp32_scorer(queries: np.ndarray) -> Scorer:
     return batch
 
 
-# Rows widened to float32 at a time for one query: small enough that the widened copy stays in
-# cache for the product that reads it back (measured 2x faster than 16 MB blocks for int8; for
-# a batch the product dominates and the block size made no measurable difference).
-WIDEN_BYTES = 4 << 20
-
-
 def widening_scorer(queries: np.ndarray) -> Scorer:
     """Narrow codes widened to float32 one block at a time (cache-sized), then BLAS."""
     inner = fp32_scorer(queries)
@@ -93,10 +87,9 @@ class Storage:
         return fp32_scorer(queries)
 
     def _block(self, queries: int, dim: int) -> int | None:
-        """Rows per block (None: scan's default): widened codes go in blocks of the size a copy
-        may take, and for one query in cache-sized ones."""
-        if queries == 1:
-            return max(256, WIDEN_BYTES // (4 * dim))
+        """Rows per block (None: scan's default); widened codes are a copy, so copy-sized.
+        Not smaller: idle, a cache-sized block (4 MB) scanned int8 2x faster for one query, but
+        on the busy 2-core machine its many BLAS calls made one query 10x slower than fp32."""
         return block_rows(queries, dim)
 
     def _offset(self, queries: np.ndarray) -> np.ndarray | float:
