@@ -26,6 +26,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from jointspace.index import tuning
+from jointspace.index.scan import top_k
 from jointspace.report.markdown import markdown_table
 
 K, QUERIES = 10, 200
@@ -106,7 +107,7 @@ def measure(name: str, x: np.ndarray) -> list[dict]:
     pool = np.array([r for r in tuning.held_out(n, 4 * QUERIES, 1) if r not in tuned_rows])
     rows = np.sort(np.random.default_rng(2).choice(pool, min(QUERIES, len(pool)), replace=False))
     queries = x[rows]
-    truth = tuning.exact_top_k(x, queries, K + 1)
+    truth = top_k(x, queries, K + 1)[1]
     ef, nprobe, shortlist = hnsw_tuned["ef_search"], ivf_tuned["nprobe"], ivf_tuned["shortlist"]
 
     def flat(q):

@@ -187,13 +187,6 @@ def test_search_tuned_searches_as_tune_measured(corpus, ivfpq):
     np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", corpus[:5], corpus[ids]), atol=1e-5)
 
 
-def test_blocked_truth_equals_a_full_sort(corpus, monkeypatch):
-    monkeypatch.setattr(tuning, "BLOCK", 300)  # many blocks, the last one short
-    queries = corpus[:7]
-    expected = np.argsort(-(queries @ corpus.T), axis=1, kind="stable")[:, :12]
-    np.testing.assert_array_equal(tuning.exact_top_k(corpus, queries, 12), expected)
-
-
 def test_tuning_on_given_queries_covers_queries_unlike_the_corpus(corpus, ivfpq):
     """Queries around other centres (as another modality's would be) need more lists probed."""
     others = clustered(n=300, seed=1)

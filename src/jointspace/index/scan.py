@@ -1,40 +1,44 @@
-"""Exact inner-product top-k over a (memory-mapped) matrix: blocked, with a running top-k merge.
+"""Exact search over float32 rows in memory or memory-mapped, and the quantised scan storages.
 
-Minimal stand-in with the agreed signature; the fast version (H4) replaces this file.
+top_k scans in blocks (a matrix-vector product per block for one query, a matmul per block for a
+batch) and keeps a running top-k, so memory is O(q × block) whatever N is, and a memory-mapped
+index larger than RAM is read block by block. Ties go to the lower row.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-BLOCK = 65536  # rows per block: the q x BLOCK score matrix stays small
+from jointspace.errors import UnknownNameError
+from jointspace.index.quantize import STORAGES, Storage, fp32_scorer
+from jointspace.index.topk import check_codes, check_k, check_queries, check_rows, scan
+
+__all__ = ["Storage", "storage", "top_k"]
 
 
 def top_k(
-    base: np.ndarray, queries: np.ndarray, k: int, *, rows: np.ndarray | None = None
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    rows: np.ndarray | None = None,
+    block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (descending) and row positions of the ``k`` best rows of ``base`` per query."""
-    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-    q = len(queries)
-    best_s = np.full((q, k), -np.inf, dtype=np.float32)
-    best_p = np.full((q, k), -1, dtype=np.int64)
-    total = len(base) if rows is None else len(rows)
-    for start in range(0, total, BLOCK):
-        if rows is None:
-            positions = np.arange(start, min(start + BLOCK, total), dtype=np.int64)
-            block = np.asarray(base[start : start + BLOCK], dtype=np.float32)
-        else:
-            positions = np.asarray(rows[start : start + BLOCK], dtype=np.int64)
-            block = np.asarray(base[positions], dtype=np.float32)
-        scores = queries @ block.T
-        merged_s = np.concatenate([best_s, scores], axis=1)
-        merged_p = np.concatenate([best_p, np.broadcast_to(positions, scores.shape)], axis=1)
-        if merged_s.shape[1] > k:
-            keep = np.argpartition(-merged_s, k - 1, axis=1)[:, :k]
-            merged_s = np.take_along_axis(merged_s, keep, axis=1)
-            merged_p = np.take_along_axis(merged_p, keep, axis=1)
-        order = np.lexsort((merged_p, -merged_s), axis=1)  # ties: the lower row first
-        best_s = np.take_along_axis(merged_s, order, axis=1)
-        best_p = np.take_along_axis(merged_p, order, axis=1)
-    best_p[~np.isfinite(best_s)] = -1
-    return best_s, best_p
+    """The k rows of ``base`` [N, d] float32 with the largest inner product with each query.
+
+    ``queries``: [q, d] (or one [d]); ``rows``: an ascending subset of row numbers to search
+    instead of all; ``block``: rows per block (default: sized to the cache). Returns scores
+    [q, k] float32 descending and rows [q, k] int64, padded with -inf / -1 past the rows there are.
+    """
+    base = check_codes(base, np.dtype(np.float32))
+    queries = check_queries(queries, base.shape[1])
+    k = check_k(k)
+    rows = check_rows(rows, len(base))
+    return scan(base, fp32_scorer(queries), len(queries), k, rows=rows, block=block)
+
+
+def storage(name: str) -> Storage:
+    """A new scan storage: ``fp32`` (exact), ``fp16`` or ``int8`` (fit it on a sample first)."""
+    if name not in STORAGES:
+        raise UnknownNameError(f"unknown scan storage {name!r}; use one of {', '.join(STORAGES)}")
+    return STORAGES[name]()

@@ -14,6 +14,7 @@ import numpy as np
 
 from jointspace.errors import InputError
 from jointspace.index.errors import IndexUriError
+from jointspace.index.scan import top_k
 
 HNSW_M = 32
 EF_LADDER = tuple(16 * 2**i for i in range(9))  # 16 … 4096: past that, exact scan is cheaper
@@ -142,23 +143,6 @@ def search_ivfpq_exact(
     return top_scores, top_ids
 
 
-def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Brute-force top-k rows by inner product, in row blocks with a running merge: ids [q, k]."""
-    best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((len(queries), 0), dtype=np.int64)
-    for start in range(0, len(vectors), BLOCK):
-        scores = queries @ np.asarray(vectors[start : start + BLOCK], dtype=np.float32).T
-        top = np.argpartition(-scores, min(k, scores.shape[1]) - 1, axis=1)[:, :k]
-        merged_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], axis=1)
-        merged_i = np.concatenate([best_i, top + start], axis=1)
-        keep = np.argsort(-merged_s, axis=1, kind="stable")[:, :k]
-        best_s, best_i = (
-            np.take_along_axis(merged_s, keep, 1),
-            np.take_along_axis(merged_i, keep, 1),
-        )
-    return best_i
-
-
 def held_out(n: int, sample: int, seed: int) -> np.ndarray:
     """The rows whose vectors serve as tuning queries (sorted, distinct)."""
     return np.sort(np.random.default_rng(seed).choice(n, min(sample, n), replace=False))
@@ -203,7 +187,7 @@ def tune(
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         queries = queries[held_out(len(queries), sample, seed)]
         rows = np.full(len(queries), -1, dtype=np.int64)
-    truth = exact_top_k(base, queries, k + 1)
+    truth = top_k(base, queries, k + 1)[1]
     result: dict[str, Any] = {"recall_queries": len(rows), "target": target}
     inner = _inner(structure)
     if isinstance(inner, faiss.IndexHNSW):
