@@ -63,7 +63,8 @@ def export_onnx(run: Run, out_dir: Path, *, force: bool = False) -> dict[str, An
             parity = check_parity(tower, graph)
             towers[modality] = describe(tower, graph) | {"parity": parity}
             if modality == "text":
-                tower.tokenizer.save(str(tmp / TOKENIZER_FILE))
+                tokenizer: Any = tower.tokenizer  # every text tower holds a tokenizers.Tokenizer
+                tokenizer.save(str(tmp / TOKENIZER_FILE))
         spec = {
             "format": 1,
             "opset": OPSET,
@@ -124,13 +125,14 @@ def describe(tower: Tower, graph: TowerGraph) -> dict[str, Any]:
     elif tower.modality == "image":
         size = int(tower.params["image_size"])
         shape, dtype = ["batch", 3, size, size], "float32"
+        transform: Any = tower.transform  # an ImageTransform: its mean and std
         pre = {
             "image_size": size,
             "steps": "RGB; resize the shorter side to image_size (bicubic), centre-crop to "
             "image_size × image_size, scale to [0, 1], subtract mean and divide by std per "
             "channel, channels first",
-            "mean": list(tower.transform.mean),
-            "std": list(tower.transform.std),
+            "mean": list(transform.mean),
+            "std": list(transform.std),
         }
     else:
         samples = round(tower.params["sample_rate"] * tower.params["seconds"])
