@@ -222,3 +222,16 @@ def test_threads_keep_an_explicit_count(monkeypatch):
         assert configure_threads(1) == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_bucket_false_runs_batches_in_input_order_for_hooks(tiny):
+    tower = tiny.towers["text"]
+    seen = []
+    hook = tower.head.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    try:
+        ours = tiny.encode(TEXTS, "text", batch_size=4, normalize=False, bucket=False)
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        heads = tower.head(torch.cat(seen)).numpy()
+    np.testing.assert_allclose(heads, ours, atol=1e-6)  # row i of the hook's batches is input i

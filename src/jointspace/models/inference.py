@@ -70,7 +70,7 @@ def text_pad_id(tower: Tower) -> int | None:
 
 
 def batches(
-    tower: Tower, inputs: Sequence[Any] | torch.Tensor, batch_size: int
+    tower: Tower, inputs: Sequence[Any] | torch.Tensor, batch_size: int, bucket: bool = True
 ) -> Iterator[tuple[np.ndarray | None, torch.Tensor]]:
     """(rows, collated batch) pairs covering ``inputs``; rows None means "the next ones in order".
 
@@ -82,7 +82,7 @@ def batches(
             yield None, inputs[start : start + batch_size]
         return
     pad = text_pad_id(tower)
-    if pad is None or not len(inputs):
+    if pad is None or not bucket or not len(inputs):
         for start in range(0, len(inputs), batch_size):
             yield (
                 None,
@@ -105,6 +105,7 @@ def encode_inputs(
     batch_size: int,
     device: torch.device,
     inference: Inference | None = None,
+    bucket: bool = True,
 ) -> torch.Tensor:
     """``tower``'s embeddings (unnormalised, float32) of raw inputs or a collated tensor, in order.
 
@@ -113,7 +114,7 @@ def encode_inputs(
     runner: Runner = tower
     chunks, orders = [], []
     with torch.inference_mode():
-        for i, (rows, x) in enumerate(batches(tower, inputs, batch_size)):
+        for i, (rows, x) in enumerate(batches(tower, inputs, batch_size, bucket)):
             x = x.to(device)
             if i == 0 and inference is not None:
                 runner = inference.runner(tower, x)

@@ -91,10 +91,12 @@ class JointModel(nn.Module):
         batch_size: int = 64,
         normalize: bool = True,
         output: Literal["numpy", "torch"] = "numpy",
+        bucket: bool = True,
     ) -> np.ndarray | torch.Tensor:
         """Embed raw inputs or an already collated tensor.
 
         Images: paths, bytes, PIL images or H×W[×3|4] arrays; audio: paths, bytes or (array, rate).
+        Texts run in batches of similar length (``bucket=False``: in input order, for hooks).
         """
         tower = self.tower(modality)
         device = next(self.parameters()).device
@@ -112,6 +114,7 @@ class JointModel(nn.Module):
                     batch_size=batch_size,
                     device=device,
                     inference=self.inference,
+                    bucket=bucket,
                 )
         out = F.normalize(out.float(), dim=-1) if normalize else out.float()
         return out.cpu().numpy() if output == "numpy" else out
