@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/encode.json"))
     args = parser.parse_args()
     threads = configure_threads()
+    load_before = os.getloadavg()[0]
     gflops = matmul_gflops()
     print(f"threads {threads}, fp32 matmul {gflops:.0f} GFLOP/s", flush=True)
     text = text_benchmark(args)
@@ -201,6 +202,8 @@ def main() -> None:
             "threads": threads,
             "cpus": os.cpu_count(),
             "matmul_gflops": gflops,
+            # Other work on the machine: the 1-minute load average at start and end.
+            "load_average": [load_before, os.getloadavg()[0]],
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
