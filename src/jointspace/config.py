@@ -139,6 +139,15 @@ class RerankConfig:
 
 
 @dataclass
+class EncodeConfig:
+    """How a saved model encodes (embed, index build, search, the service): docs/training.md."""
+
+    backend: str = _bounded("eager", choices=("eager", "int8", "onnx", "auto"))
+    min_cosine: float = _bounded(0.999, min=0, max=1)  # auto: the least cosine to eager fp32
+    threads: int | None = _bounded(None, min=1)  # None: OMP_NUM_THREADS, else the usable CPUs
+
+
+@dataclass
 class ExperimentConfig:
     """Everything one training run needs; ``to_yaml``/``from_yaml`` round-trip exactly."""
 
@@ -148,6 +157,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -19,6 +19,7 @@ from rich.console import Console
 from jointspace.cli.data import app as data_app
 from jointspace.cli.demo import demo
 from jointspace.cli.errors import user_errors
+from jointspace.cli.export import export
 from jointspace.cli.index import app as index_app
 from jointspace.cli.options import Force, ModelDir, Query, RunData, RunStreamData, SkipBad, TopK
 from jointspace.cli.train import compare, train
@@ -76,6 +77,7 @@ def _setup() -> None:
 
 app.command()(user_errors(train))
 app.command()(user_errors(compare))
+app.command()(user_errors(export))
 
 
 @app.command("eval")

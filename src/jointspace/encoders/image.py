@@ -121,7 +121,8 @@ class SmallViT(ImageTower):
 
     def tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.patch_embed(images).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
+        # shape[0], not len(): an ONNX trace keeps the batch size free only through shape.
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         return all_valid(self.norm(self.encoder(x)))
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:

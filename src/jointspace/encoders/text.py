@@ -24,6 +24,7 @@ class TextTransformer(Tower):
     """A small pre-norm transformer encoder over WordPiece tokens."""
 
     modality = "text"
+    pad_id = PAD_ID  # padded positions hold this id (fast encoding trims them)
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from jointspace.config import ConfigError, ModelConfig
 from jointspace.encoders.base import Tower
 from jointspace.errors import InputError, UnknownNameError
 from jointspace.models.feature_cache import FeatureCache
+from jointspace.models.inference import Inference, encode_inputs
 from jointspace.models.modes import evaluating
 from jointspace.models.tokens import pad_tokens
 
@@ -39,6 +40,7 @@ class JointModel(nn.Module):
             "logit_bias", None if bias is None else nn.Parameter(torch.tensor(float(bias)))
         )
         self.feature_cache: FeatureCache | None = None
+        self.inference: Inference | None = None  # None: eager float32 (models.inference)
 
     def add_logit_bias(self, init_bias: float, init_scale: float | None = None) -> None:
         """Give the model a learnable logit bias (SigLIP's), restarting the scale at ``init_scale``.
@@ -89,10 +91,12 @@ class JointModel(nn.Module):
         batch_size: int = 64,
         normalize: bool = True,
         output: Literal["numpy", "torch"] = "numpy",
+        bucket: bool = True,
     ) -> np.ndarray | torch.Tensor:
         """Embed raw inputs or an already collated tensor.
 
         Images: paths, bytes, PIL images or H×W[×3|4] arrays; audio: paths, bytes or (array, rate).
+        Texts run in batches of similar length (``bucket=False``: in input order, for hooks).
         """
         tower = self.tower(modality)
         device = next(self.parameters()).device
@@ -100,9 +104,18 @@ class JointModel(nn.Module):
             if self._cached(tower, inputs):
                 features = self.feature_cache.features(tower, _as_list(inputs))
                 chunks = [tower.head(x.to(device)) for x in features.split(batch_size)]
+                out = (
+                    torch.cat(chunks) if chunks else torch.empty(0, tower.embed_dim, device=device)
+                )
             else:
-                chunks = [tower(x) for x in self._batches(tower, inputs, batch_size)]
-        out = torch.cat(chunks) if chunks else torch.empty(0, self.config.embed_dim, device=device)
+                out = encode_inputs(
+                    tower,
+                    _as_list(inputs),
+                    batch_size=batch_size,
+                    device=device,
+                    inference=self.inference,
+                    bucket=bucket,
+                )
         out = F.normalize(out.float(), dim=-1) if normalize else out.float()
         return out.cpu().numpy() if output == "numpy" else out
 
@@ -124,7 +137,8 @@ class JointModel(nn.Module):
     def _cached(self, tower: Tower, inputs: Sequence[Any] | torch.Tensor) -> bool:
         # Collated tensors carry no content key to look up: only raw inputs use the cache.
         raw = not isinstance(inputs, torch.Tensor) and len(inputs) > 0
-        if not (raw and self.feature_cache is not None and tower.frozen):
+        fast = self.inference is not None and not self.inference.uses_feature_cache
+        if not (raw and self.feature_cache is not None and tower.frozen) or fast:
             return False
         # (samples, rate) audio pairs have no content key yet: they run the whole tower.
         return not any(isinstance(x, tuple) for x in _as_list(inputs))

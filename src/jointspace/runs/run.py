@@ -15,6 +15,7 @@ from jointspace.index import VectorIndex
 from jointspace.index.build import build_index, indexed_media, open_for_model
 from jointspace.matcher import MATCHER_DIR, CrossModalMatcher, SearchMatcher, load_matcher
 from jointspace.models.feature_cache import FeatureCache
+from jointspace.models.inference import Inference
 from jointspace.models.io import load as load_model
 from jointspace.models.io import model_fingerprint, resolve_model_dir
 from jointspace.models.joint import JointModel
@@ -55,6 +56,7 @@ class Run:
         """The saved model, reading frozen towers' features from the cache its run used."""
         model = load_model(self.model_dir)
         model.feature_cache = FeatureCache.from_setting(self.config.train.feature_cache)
+        model.inference = Inference.from_config(self.config.encode)
         return model
 
     @cached_property
