@@ -34,15 +34,19 @@ def embed_items(
     *,
     batch_size: int = 256,
     normalize: bool = True,
+    bucket: bool = True,
 ) -> tuple[list[str], np.ndarray]:
     """``values`` (default: the column's distinct items) and their float32 embeddings, row by row.
 
-    Callers that go in batches (resumable export, index build) pass each batch as ``values``.
+    Callers that go in batches (resumable export, index build) pass each batch as ``values``;
+    ``bucket=False`` runs the batches in input order (for hooks that capture them).
     """
     if values is None:
         values, _ = distinct_items(manifest, modality)
     inputs = item_inputs(manifest, modality, values)
-    vectors = model.encode(inputs, modality, batch_size=batch_size, normalize=normalize)
+    vectors = model.encode(
+        inputs, modality, batch_size=batch_size, normalize=normalize, bucket=bucket
+    )
     return list(values), np.asarray(vectors, dtype=np.float32)
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from jointspace.config import ConfigError
 from jointspace.data.manifest import Manifest
-from jointspace.models.embedding import distinct_items, embed_items, item_inputs, per_row
+from jointspace.models.embedding import distinct_items, embed_items, per_row
 from jointspace.models.joint import JointModel
 from jointspace.objectives.cca import LinearCCA
 
@@ -25,8 +25,7 @@ def head_inputs(model: JointModel, manifest: Manifest, modality: str, batch_size
     hook = tower.head.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
     try:
         # In input order (bucket=False): the hook sees the batches as they run.
-        inputs = item_inputs(manifest, modality, values)
-        model.encode(inputs, modality, batch_size=batch_size, bucket=False)
+        embed_items(model, manifest, modality, values, batch_size=batch_size, bucket=False)
     finally:
         hook.remove()
     features = torch.cat(captured).double().cpu().numpy()
