@@ -119,8 +119,8 @@ class World:
         (its first step queues the reduction on the first backward, a ``no_sync`` one: an internal
         assert; and the loss's own backward, where the logit scale gets its gradient, happens
         outside every reduced one), so unused parameters are found per step instead: the logit
-        scale and bias lie outside the last chunk's graph, and DDP leaves their gradients, equal
-        on every rank, as the loss gave them.
+        scale and bias lie outside the last chunk's graph, DDP leaves their gradients alone, and
+        the cache averages them itself (train/gradcache.py).
         """
         if not self.distributed:
             return model

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from jointspace.data.collate import Batch
@@ -69,15 +70,14 @@ def cached_forward_backward(
     loss = total_loss(losses)
     if not torch.isfinite(loss):  # a diverged step is refused by the trainer, not backpropagated
         return {**losses, "loss": loss}
-    # The logit scale and bias get their gradients here, once; under DDP every rank computes
-    # the same loss of the same gathered rows, so theirs are already equal on every rank (DDP
-    # finds them outside the replay's graph and leaves them as they are: World.wrap).
-    backward(loss, scaler)
+    backward(loss, scaler)  # the logit scale and bias get their gradients here, once
+    forward = net or model
+    if isinstance(forward, nn.parallel.DistributedDataParallel):
+        _average_loss_grads(model, forward.process_group)
     grads = {m: e.grad for m, e in embeddings.items() if e.grad is not None}
     # Pass 2: each chunk again with a graph, fed its slice of the cached embedding gradient.
     # fork_rng leaves the RNG where the loss left it, as if each chunk had run once.
     cuda = [device] if device.type == "cuda" else []
-    forward = net or model
     no_sync = getattr(forward, "no_sync", None)  # DDP: reduce once, in the last chunk's backward
     for number, ((start, stop), inputs, state) in enumerate(
         zip(spans, pieces, states, strict=True)
@@ -94,6 +94,16 @@ def cached_forward_backward(
                     [out[m] for m in tracked], [grads[m][start:stop] for m in tracked]
                 )
     return {**losses, "loss": loss}
+
+
+def _average_loss_grads(model: JointModel, group: Any) -> None:
+    # The logit scale and bias lie outside the replay's graphs, so DDP leaves their gradients
+    # alone (World.wrap). Every rank computed them from the same loss of the same gathered rows;
+    # averaging keeps the ranks' copies equal even where kernels round differently.
+    for param in (model.logit_scale, model.logit_bias):
+        if param is not None and param.grad is not None:
+            dist.all_reduce(param.grad, group=group)
+            param.grad.div_(dist.get_world_size(group))
 
 
 def rows(x: Any, start: int, stop: int, n: int) -> Any:
