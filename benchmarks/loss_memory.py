@@ -1,6 +1,7 @@
-"""Peak memory and time of one loss forward + backward: naive (the full B×B logits) vs tiled.
+"""Peak memory and time of one loss forward + backward: naive (the full B×B logits) vs tiled, and
+a training step with towers: tiled + gradient cache.
 
-    python benchmarks/loss_memory.py --sizes 4096,8192,16384,32768,65536
+    python benchmarks/loss_memory.py --sizes 4096,8192,16384,32768,65536,131072
 
 Every (loss, method, B) runs in a fresh subprocess, so one run's allocations never hide
 another's: it allocates the inputs (``a``, ``b``: [B, d] float32 with gradients, the model's
@@ -10,8 +11,12 @@ and the fastest repetition. A naive run whose estimated peak does not fit the ma
 started; the table says so with the estimate.
 
 A method is a function ``(loss, a, b, logit_scale, logit_bias, groups, block) -> None`` that
-runs forward and backward; add one to METHODS (e.g. tiled + grad cache) and it gets a column and
-a ratio to naive.
+runs forward and backward; each in METHODS gets a column and a ratio to naive. ``naive`` and
+``tiled`` take ``a``, ``b`` as the embeddings; ``tiled+gc`` takes them as the towers' inputs (say
+frozen backbone features) and runs a whole step: two small trainable towers (``Linear(d, 2d)``,
+GELU, ``Linear(2d, d)``, normalised) embed them ``--chunk`` rows at a time through
+train/gradcache.py, with the tiled loss on all B embeddings; its memory includes the towers'
+activations for one chunk, its time the towers' two forwards and backward.
 """
 
 from __future__ import annotations
@@ -62,8 +67,60 @@ def tiled(loss, a, b, logit_scale, logit_bias, groups, block) -> None:
     value.backward()
 
 
+_STEP: dict[tuple, tuple] = {}  # the towers and objective of tiled+gc, built once per child
+
+
+def _step_parts(loss: str, dim: int, block: int, device) -> tuple:
+    """A JointModel of two MLP towers and the tiled objective, as the trainer would build them."""
+    key = (loss, dim, block)
+    if key not in _STEP:
+        import torch
+        from torch import nn
+
+        from jointspace.config import ModelConfig, ObjectiveConfig
+        from jointspace.encoders.base import Tower
+        from jointspace.models.joint import JointModel
+        from jointspace.objectives.base import logit_init
+        from jointspace.objectives.combined import build_objective
+
+        class MLPTower(Tower):
+            def __init__(self, embed_dim: int):
+                super().__init__(embed_dim, {})
+                self.body = nn.Sequential(nn.Linear(embed_dim, 2 * embed_dim), nn.GELU())
+                self.head = nn.Linear(2 * embed_dim, embed_dim)
+
+            def pooled(self, x):
+                return self.body(x)
+
+        torch.manual_seed(0)
+        towers = {"image": MLPTower(dim), "text": MLPTower(dim)}
+        model = JointModel(towers, ModelConfig(embed_dim=dim)).to(device).train()
+        objective = build_objective([ObjectiveConfig(loss, {"block": block})])
+        if (init := logit_init(objective)) is not None:
+            model.add_logit_bias(init.bias, init.scale)
+            model.to(device)
+        _STEP[key] = (model, objective)
+    return _STEP[key]
+
+
+def tiled_grad_cache(loss, a, b, logit_scale, logit_bias, groups, block) -> None:
+    """A training step: towers in chunks (train/gradcache.py), the tiled loss on all rows."""
+    import torch
+
+    from jointspace.data.collate import Batch
+    from jointspace.train.gradcache import cached_forward_backward
+
+    model, objective = _step_parts(loss, a.shape[1], block, a.device)
+    inputs = {"image": a.detach(), "text": b.detach()}
+    index = torch.arange(len(a), device=a.device)
+    batch = Batch(inputs, {m: groups.get(m, index) for m in inputs}, index)
+    model.zero_grad(set_to_none=False)  # gradients stay allocated: part of the baseline
+    cached_forward_backward(model, objective, batch, chunk=CHUNK[0])
+
+
+CHUNK = [4096]  # rows per tower chunk (--chunk)
 Method = Callable[..., None]
-METHODS: dict[str, Method] = {"naive": naive, "tiled": tiled}
+METHODS: dict[str, Method] = {"naive": naive, "tiled": tiled, "tiled+gc": tiled_grad_cache}
 
 
 # ---------------------------------------------------------------- child: one measured run
@@ -85,10 +142,12 @@ def child(
     reps: int,
     device: str,
     captions_per_image: int,
+    chunk: int,
 ) -> dict:
     import torch
     import torch.nn.functional as F
 
+    CHUNK[0] = chunk
     torch.manual_seed(0)
     dev = torch.device(device)
     run = METHODS[method]
@@ -179,6 +238,7 @@ def run_child(args, loss: str, method: str, size: int) -> dict:
         str(args.reps if size <= args.reps_up_to else 1),
         args.device,
         str(args.captions_per_image),
+        str(args.chunk),
     ]
     env = dict(os.environ)
     if args.threads:
@@ -201,6 +261,9 @@ def table(rows: list[dict], methods: list[str]) -> str:
         head += [f"{m} GiB", f"{m} s"]
     for m in methods[1:]:
         head += [f"{m}/naive time", f"{m} memory saved"]
+    step = {"tiled", "tiled+gc"} <= set(methods)
+    if step:
+        head += ["tiled+gc/tiled time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["loss"], f"{row['size']:,}"]
@@ -209,7 +272,7 @@ def table(rows: list[dict], methods: list[str]) -> str:
             if "skipped" in r:
                 cells += [f"(~{fmt_gib(r['estimate_bytes'])} est.)", "skipped"]
             elif "error" in r:
-                cells += ["error", "error"]
+                cells += ["not run", "—"] if r["error"] == "not run" else ["error", "error"]
             else:
                 cells += [fmt_gib(r["peak_extra_bytes"]), f"{r['seconds']:.2f}"]
         naive_row = row.get("naive", {})
@@ -225,6 +288,10 @@ def table(rows: list[dict], methods: list[str]) -> str:
                 cells += ["—", f"~{saved:.0f}× (est.)"]
             else:
                 cells += ["—", "—"]
+        if step:
+            a, b = row["tiled"], row["tiled+gc"]
+            ok = "seconds" in a and "seconds" in b
+            cells.append(f"{b['seconds'] / a['seconds']:.2f}×" if ok else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -246,6 +313,9 @@ def targets(rows: list[dict]) -> dict:
             "worst_time_ratio": max(ratios) if ratios else None,
             "time_met": bool(ratios) and max(ratios) <= 1.2,
         }
+        step = [r.get("tiled+gc", {}) for r in mine if r["size"] == 65536]
+        if step and "peak_extra_bytes" in step[0]:  # the whole step, towers included
+            out[loss]["tiled+gc_65536_gib"] = step[0]["peak_extra_bytes"] / GIB
     return out
 
 
@@ -266,6 +336,10 @@ def describe(goals: dict) -> str:
         lines.append(
             f"- {loss}: B=65,536 tiled < 2 GiB extra: {memory}; tiled ≤ 1.2× naive: {time_}"
         )
+        if "tiled+gc_65536_gib" in g:
+            lines.append(
+                f"  a whole step (tiled + grad cache) at 65,536: {g['tiled+gc_65536_gib']:.2f} GiB"
+            )
     return "\n".join(lines)
 
 
@@ -296,11 +370,23 @@ def main() -> None:
     )
     parser.add_argument("--siglip-up-to", type=int, default=None, help="largest B for SigLIP")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
+    parser.add_argument("--chunk", type=int, default=4096, help="tiled+gc: rows per tower chunk")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="combine result files of runs made apart (say, the largest B in a process of its "
+        "own) into --out, rows joined by loss and B, and print their table",
+    )
+    parser.add_argument("--child", nargs=9, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.merge:
+        merge_files(args.merge, args.out)
+        return
     if args.child:
-        loss, method, size, dim, block, reps, device, cpi = args.child
-        result = child(loss, method, int(size), int(dim), int(block), int(reps), device, int(cpi))
+        loss, method, size, dim, block, reps, device, cpi, chunk = args.child
+        numbers = (int(size), int(dim), int(block), int(reps))
+        result = child(loss, method, *numbers, device, int(cpi), int(chunk))
         print(json.dumps(result))
         return
     if args.block is None:
@@ -340,20 +426,72 @@ def main() -> None:
                         measured[size] = result["peak_extra_bytes"]
                     print(f"{loss} B={size} {method}: {result}", file=sys.stderr, flush=True)
             rows.append(row)
-    goals = targets(rows) if {"naive", "tiled"} <= set(methods) else {}
+            save(args, rows, methods, budget, load_before)  # a long run keeps what it measured
+    goals = save(args, rows, methods, budget, load_before)
     print(table(rows, methods))
     print()
     print(describe(goals))
+
+
+def merge_files(paths: list[Path], out: Path) -> None:
+    """One report (and table) from several: each (loss, B) row gets every file's methods."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    rows: dict[tuple[str, int], dict] = {}
+    methods: list[str] = []
+    for report in reports:
+        for row in report["rows"]:
+            rows.setdefault((row["loss"], row["size"]), {}).update(row)
+            methods += [m for m in report.get("methods", METHODS) if m in row]
+    methods = [m for m in METHODS if m in methods]
+    ordered = sorted(rows.values(), key=lambda r: (r["loss"] != "clip", r["loss"], r["size"]))
+    for row in ordered:  # a skipped naive run: estimated from the largest measured in any file
+        measured = {
+            r["size"]: r["naive"]["peak_extra_bytes"]
+            for r in ordered
+            if r["loss"] == row["loss"] and "peak_extra_bytes" in r.get("naive", {})
+        }
+        need = estimate(row["loss"], row["size"], measured) if measured else None
+        if "skipped" in row.get("naive", {}) and need is not None:
+            row["naive"]["estimate_bytes"] = need
+        elif "naive" not in row and need is not None and need > reports[0]["budget_bytes"]:
+            row["naive"] = {"skipped": "does not fit", "estimate_bytes": need}  # left out: too big
+    for row in ordered:  # a method no file ran for this row: the table says so
+        for m in methods:
+            row.setdefault(m, {"error": "not run"})
+    goals = targets(ordered) if {"naive", "tiled"} <= set(methods) else {}
+    merged = {
+        **{k: v for k, v in reports[0].items() if k not in ("rows", "targets", "command")},
+        "commands": [r["command"] for r in reports],
+        "merged_from": [str(p) for p in paths],
+        "load_averages": [[r["load_average_before"], r["load_average_after"]] for r in reports],
+        "methods": methods,
+        "rows": ordered,
+        "targets": goals,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged, indent=2) + "\n")
+    tmp.replace(out)
+    print(table(ordered, methods))
+    print()
+    print(describe(goals))
+
+
+def save(args, rows: list[dict], methods: list[str], budget: float, load_before) -> dict:
+    """Write the results so far to ``args.out`` (atomically); return the targets."""
+    goals = targets(rows) if {"naive", "tiled"} <= set(methods) else {}
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "dim": args.dim,
         "block": args.block,
+        "chunk": args.chunk,
         "device": args.device,
         "captions_per_image": args.captions_per_image,
         "budget_bytes": budget,
         "threads": args.threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
+        "methods": methods,
         "rows": rows,
         "targets": goals,
     }
@@ -361,6 +499,7 @@ def main() -> None:
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(args.out)
+    return goals
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ class DataConfig:
     skip_bad: bool = False
     augment: bool = True
     shuffle_buffer: int = _bounded(2000, min=0)  # shards only: samples mixed at once; 0: in order
+    val_manifest: str | None = None  # evaluation rows from this manifest (shards need one)
 
 
 @dataclass

@@ -9,10 +9,11 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from jointspace.cli import app
-from jointspace.data import PairedDataset, make_collate, read_manifest
+from jointspace.data import ManifestError, PairedDataset, make_collate, read_manifest
 from jointspace.data.shard_set import ShardSet
 from jointspace.data.shards import write_shards
 from jointspace.data.source import ShardSource
+from jointspace.evaluate.retrieval import evaluate_model
 from jointspace.index import open_index
 from jointspace.models import load
 from jointspace.models.build import build_model
@@ -20,6 +21,7 @@ from jointspace.objectives.base import logit_init
 from jointspace.objectives.combined import build_objective
 from jointspace.runs.export import embedded_batches
 from jointspace.runs.fit import fit
+from jointspace.train.logs import read_log
 from jointspace.train.step import forward_backward
 from shard_helpers import small_manifest
 
@@ -159,3 +161,34 @@ def test_training_from_shards_resumes_exactly(data, tmp_path):
     expected = [r["loss"] for r in straight.history[6:]]
     assert [r["loss"] for r in rest.history] == pytest.approx(expected, abs=1e-6)
     assert len({r["loss"] for r in straight.history[:4]}) == 4
+
+
+def test_training_from_shards_evaluates_on_data_val_manifest(data, tmp_path):
+    # The shards stream the training rows; the val split of data.val_manifest (the manifest the
+    # shards were written from: its 4 val rows) is read once and evaluates every 2 steps.
+    manifest, shards = data
+    config = small_config(max_steps=4, eval_every=2, checkpoint_every=2, warmup_steps=1)
+    config.data.val_split = "val"
+    config.data.val_manifest = str(manifest)
+    result = fit(config, tmp_path / "run", manifest=str(shards))
+    evals = [r for r in read_log(tmp_path / "run" / "metrics.jsonl") if "eval" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert result.best is not None and result.best["step"] in (2, 4)
+    best = next(r["eval"] for r in evals if r["step"] == result.best["step"])
+    # What was logged is the retrieval evaluation of the saved (best) model on those rows.
+    val = read_manifest(manifest).split("val")
+    again = evaluate_model(load(tmp_path / "run"), val, config.eval, config.data.modalities)
+    assert again.keys() == best.keys() and len(best) > 4
+    assert again == pytest.approx(best, abs=1e-6)
+    assert best["primary"] == max(r["eval"]["primary"] for r in evals)
+    recorded = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"val_manifest: {manifest.resolve()}" in recorded
+
+
+def test_a_val_manifest_without_the_val_split_is_a_clear_error(data, tmp_path):
+    manifest, shards = data
+    config = small_config(max_steps=2)
+    config.data.val_split, config.data.val_manifest = "dev", str(manifest)
+    with pytest.raises(ManifestError, match=r"manifest\.csv: no rows in split 'dev' \(splits: "):
+        fit(config, tmp_path / "run", manifest=str(shards))
+    assert not (tmp_path / "run").exists()  # refused before anything was written

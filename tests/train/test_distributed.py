@@ -66,8 +66,9 @@ def train_config(manifest, dropout, **train):
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, digits_manifest):
-    """One process in-process and two under torchrun: dropout 0, evaluation every 4 steps, the
-    image tower frozen (trained from cached features; each run has a cache of its own)."""
+    """One process in-process and two under torchrun, without and with the gradient cache
+    (chunks of 8 of each rank's 32 rows): dropout 0, evaluation every 4 steps, the image tower
+    frozen (trained from cached features; each run has a cache of its own)."""
     root = tmp_path_factory.mktemp("distributed")
     config = train_config("builtin:digits", 0.0, eval_every=4, progress=True)
     config.model.towers["image"].lock = True
@@ -77,6 +78,9 @@ def pair(tmp_path_factory, digits_manifest):
     launcher = ["--log-dir", str(root / "logs"), "--redirects", "3"]
     args = ["-m", "jointspace.cli", "train", config_file(root / "c.yaml", config)]
     torchrun([*args, "--out", str(root / "two"), "--data", str(digits_manifest)], launcher=launcher)
+    config.train.feature_cache, config.train.grad_cache_chunk = str(root / "cache-gc"), 8
+    args = ["-m", "jointspace.cli", "train", config_file(root / "gc.yaml", config)]
+    torchrun([*args, "--out", str(root / "two-gc"), "--data", str(digits_manifest)])
     return root, digits_manifest
 
 
@@ -90,35 +94,61 @@ def key_bias_rows(name, tensor):
     return None
 
 
-def test_two_processes_give_the_losses_and_weights_of_one(pair):
-    pair, manifest = pair
-    one, two = read_log(pair / "one" / "metrics.jsonl"), read_log(pair / "two" / "metrics.jsonl")
+def assert_same_run(expected, got, manifest):
+    """Two runs of the same rows: the same losses, evaluations and weights, up to rounding."""
+    one, two = read_log(expected / "metrics.jsonl"), read_log(got / "metrics.jsonl")
     train = [[r for r in log if "loss" in r] for log in (one, two)]
     assert [r["step"] for r in train[1]] == list(range(1, 9))
     # fp32, same rows in the same global order; only summation order differs (two half-batch
-    # gradients all-reduced vs one full sum, the same values concatenated by the gather):
-    # rounding of ~1e-7 per step, so 1e-5 relative leaves room without hiding a wrong update.
+    # gradients all-reduced vs one full sum, the same values concatenated by the gather; the
+    # gradient cache sums a chunk's contribution at a time): rounding of ~1e-7 per step, so
+    # 1e-5 relative leaves room without hiding a wrong update (tried on the gradient cache: a
+    # chunk left out of the replay, or no averaging over the ranks, moves step 2's loss by 2e-3).
     assert [r["loss"] for r in train[1]] == pytest.approx([r["loss"] for r in train[0]], rel=1e-5)
     evals = [[r for r in log if "eval" in r] for log in (one, two)]
     assert [r["step"] for r in evals[1]] == [4, 8]  # rank 0 evaluated, once per eval step
     for a, b in zip(evals[0], evals[1], strict=True):
         # Ranking metrics: rounding can swap a near-tie deep in a ranking (mAP moves ~1e-6).
         assert b["eval"] == pytest.approx(a["eval"], abs=1e-4)
-    left = load_file(str(pair / "one" / "model" / "model.safetensors"))
-    right = load_file(str(pair / "two" / "model" / "model.safetensors"))
-    assert left.keys() == right.keys()
-    for name in left:
-        a, b = left[name].clone(), right[name].clone()
-        rows = key_bias_rows(name, a)
-        if rows is not None:
-            a[rows] = b[rows] = 0
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    # The saved model (the best evaluation's step) and the last step's weights.
+    for weights in ("model", "checkpoints/step-0000008"):
+        left = load_file(str(expected / weights / "model.safetensors"))
+        right = load_file(str(got / weights / "model.safetensors"))
+        assert left.keys() == right.keys()
+        for name in left:
+            a, b = left[name].clone(), right[name].clone()
+            rows = key_bias_rows(name, a)
+            if rows is not None:
+                a[rows] = b[rows] = 0
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=f"{weights}: {name}")
     # The key bias rows left out above change nothing the model computes.
     images = sorted((manifest.parent / "images").rglob("*.png"))[:3]
     for modality, inputs in (("text", PROBES), ("image", images)):
-        a = load(pair / "one").encode(inputs, modality)
-        b = load(pair / "two").encode(inputs, modality)
+        a = load(expected).encode(inputs, modality)
+        b = load(got).encode(inputs, modality)
         assert abs(a - b).max() < 1e-5
+
+
+def test_two_processes_give_the_losses_and_weights_of_one(pair):
+    pair, manifest = pair
+    assert_same_run(pair / "one", pair / "two", manifest)
+
+
+def test_the_gradient_cache_under_torchrun_gives_the_same_run(pair):
+    # Each rank embeds its 32 rows in chunks of 8, the embeddings are gathered, and the replay
+    # reduces once (no_sync for the first three chunks): one process's full batch, and two
+    # processes' uncached steps.
+    pair, manifest = pair
+    assert_same_run(pair / "one", pair / "two-gc", manifest)
+    assert_same_run(pair / "two", pair / "two-gc", manifest)
+    final, start = (
+        load_file(str(pair / "two-gc" / "checkpoints" / f"step-000000{s}" / "model.safetensors"))
+        for s in (8, 4)
+    )
+    # Steps 5-8 trained the text tower's body too (the image tower is frozen but for its head).
+    moved = [k for k in final if not torch.equal(final[k], start[k])]
+    assert any(k.startswith("towers.text.") and "head" not in k for k in moved)
+    assert "logit_scale" in moved
 
 
 def test_only_rank_zero_writes_or_speaks(pair):
@@ -149,17 +179,6 @@ def test_frozen_features_are_computed_once_not_once_per_rank(pair):
     assert [p.parent.name for p in two] == [p.parent.name for p in one]  # one fingerprint
     rows = [len(_read_shard(p)[0]) for p in two]
     assert sum(rows) == sum(len(_read_shard(p)[0]) for p in one)
-
-
-def test_the_gradient_cache_under_torchrun_is_a_one_line_error(tmp_path, digits_manifest):
-    config = train_config("builtin:digits", 0.0, grad_cache_chunk=8)
-    args = ["-m", "jointspace.cli", "train", config_file(tmp_path / "c.yaml", config)]
-    done = torchrun(
-        [*args, "--out", str(tmp_path / "run"), "--data", str(digits_manifest)], check=False
-    )
-    assert done.returncode != 0
-    assert "train.grad_cache_chunk does not run under torchrun yet" in done.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_kill_9_of_two_processes_then_resume_gives_the_uninterrupted_run(tmp_path, digits_manifest):
@@ -299,3 +318,41 @@ def test_concurrent_cache_writers_and_merges_lose_nothing(tmp_path):
     assert set(table) == expected
     assert all(torch.equal(table[k], _row(k)) for k in expected)
     assert not list(tmp_path.rglob("*.damaged"))
+
+
+@pytest.mark.parametrize("chunk", [3, 8])
+def test_under_ddp_the_cache_runs_even_in_one_chunk(tmp_path, chunk):
+    # A one-process group: DDP's reducer runs as with many. A net wrapped for the cache
+    # (find_unused_parameters) is always given the cached step, even when a rank's 8 rows fit in
+    # one chunk, and its gradients are the cached step's without DDP, step after step.
+    from jointspace.config import ObjectiveConfig
+    from jointspace.objectives.combined import build_objective
+    from jointspace.train.step import forward_backward
+    from tiny_steps import make_batch, tiny_model
+
+    objective = build_objective([ObjectiveConfig("siglip")])
+    model = tiny_model(0.0, objective)
+    batch = make_batch(model, 8)
+    forward_backward(model, objective, batch)
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    forward_backward(model, objective, batch, grad_cache_chunk=3)  # chunks of 3, 3 and 2
+    cached = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        for _ in range(3):
+            model.zero_grad(set_to_none=True)
+            forward_backward(model, objective, batch, grad_cache_chunk=chunk, net=net)
+            got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+            assert got.keys() == plain.keys() and "logit_bias" in got
+            for name, grad in plain.items():
+                # One rank: DDP's average is a copy, so the chunked sums are bit for bit the
+                # cache's without DDP; one chunk differs from the plain step by rounding only.
+                if chunk == 3:
+                    assert torch.equal(got[name], cached[name]), name
+                assert (got[name] - grad).norm() <= 5e-6 * grad.norm() + 1e-12, name
+    finally:
+        torch.distributed.destroy_process_group()

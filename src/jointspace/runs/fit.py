@@ -76,14 +76,13 @@ def fit(
         full = load_manifest(spec, data.modalities, skip_bad=data.skip_bad)
         train_rows = full.split(data.train_split) if data.train_split else full
     data.manifest = manifest_spec(spec)
-    has_val = full is not None and data.val_split is not None and data.val_split in full.splits()
+    if data.val_manifest is not None:
+        data.val_manifest = manifest_spec(data.val_manifest)
     torch.manual_seed(config.train.seed)
     model = _initial_model(config, train_rows, out_dir, resume)
     model.feature_cache = FeatureCache.from_setting(config.train.feature_cache)
     objective = build_objective(config.objectives)
-    evaluator = None
-    if full is not None and has_val and data.val_split is not None:
-        evaluator = RetrievalEvaluator(full.split(data.val_split), config.eval, data.modalities)
+    evaluator = _evaluator(config, full)
     preprocess = {m: model.tower(m).preprocess for m in data.modalities}
     seed = config.train.seed if data.augment else None
     dataset: TrainData
@@ -109,6 +108,20 @@ def fit(
         out_dir.mkdir(parents=True, exist_ok=True)
         record()
     return trainer.fit(dataset, resume=resume)
+
+
+def _evaluator(config: ExperimentConfig, full: Manifest | None) -> RetrievalEvaluator | None:
+    """Evaluation during training: the val split of ``data.val_manifest`` (all its rows when it
+    has no split column), else of the training manifest; None when there is none."""
+    data = config.data
+    if data.val_manifest is not None:
+        rows = load_manifest(data.val_manifest, data.modalities, skip_bad=data.skip_bad)
+        if data.val_split is not None and "split" in rows.columns:
+            rows = rows.split(data.val_split)  # a clear error naming the file when it is absent
+        return RetrievalEvaluator(rows, config.eval, data.modalities)
+    if full is None or data.val_split is None or data.val_split not in full.splits():
+        return None
+    return RetrievalEvaluator(full.split(data.val_split), config.eval, data.modalities)
 
 
 def check_new_run(out_dir: Path) -> None:
@@ -178,10 +191,10 @@ def _stream(
     shards: ShardSet, preprocess: dict, config: ExperimentConfig, seed: int | None, world: World
 ) -> ShardDataset:
     data, train = config.data, config.train
-    if data.val_split is not None:
+    if data.val_split is not None and data.val_manifest is None:
         log.info(
-            "training from shards: no evaluation during training (it reads a manifest); "
-            "evaluate afterwards with `jointspace eval RUN --data MANIFEST`"
+            "training from shards: no evaluation during training (it reads a manifest); set "
+            "data.val_manifest, or evaluate afterwards with `jointspace eval RUN --data MANIFEST`"
         )
     world.check_batch(train.batch_size)
     return ShardDataset(

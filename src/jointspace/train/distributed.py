@@ -69,15 +69,8 @@ class World:
         return cls(rank, size, local_rank, _rank_device(device, local_rank))
 
     def check_config(self, config: TrainConfig) -> None:
-        """Refuse what several ranks cannot run: an uneven split, or the gradient cache."""
+        """Refuse what several ranks cannot run: a global batch they cannot split evenly."""
         self.check_batch(config.batch_size)
-        if self.distributed and config.grad_cache_chunk is not None:
-            # DDP's reducer expects one backward per forward; the cache's chunked replay needs
-            # its syncing reworked (no_sync until the last chunk) before it can run here.
-            raise ConfigError(
-                "train.grad_cache_chunk does not run under torchrun yet: train with one process, "
-                "or drop grad_cache_chunk and give each rank a batch that fits"
-            )
 
     def check_batch(self, batch_size: int) -> None:
         """Refuse a global batch that the ranks cannot split evenly."""
@@ -112,7 +105,7 @@ class World:
         if self.distributed and self.local_rank == 0:
             dist.barrier()
 
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: nn.Module, *, chunked: bool = False) -> nn.Module:
         """``model`` in DistributedDataParallel when there are several ranks; else itself.
 
         DDP broadcasts rank 0's weights at construction and averages gradients in backward.
@@ -120,12 +113,21 @@ class World:
         ``find_unused_parameters`` would mark unused, then fail on their gradient), and a tower
         may hold trainable weights its forward never uses (a pooler beside mean pooling); every
         step uses the same ones, which DDP learns in the first step.
+
+        ``chunked`` (the gradient cache, train/gradcache.py): the replay reduces once, in its last
+        chunk's backward, after the others ran under ``no_sync``. A static graph cannot take that
+        (its first step queues the reduction on the first backward, a ``no_sync`` one: an internal
+        assert; and the loss's own backward, where the logit scale gets its gradient, happens
+        outside every reduced one), so unused parameters are found per step instead: the logit
+        scale and bias lie outside the last chunk's graph, DDP leaves their gradients alone, and
+        the cache averages them itself (train/gradcache.py).
         """
         if not self.distributed:
             return model
         cuda = self.device is not None and self.device.type == "cuda"
         ids = [self.device.index] if cuda and self.device is not None else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids, static_graph=True)
+        syncing = {"find_unused_parameters": True} if chunked else {"static_graph": True}
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, **syncing)
 
     def shard(self, batches: Iterable[list[int]]) -> Iterable[list[int]]:
         """This rank's contiguous slice of every global batch of row indices."""

@@ -55,10 +55,12 @@ def forward_backward(
 
     ``net`` runs the forward (``model`` in DDP); ``gather`` scores against every rank's rows.
     With ``grad_cache_chunk`` smaller than the batch, the towers run that many rows at a time
-    (train/gradcache.py): the same gradients in one chunk's activation memory; one process only
-    (``World.check_config`` refuses it under torchrun), so it needs neither ``net`` nor ``gather``.
+    (train/gradcache.py): the same gradients in one chunk's activation memory. Under DDP it is
+    taken at every step, even in one chunk, since a net wrapped for it (``World.wrap``) expects
+    the logit scale's gradient outside its forward's graph.
     """
-    if grad_cache_chunk is not None and grad_cache_chunk < len(batch):
+    ddp = isinstance(net, nn.parallel.DistributedDataParallel)
+    if grad_cache_chunk is not None and (grad_cache_chunk < len(batch) or ddp):
         from jointspace.train.gradcache import cached_forward_backward  # it builds on this module
 
         return cached_forward_backward(
@@ -69,6 +71,8 @@ def forward_backward(
             pooled=pooled,
             precision=precision,
             scaler=scaler,
+            net=net,
+            gather=gather,
         )
     device = next(model.parameters()).device
     with autocast(device, precision):

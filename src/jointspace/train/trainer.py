@@ -133,7 +133,7 @@ class Trainer:
         result = TrainResult(self.out_dir, total, best=best)
         with self.world.local_main_first():  # the first process fills the feature cache
             dataset, self.pooled = use_cached_features(self.model, dataset, self.feature_cache)
-        self.net = self.world.wrap(self.model)
+        self.net = self.world.wrap(self.model, chunked=cfg.grad_cache_chunk is not None)
         collate = make_collate(
             {
                 m: torch.stack if m in self.pooled else t.collate
