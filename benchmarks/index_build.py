@@ -3,8 +3,9 @@
     python benchmarks/index_build.py --n 1000000 --dim 384 --reps 1 [--save-every 4]
 
 Each side runs in its own subprocess (so /proc/self/io counts only its writes), the sides
-alternating for ``--reps`` rounds. jointspace adds batches of 256 and saves every 4 batches, as
-``jointspace index build`` does; FAISS adds the same batches to an ``IndexFlatIP`` and writes it
+alternating for ``--reps`` rounds. jointspace adds batches of 256 and saves every ~2 s or 64 MB
+of vectors (``index.saving.SaveSchedule``), as ``jointspace index build`` does, or every
+``--save-every`` batches; FAISS adds the same batches to an ``IndexFlatIP`` and writes it
 once. Bytes are what the process passed to write(2) (``wchar``): vectors, SQLite pages and its
 journal. Also the bytes of two builds of n/4 and n (the ratio is ~4 when a save costs what it
 adds, ~16 when each save rewrites the index).
@@ -20,33 +21,39 @@ import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-BATCH, SAVE_EVERY = 256, 4
+BATCH = 256
 
 CHILD = """
 import json, sys, time
 from pathlib import Path
 import numpy as np
 side, n, dim, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
-save_every = int(sys.argv[5])
+save_every = int(sys.argv[5]) or None
 rng = np.random.default_rng(0)
 batches = [rng.standard_normal((min(256, n - s), dim), dtype=np.float32) for s in range(0, n, 256)]
 def wchar():
     text = Path("/proc/self/io").read_text()
     return int(dict(line.split(": ") for line in text.splitlines())["wchar"])
-before, start = wchar(), time.perf_counter()
 if side == "jointspace":
     from jointspace.index import open_index
+    from jointspace.index.saving import SaveSchedule
+else:
+    import faiss
+before, start = wchar(), time.perf_counter()
+if side == "jointspace":
     index = open_index(f"faiss://{folder / 'j'}", dim=dim, mode="w")
-    row = 0
-    for number, x in enumerate(batches, start=1):
+    schedule, row, saves = SaveSchedule(batches=save_every), 0, 0
+    for x in batches:
         ids = [f"item-{i}" for i in range(row, row + len(x))]
         index.add(ids, x, [{"label": str(i % 100), "split": "train"} for i in range(len(x))])
         row += len(x)
-        if number % save_every == 0:
+        if schedule.added(x.nbytes):
             index.save()
+            schedule.saved()
+            saves += 1
     index.close()
 else:
-    import faiss
+    saves = 0
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     row = 0
     for x in batches:
@@ -54,7 +61,8 @@ else:
         row += len(x)
     with open(folder / "f.faiss", "wb") as file:
         faiss.write_index(index, faiss.PyCallbackIOWriter(file.write))
-print(json.dumps({"seconds": time.perf_counter() - start, "bytes": wchar() - before}))
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "bytes": wchar() - before, "saves": saves + 1}))
 """
 
 
@@ -74,7 +82,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--reps", type=int, default=1)
-    parser.add_argument("--save-every", type=int, default=SAVE_EVERY, help="batches per save")
+    parser.add_argument(
+        "--save-every", type=int, default=0, help="batches per save (0: every ~2 s or 64 MB)"
+    )
     args = parser.parse_args()
     rows: dict[str, list[dict]] = {"jointspace": [], "faiss": []}
     for _ in range(args.reps):
@@ -83,7 +93,8 @@ def main() -> None:
     best = {side: min(r["seconds"] for r in runs) for side, runs in rows.items()}
     written = {side: runs[0]["bytes"] for side, runs in rows.items()}
     quarter = run("jointspace", args.n // 4, args.dim, args.save_every)["bytes"]
-    every = f"batches of {BATCH}, a save every {args.save_every}"
+    policy = f"every {args.save_every} batches" if args.save_every else "by time/bytes"
+    every = f"batches of {BATCH}, saves {policy}: {rows['jointspace'][0]['saves']} of them"
     print(f"n={args.n} dim={args.dim} (best of {args.reps}; {every})")
     print(f"{'side':<12}{'seconds':>10}{'GB written':>12}")
     for side in rows:
@@ -104,7 +115,7 @@ def main() -> None:
         "bytes_ratio_n_vs_quarter": bytes_ratio,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.save_every == SAVE_EVERY else f"_save{args.save_every}"
+    suffix = f"_save{args.save_every}" if args.save_every else ""
     (RESULTS / f"index_build{suffix}.json").write_text(json.dumps(result, indent=2))
 
 

@@ -254,3 +254,27 @@ def test_a_full_disk_during_build_keeps_the_previous_index(
     index.close()
     assert build(run, more, uri).exit_code == 0  # space freed: the rerun completes
     assert len(open_index(uri)) == 12
+
+
+def test_an_approximate_index_is_tuned_on_the_paired_modality(run, digits_manifest, tmp_path):
+    manifest = read_manifest(digits_manifest)
+    uri = f"faiss://{tmp_path / 'h'}?kind=hnsw"
+    build_index(
+        load(run), model_fingerprint(run), manifest, "image", uri, batch_size=64, progress=False
+    ).close()
+    captions, _ = distinct_items(manifest, "text")
+    index = open_index(uri)
+    recorded = index.info["tuning_queries"]
+    assert recorded == {
+        "source": "text",
+        "manifest": str(manifest.path),
+        "count": min(200, len(captions)),
+    }
+    assert index.info["recall_queries"] == recorded["count"]
+    index.close()
+    flat = f"faiss://{tmp_path / 'f'}"  # an exact index tunes nothing: no queries embedded
+    build_index(
+        load(run), model_fingerprint(run), manifest, "image", flat, batch_size=64, progress=False
+    ).close()
+    with open_index(flat) as exact:
+        assert "tuning_queries" not in exact.info

@@ -73,6 +73,12 @@ class VectorIndex(ABC):
     def save(self) -> None:
         """Make everything added or deleted so far durable."""
 
+    def tuning_queries(self, queries: np.ndarray, **described: Any) -> None:
+        """Queries like those the index will get (e.g. captions' embeddings for an image index)
+        for a writer's close to tune approximate search on; ``described`` (what they are) is
+        recorded with the tuning. Back-ends that tune nothing ignore them."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Save what a writer changed, then release files, locks and connections."""

@@ -12,10 +12,13 @@ from jointspace.data.manifest import Manifest, ManifestError
 from jointspace.data.source import Item, ItemSource, ManifestSource
 from jointspace.errors import JointspaceError
 from jointspace.index import VectorIndex, open_index
-from jointspace.models.embedding import distinct_items, embed_batch
+from jointspace.index.saving import SaveSchedule
+from jointspace.models.embedding import distinct_items, embed_batch, embed_items
 from jointspace.models.joint import JointModel
 
 METADATA_COLUMNS = ("label", "split")
+APPROXIMATE = ("hnsw", "ivfpq", "auto")  # kinds tuned at close
+TUNING_QUERIES = 200
 
 
 class ModelMismatchError(JointspaceError, ValueError):
@@ -67,7 +70,7 @@ def build_index(
     uri: str,
     *,
     batch_size: int = 256,
-    save_every: int = 4,
+    save_every: int | None = None,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
     force: bool = False,
@@ -75,11 +78,14 @@ def build_index(
     """Add every distinct ``modality`` item of ``data`` (a manifest or a source such as shards)
     not yet in the index, then save.
 
-    Items stream in batches, so memory does not grow with the data. Saves every ``save_every``
-    batches, so a killed build loses at most those batches and a rerun adds only what is
-    missing: no duplicate and no gap. ``force`` first discards what the index held (a damaged
-    index, another model's, or a folder of other files). ``fingerprint`` (``Run.fingerprint``)
-    names the model: the index refuses to mix in another model's vectors.
+    Items stream in batches, so memory does not grow with the data. Saves every ~2 s or 64 MB
+    of vectors, whichever first (every ``save_every`` batches when given), so a killed build
+    loses at most that much and a rerun adds only what is missing: no duplicate and no gap.
+    ``force`` first discards what the index held (a damaged index, another model's, or a folder
+    of other files). An approximate index is tuned at close on ~200 embeddings of the
+    manifest's paired modality (e.g. captions for images) when it has one: the queries it gets.
+    ``fingerprint`` (``Run.fingerprint``) names the model: the index refuses to mix in another
+    model's vectors.
     """
     source = data if isinstance(data, ItemSource) else ManifestSource(data)
     if source.manifest is not None:
@@ -102,6 +108,8 @@ def build_index(
         )
     try:
         _add_missing(index, model, source, modality, batch_size, save_every, progress, on_batch)
+        if source.manifest is not None:
+            _pass_tuning_queries(index, model, source.manifest, modality, batch_size)
     except BaseException:
         index.discard()  # what was saved stays; the lock is released for a rerun
         raise
@@ -121,7 +129,7 @@ def _add_missing(
 
 def _add_batches(index, model, source, modality, batch_size, save_every, bar, on_batch) -> None:
     items = iter(source.items(modality))
-    number = 0
+    number, schedule = 0, SaveSchedule(batches=save_every)
     while batch := list(itertools.islice(items, batch_size)):
         done = index.present([item.id for item in batch])
         bar.update(len(done))
@@ -131,11 +139,26 @@ def _add_batches(index, model, source, modality, batch_size, save_every, bar, on
         vectors = embed_batch(model, source, modality, chunk, batch_size=batch_size)
         metadata = [{modality: item.value, **_metadata(item)} for item in chunk]
         index.add([item.id for item in chunk], vectors, metadata)
-        if number % save_every == 0:
+        if schedule.added(vectors.nbytes):
             index.save()
+            schedule.saved()
         if on_batch is not None:
             on_batch(number)
         bar.update(len(chunk))
+
+
+def _pass_tuning_queries(index, model, manifest: Manifest, modality: str, batch_size) -> None:
+    """Hand an approximate index ~TUNING_QUERIES embeddings of the paired modality."""
+    if index.info.get("kind") not in APPROXIMATE:
+        return
+    paired = [m for m in manifest.modalities if m != modality and m in model.modalities]
+    if not paired:
+        return
+    other = "text" if "text" in paired else paired[0]
+    values, _ = distinct_items(manifest, other)
+    chosen = values[:: max(1, len(values) // TUNING_QUERIES)][:TUNING_QUERIES]  # spread out
+    _, queries = embed_items(model, manifest, other, chosen, batch_size=batch_size)
+    index.tuning_queries(queries, source=other, manifest=str(manifest.path))
 
 
 def _check_ids(manifest: Manifest, modality: str, values: list[str], rows: list[dict]) -> None:

@@ -19,6 +19,7 @@ from jointspace.index.faiss_files import CACHES
 
 TRAIN_MIN = 2048  # ivfpq stays exact below this many rows
 TUNED = ("ef_search", "nprobe", "shortlist", "reached", "target", "recall_queries")
+TUNING_QUERIES = "tuning_queries"  # index.json: what the recorded recall was measured on
 BLOCK = 65536
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,17 @@ class Ann:
             faiss.write_index(self.structure, faiss.PyCallbackIOWriter(file.write))  # type: ignore[attr-defined]
         self.saved = self.covers
 
-    def finish(self, vectors: np.ndarray, info: dict) -> None:
-        """At a writer's close: train IVF-PQ on the whole corpus when due, tune, save."""
+    def finish(
+        self,
+        vectors: np.ndarray,
+        info: dict,
+        queries: np.ndarray | None = None,
+        described: dict | None = None,
+    ) -> None:
+        """At a writer's close: train IVF-PQ on the whole corpus when due, tune, save.
+
+        ``queries``: tune on these (another modality's embeddings) rather than the corpus's own
+        rows; ``described`` says what they are, recorded as ``tuning_queries``."""
         if info["kind"] == "auto":
             kind, reason = tuning.choose_kind(len(vectors), self.dim, info.get("memory"))
             if kind != self.kind:
@@ -93,11 +103,17 @@ class Ann:
             self._train_when_due(vectors, info)
         if self.structure is None:
             return
-        if self.changed and self.covers >= 2:  # tuning needs a query and something to find
-            result = tuning.tune(self.structure, vectors)
+        described = described or {"source": "corpus"}
+        recorded = {k: v for k, v in info.get(TUNING_QUERIES, {}).items() if k != "count"}
+        # Tuned again when rows were added or other queries are given; it needs a query and
+        # something to find.
+        retune = self.changed or (queries is not None and recorded != described)
+        if retune and self.covers >= 2:
+            result = tuning.tune(self.structure, vectors, queries=queries)
             for name in [*TUNED, *(key for key in info if key.startswith("recall_at_"))]:
                 info.pop(name, None)
             info.update(result)
+            info[TUNING_QUERIES] = {**described, "count": result["recall_queries"]}
             self.changed = False
         self.save(final=True)  # also a cache that was missing and rebuilt on open
 

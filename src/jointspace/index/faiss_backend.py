@@ -64,13 +64,12 @@ class FaissIndex(FaissFolder, VectorIndex):
             raise IndexUriError(f"faiss index kind must be one of {KINDS}, got {kind!r}")
         self.writable, self.dirty, self.closed = mode == "w", False, False
         self.settings = {k: info.pop(k) for k in SEARCH_OPTIONS if k in info}
-        if info.get("storage", "fp32") != "fp32":
-            raise IndexUriError(f"index {self.uri}: storage={info['storage']} is not available yet")
-        info.pop("storage", None)
+        self.asked_storage: str | None = info.pop("storage", None)
         # Web servers call from a thread pool: one connection, serialised by a lock.
         self.lock = threading.RLock()
         self.writer: WriterLock | None = None
         self._filters: dict[str | None, tuple] = {}
+        self._tuning: tuple[np.ndarray | None, dict[str, Any]] = (None, {"source": "corpus"})
         try:
             self._start(dim, kind, force, info)
         except BaseException as err:
@@ -109,11 +108,18 @@ class FaissIndex(FaissFolder, VectorIndex):
         vectors = self._check_add(ids, vectors, metadata)
         metadata = metadata or [{} for _ in ids]
         start = self.log.rows  # keys are rows of the log: assigned here, never looked up
-        with self.catalog.full(), self.catalog.adding():
+        with self.catalog.full(), self.catalog.adding(start):
             self.catalog.insert(start, ids, metadata)  # refuses duplicates, inserting none
-            self.log.append(vectors)  # a full disk: the rows above are rolled back too
+            if self.copy is not None:
+                self.copy.append(vectors)
+            try:
+                self.log.append(vectors)  # a full disk: the rows above are rolled back too
+            except BaseException:
+                if self.copy is not None:
+                    self.copy.codes.cut(start)
+                raise
         self.dirty = True
-        self.fields |= {key for m in metadata for key in m}
+        self.fields.update(*metadata)
         self._filters.clear()
         if self.ann.structure is not None:  # flat and untrained IVF-PQ need no new mapping
             self.ann.catch_up(self.log.view())
@@ -129,7 +135,7 @@ class FaissIndex(FaissFolder, VectorIndex):
             return [[] for _ in queries]
         fetch = min(k, available)
         if self.ann.structure is None or (rows is not None and len(rows) <= EXACT_SUBSET):
-            scores, keys = scan.top_k(self.log.view(), queries, fetch, rows=rows)
+            scores, keys = self._exact(queries, fetch, rows)
         else:
             chosen = {"ef_search": ef_search, "nprobe": nprobe}
             settings = {
@@ -152,6 +158,12 @@ class FaissIndex(FaissFolder, VectorIndex):
             ]
             for row_scores, row_keys in zip(scores.tolist(), keys.tolist(), strict=True)
         ]
+
+    def _exact(self, queries: np.ndarray, k: int, rows: np.ndarray | None):
+        """Exact top-k: over the scan copy re-scored with fp32 rows, or the fp32 log itself."""
+        if self.copy is None:
+            return scan.top_k(self.log.view(), queries, k, rows=rows)
+        return self.copy.search(self.log.view(), queries, k, rows)
 
     def _subset(self, filter: str | None) -> tuple[np.ndarray | None, Any]:
         """Sorted allowed rows (None: every row) and a FAISS selector for them, cached."""
@@ -203,16 +215,23 @@ class FaissIndex(FaissFolder, VectorIndex):
 
     @_locked
     def save(self) -> None:
-        """Append the new rows (fsync), then one SQLite commit: rows, chunk checksum, state."""
+        """Make the new rows durable (one fsync of the log, and of a scan copy), then one SQLite
+        commit: rows, chunk checksum, state. ``index.json`` first when it changed."""
         self._check_writable()
         if not self.dirty:
             return
+        if self.copy is not None:  # int8's ranges, fitted on the first rows: before its codes
+            self.info["storage"] = self.copy.spec
         if self.info != self.saved_info:
             write_info(self.path, self.info)
             self.saved_info = dict(self.info)
+        if self.copy is not None:
+            self.copy.codes.pending()
         with self.catalog.full():
             self._commit(self.log.pending())
         self.log.mark_committed()
+        if self.copy is not None:
+            self.copy.codes.mark_committed()
         self.dirty = False
         self._after_commit()
 
@@ -224,13 +243,19 @@ class FaissIndex(FaissFolder, VectorIndex):
         self.ann.save()  # only once it covers twice the rows of the saved cache
 
     @_locked
+    def tuning_queries(self, queries: np.ndarray, **described: Any) -> None:
+        self._check_writable()
+        queries = self._check_search(queries, 1)
+        self._tuning = (queries, {"source": "given", **described})
+
+    @_locked
     def close(self) -> None:
         if self.closed:
             return
         try:
             if self.writable:
                 self.save()
-                self.ann.finish(self.log.view(), self.info)
+                self.ann.finish(self.log.view(), self.info, *self._tuning)
                 if self.info != self.saved_info:  # the recorded tuning, or auto's choice
                     write_info(self.path, self.info)
         finally:
@@ -243,8 +268,12 @@ class FaissIndex(FaissFolder, VectorIndex):
     def _release(self) -> None:
         if (catalog := getattr(self, "catalog", None)) is not None:
             catalog.close()  # a writer's uncommitted rows roll back
-        if (log := getattr(self, "log", None)) is not None:
-            log.close()
+        for rows in (
+            getattr(self, "log", None),
+            getattr(getattr(self, "copy", None), "codes", None),
+        ):
+            if rows is not None:
+                rows.close()
         if self.writer is not None:
             self.writer.release()
         self.closed = True

@@ -2,7 +2,8 @@
 
 ``vectors.f32`` (append-only rows, the truth) and ``meta.sqlite`` (items, tombstones, the
 committed row count and chunk checksums) hold the index; ``hnsw.faiss`` / ``ivfpq.faiss`` are
-derived caches rebuilt from the log when missing.
+derived caches rebuilt from the log when missing; ``vectors.f16`` / ``codes.i8`` the scan copy of
+``storage=fp16|int8`` (same rows as the log, committed with it).
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from jointspace.index.errors import DamagedIndexError, IndexLockedError, OldForm
 FORMAT = 2
 INFO, VECTORS, META, LOCK = "index.json", "vectors.f32", "meta.sqlite", "index.lock"
 CACHES = {"hnsw": "hnsw.faiss", "ivfpq": "ivfpq.faiss"}
+COPIES = {"fp16": "vectors.f16", "int8": "codes.i8"}  # storage=: the exact scan's copy
 OLD_FILES = ("index.faiss", "index.faiss.next")  # format 1: removed by a forced rebuild
-DATA_FILES = (INFO, VECTORS, META, META + "-journal", *CACHES.values(), *OLD_FILES)
+DATA_FILES = (
+    *(INFO, VECTORS, META, META + "-journal"),
+    *(*CACHES.values(), *COPIES.values(), *OLD_FILES),
+)
 KINDS = ("flat", "hnsw", "ivfpq", "auto")
 
 

@@ -38,6 +38,7 @@ from jointspace.index.faiss_files import (
     read_info,
     write_info,
 )
+from jointspace.index.scan_copy import ScanCopy, check_storage, open_copy
 from jointspace.index.vector_log import VectorLog
 
 
@@ -56,6 +57,9 @@ class FaissFolder:
     catalog: Catalog
     log: VectorLog
     ann: Ann
+    copy: ScanCopy | None  # storage=fp16|int8: the exact scan's copy of the log
+    asked_storage: str | None
+    dirty: bool
     dead: np.ndarray  # tombstoned rows, sorted
 
     def _missing(self) -> None:
@@ -104,12 +108,15 @@ class FaissFolder:
 
     def _create(self, dim: int, kind: str, info: dict) -> None:
         self.info = {"dim": dim, "kind": kind, "backend": "faiss", "format": FORMAT, **info}
+        if self.asked_storage not in (None, "fp32"):
+            self.info["storage"] = {"name": self.asked_storage}
         self.dim, self.kind, self.fields = dim, kind, set()
         self.dead = np.empty(0, dtype=np.int64)
         self.catalog = Catalog(self.path / META, writable=True)
         with disk_full_translated(self.path / META):
             self.catalog.create()
         self.log = VectorLog(self.path / VECTORS, dim, 0, writable=True)
+        self.copy = open_copy(self.path, self.info, self.log, writable=True)
         self.ann = Ann(self.path, _structure_kind(self.info), dim)
         self.ann.load(self.log.view())
         write_info(self.path, self.info)  # last: index.json marks a complete index
@@ -119,6 +126,7 @@ class FaissFolder:
         self.info = read_info(self.path, self.uri)
         if dim is not None and dim != self.info["dim"]:
             raise IndexMismatchError(f"{self.uri} holds {self.info['dim']}-d vectors, not {dim}-d")
+        check_storage(self.info, self.asked_storage, self.uri)
         self.saved_info = dict(self.info)
         self.dim, self.kind = self.info["dim"], self.info["kind"]
         if not (self.path / META).is_file():
@@ -163,6 +171,10 @@ class FaissFolder:
         if self.writable:  # checked first: a refused writer changes nothing
             log = VectorLog(self.path / VECTORS, self.dim, rows, writable=True)
         self.log, self.dead = log, dead
+        self.copy = open_copy(self.path, self.info, log, self.writable)
+        if self.copy is not None and self.copy.spec != self.info.get("storage"):
+            self.info["storage"] = self.copy.spec  # int8 fitted while repairing its codes
+            self.dirty = True  # so a close saves the ranges those codes need
         self.ann = Ann(self.path, _structure_kind(self.info), self.dim)
         self.ann.load(self.log.view())
         self.ann.changed = False  # catching up from the log is no change worth tuning for

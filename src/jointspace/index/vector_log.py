@@ -27,10 +27,23 @@ def _write(file, data: memoryview) -> None:
 
 
 class VectorLog:
-    """The rows of ``path``: ``rows`` written (a writer's unsaved ones too), ``committed`` saved."""
+    """The rows of ``path``: ``rows`` written (a writer's unsaved ones too), ``committed`` saved.
 
-    def __init__(self, path: Path, dim: int, committed: int, writable: bool):
-        self.path, self.dim, self.row_bytes = path, dim, dim * 4
+    ``dtype``: float32 for the log itself; float16 / int8 for a scan copy (``vectors.f16``,
+    ``codes.i8``), which is derived from the log and so keeps no checksum (``hashed=False``).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        dim: int,
+        committed: int,
+        writable: bool,
+        dtype: np.dtype | type = np.float32,
+        hashed: bool = True,
+    ):
+        self.dtype, self.hashed = np.dtype(dtype), hashed
+        self.path, self.dim, self.row_bytes = path, dim, dim * self.dtype.itemsize
         self.rows = self.committed = committed
         self.file = None
         self._view: np.ndarray | None = None
@@ -73,20 +86,29 @@ class VectorLog:
         assert self.file is not None, "only a writer appends"
         if not len(vectors):
             return
-        data = memoryview(np.ascontiguousarray(vectors, dtype=np.float32).data).cast("B")
+        data = memoryview(np.ascontiguousarray(vectors, dtype=self.dtype).data).cast("B")
         before = self._digest.copy()
         try:
             with disk_full_translated(self.path):
                 _write(self.file, data)
         except BaseException:
-            self._view = None  # drop the mapping before cutting the file under it
-            self.file.truncate(self.rows * self.row_bytes)
-            self.file.seek(self.rows * self.row_bytes)
+            self.cut(self.rows)
             self._digest = before
             raise
-        self._digest.update(data)
+        if self.hashed:
+            self._digest.update(data)
         self.rows += len(vectors)
         self._view = None
+
+    def cut(self, rows: int) -> None:
+        """Drop the unsaved rows from ``rows`` on: undoes a scan copy's append when the log's
+        failed (a hashed log is only cut by its own failed append, before its digest changes)."""
+        assert self.file is not None and self.committed <= rows <= self.rows
+        assert rows == self.rows or not self.hashed, "the digest would cover dropped rows"
+        self._view = None  # drop the mapping before cutting the file under it
+        self.file.truncate(rows * self.row_bytes)
+        self.file.seek(rows * self.row_bytes)
+        self.rows = rows
 
     def pending(self) -> tuple[int, int, str] | None:
         """Make unsaved rows durable; the chunk (start, rows, sha256) to commit, or None."""
@@ -104,12 +126,19 @@ class VectorLog:
         """The rows as a read-only ``[rows, dim]`` memory map (never loaded whole)."""
         if self._view is None or len(self._view) != self.rows:
             if self.rows == 0:
-                self._view = np.empty((0, self.dim), dtype=np.float32)
+                self._view = np.empty((0, self.dim), dtype=self.dtype)
             else:
                 self._view = np.memmap(
-                    self.path, dtype=np.float32, mode="r", shape=(self.rows, self.dim)
+                    self.path, dtype=self.dtype, mode="r", shape=(self.rows, self.dim)
                 )
         return self._view
+
+    def size_rows(self) -> int:
+        """Whole rows the file holds (committed or not); 0 when it is missing."""
+        try:
+            return self.path.stat().st_size // self.row_bytes
+        except FileNotFoundError:
+            return 0
 
     def close(self) -> None:
         self._view = None
