@@ -178,9 +178,15 @@ def test_filter_fields_are_typed_indexed_columns(tmp_path):
     meta = [{"label": 1, "split": "a", "meta_size": 2.5, "other": "x"}, {"label": "1"}]
     index.add(["n", "s"], unit(2, 4, 0), meta)
     assert index.catalog.columns == {"label", "split", "meta_size"}  # "other": json_extract
-    plan = index.catalog.db.execute('EXPLAIN QUERY PLAN SELECT key FROM items WHERE "f_label" = 1')
-    assert "INDEX items_f_label" in str(plan.fetchall()).replace('"', "")
+    plan = 'EXPLAIN QUERY PLAN SELECT key FROM items WHERE "f_label" = 1'
+
+    def uses_index(db):
+        return "INDEX items_f_label" in str(db.execute(plan).fetchall()).replace('"', "")
+
+    assert not uses_index(index.catalog.db)  # deferred: built at the first filter or at close
     query = unit(1, 4, 1)
+    assert [h.id for h in index.search(query, filter="label == 1")[0]] == ["n"]
+    assert uses_index(index.catalog.db) and index.catalog.indexed
     assert [h.id for h in index.search(query, filter="label == 1")[0]] == ["n"]  # 1 is not "1"
     assert [h.id for h in index.search(query, filter='label == "1"')[0]] == ["s"]
     assert [h.id for h in index.search(query, filter="meta_size == 2.5")[0]] == ["n"]
@@ -191,6 +197,26 @@ def test_filter_fields_are_typed_indexed_columns(tmp_path):
     index.delete(["n"])
     assert [h.id for h in index.search(query, filter="label == 1")[0]] == ["t"]
     index.close()
+
+
+def test_filter_indexes_are_built_once_by_a_writer_and_readers_scan_without_them(tmp_path):
+    uri, query = f"faiss://{tmp_path / 'i'}", unit(1, 4, 0)
+    index = open_index(uri, dim=4, mode="w")
+    index.add(["a", "b", "c"], unit(3, 4, 1), [{"label": 1}, {"label": 2}, {"label": 1}])
+    index.save()  # committed without the SQL indexes (as a killed writer leaves them)
+    reader = open_index(uri, mode="r")
+    assert {h.id for h in reader.search(query, filter="label == 1")[0]} == {"a", "c"}
+    assert not reader.catalog.indexed
+    reader.close()
+    index.close()  # the writer builds them as it closes
+    writer = open_index(uri, mode="w")
+    assert writer.catalog.indexed  # so a later writer keeps new columns indexed as it adds
+    writer.add(["d"], unit(1, 4, 2), [{"split": "x"}])
+    sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'items_f_%'"
+    names = {r[0] for r in writer.catalog.db.execute(sql)}
+    assert names == {"items_f_label", "items_f_split"}
+    assert [h.id for h in writer.search(query, filter='split == "x"')[0]] == ["d"]
+    writer.close()
 
 
 def test_hnsw_records_its_tuning_and_takes_overrides(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """``meta.sqlite``: items (key = row of the vector log), tombstones, and the committed state.
 
-Fields users filter on (``split``, ``label``, ``meta_*``) get their own indexed column, made the
-first time one is seen, so a filter is an index lookup rather than a JSON scan of every row.
+Fields users filter on (``split``, ``label``, ``meta_*``) get their own typed column, made the
+first time one is seen. Their SQL indexes are deferred: a writer builds them all at once (far
+cheaper than per insert) when it closes or first filters, and keeps them up after that.
 Changes stay in one open transaction (kept in memory) until ``commit``: the commit point.
 """
 
@@ -84,6 +85,7 @@ class Catalog:
             uri = f"file:{quote(str(path.resolve()))}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self.columns: set[str] = set()
+        self.indexed = False  # the typed columns' SQL indexes exist (and are kept up)
 
     def create(self) -> None:
         with self.full():
@@ -105,9 +107,12 @@ class Catalog:
             chunks = self.db.execute(sql).fetchall()
             dead = self.keys("SELECT key FROM tombstones ORDER BY key")
             info = self.db.execute("PRAGMA table_info(items)").fetchall()
+            sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'"
+            indexes = {r[0] for r in self.db.execute(sql)}
         finally:
             self.db.execute("COMMIT")
         self.columns = {r[1][2:] for r in info if r[1].startswith("f_")}
+        self.indexed = bool(self.columns) and {f"items_f_{c}" for c in self.columns} <= indexes
         return state, count, chunks, dead
 
     def begin(self) -> None:
@@ -119,7 +124,8 @@ class Catalog:
         names = set().union(*metadata)
         for name in sorted({k for k in names if typed_field(k)} - self.columns):
             self.db.execute(f"ALTER TABLE items ADD COLUMN {column_of(name)}")
-            self.db.execute(f'CREATE INDEX "items_f_{name}" ON items ({column_of(name)})')
+            if self.indexed:
+                self._index(name)
             self.columns.add(name)
         typed = sorted(self.columns)
         columns = ", ".join(["key", "id", "meta", *map(column_of, typed)])
@@ -134,6 +140,24 @@ class Catalog:
             self.db.execute("DELETE FROM items WHERE key >= ?", (start,))
             present = sorted(self.present(ids))
             raise InputError(f"ids already in the index: {present[:5]}") from None
+
+    def index_filters(self) -> None:
+        """A writer's typed columns get their SQL indexes (once; kept up by later inserts).
+
+        Inside the open transaction when there is one (committed with the next save), else
+        committed here. Readers never call it: without the indexes, a filter scans the column."""
+        if self.indexed:
+            return
+        pending = self.db.in_transaction
+        self.begin()
+        for name in sorted(self.columns):
+            self._index(name)
+        if not pending:
+            self.db.execute("COMMIT")
+        self.indexed = True
+
+    def _index(self, name: str) -> None:
+        self.db.execute(f'CREATE INDEX IF NOT EXISTS "items_f_{name}" ON items ({column_of(name)})')
 
     @contextlib.contextmanager
     def adding(self, start: int) -> Iterator[None]:

@@ -172,6 +172,9 @@ class FaissIndex(FaissFolder, VectorIndex):
         if filter:
             expr = parse_filter(filter)
             check_fields(expr, self.fields, filter)
+            if self.writable:
+                with self.catalog.full():
+                    self.catalog.index_filters()
             rows = self.catalog.allowed(expr)
             rows = rows[: np.searchsorted(rows, self.log.rows)]  # a reader sees its snapshot
         elif len(self.dead):
@@ -255,6 +258,8 @@ class FaissIndex(FaissFolder, VectorIndex):
         try:
             if self.writable:
                 self.save()
+                with self.catalog.full():
+                    self.catalog.index_filters()
                 self.ann.finish(self.log.view(), self.info, *self._tuning)
                 if self.info != self.saved_info:  # the recorded tuning, or auto's choice
                     write_info(self.path, self.info)
