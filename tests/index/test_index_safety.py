@@ -1,6 +1,7 @@
 """Readers never write, writers lock, and damaged or mismatched files are refused on open."""
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -332,3 +334,18 @@ def test_a_writer_removes_the_temp_files_a_killed_writer_left(tmp_path):
     assert all(path.exists() for path in left)  # a reader touches nothing
     open_index(uri, mode="w").close()
     assert not any(path.exists() for path in left) and len(open_index(uri)) == 10
+
+
+def test_chunks_recorded_with_sha256_by_older_writers_are_still_checked(tmp_path):
+    uri, folder = make(tmp_path / "i"), tmp_path / "i"
+    data = (folder / "vectors.f32").read_bytes()
+    with sqlite3.connect(folder / "meta.sqlite") as db:
+        assert db.execute("SELECT sha256 FROM chunks").fetchall() == [
+            (f"crc32:{zlib.crc32(data):08x}",)
+        ]
+        db.execute("UPDATE chunks SET sha256 = ?", (hashlib.sha256(data).hexdigest(),))
+    assert len(open_index(uri)) == 10  # an old folder's SHA-256 matches: it opens
+    with sqlite3.connect(folder / "meta.sqlite") as db:
+        db.execute("UPDATE chunks SET sha256 = ?", (hashlib.sha256(data[:-1]).hexdigest(),))
+    with pytest.raises(DamagedIndexError, match=r"checksum of rows 0-9 differs"):
+        open_index(uri)
