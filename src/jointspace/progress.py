@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -96,3 +96,30 @@ class Progress:
         """A milestone line (epoch end, evaluation): shown in both modes unless disabled."""
         if self.enabled:
             self.log.info(message, *args)
+
+
+@contextlib.contextmanager
+def item_progress(
+    total: int | None, desc: str, *, unit: str = "item", enabled: bool = True
+) -> Iterator[Callable[[int], None]]:
+    """An ``advance(count)`` for a job over items: a bar on a terminal; otherwise an INFO line at
+    every tenth of ``total`` (every 10,000 items when the total is unknown)."""
+    if not enabled:
+        yield lambda count: None
+        return
+    if is_terminal():
+        with tqdm(total=total, desc=desc, unit=unit) as bar:
+            yield bar.update
+        return
+    log = logger()  # the library's stderr handler, unless the application configured logging
+    state = {"done": 0, "next": 0}
+    every = max(1, total // 10) if total is not None else 10_000
+    shown = "?" if total is None else str(total)
+
+    def advance(count: int) -> None:
+        state["done"] += count
+        if state["done"] >= state["next"] or state["done"] == total:
+            log.info("%s: %d/%s", desc, state["done"], shown)
+            state["next"] = state["done"] + every
+
+    yield advance

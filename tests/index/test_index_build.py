@@ -278,3 +278,15 @@ def test_an_approximate_index_is_tuned_on_the_paired_modality(run, digits_manife
     ).close()
     with open_index(flat) as exact:
         assert "tuning_queries" not in exact.info
+
+
+def test_a_build_logged_to_a_file_shows_progress_lines(run, digits_manifest, tmp_path, caplog):
+    """Not a terminal (a log file, CI): plain progress lines instead of a bar."""
+    manifest = read_manifest(digits_manifest)
+    total = len(distinct_items(manifest, "image")[0])
+    with caplog.at_level("INFO", logger="jointspace"):
+        build_index(
+            load(run), model_fingerprint(run), manifest, "image", f"faiss://{tmp_path / 'i'}"
+        )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("index: ")]
+    assert len(lines) >= 2 and lines[-1] == f"index: {total}/{total}"

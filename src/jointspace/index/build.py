@@ -6,8 +6,6 @@ import itertools
 from collections.abc import Callable
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from jointspace.data.manifest import Manifest, ManifestError
 from jointspace.data.source import Item, ItemSource, ManifestSource
 from jointspace.errors import JointspaceError
@@ -15,6 +13,7 @@ from jointspace.index import VectorIndex, open_index
 from jointspace.index.saving import SaveSchedule
 from jointspace.models.embedding import distinct_items, embed_batch, embed_items
 from jointspace.models.joint import JointModel
+from jointspace.progress import item_progress
 
 METADATA_COLUMNS = ("label", "split")
 APPROXIMATE = ("hnsw", "ivfpq", "auto")  # kinds tuned at close
@@ -121,18 +120,18 @@ def _add_missing(
 ) -> None:
     # Which items are indexed is asked per batch: memory stays flat however large the index.
     total = source.count(modality)
-    bar = tqdm(total=total, desc="index", unit=modality, disable=not progress)
-    with bar:  # closed (its line ended) before an error is printed under it
-        _add_batches(index, model, source, modality, batch_size, save_every, bar, on_batch)
+    # A bar on a terminal, lines in a log; the bar is closed before an error is printed under it.
+    with item_progress(total, "index", unit=modality, enabled=progress) as advance:
+        _add_batches(index, model, source, modality, batch_size, save_every, advance, on_batch)
     index.save()
 
 
-def _add_batches(index, model, source, modality, batch_size, save_every, bar, on_batch) -> None:
+def _add_batches(index, model, source, modality, batch_size, save_every, advance, on_batch) -> None:
     items = iter(source.items(modality))
     number, schedule = 0, SaveSchedule(batches=save_every)
     while batch := list(itertools.islice(items, batch_size)):
         done = index.present([item.id for item in batch])
-        bar.update(len(done))
+        advance(len(done))
         if not (chunk := [item for item in batch if item.id not in done]):
             continue
         number += 1
@@ -144,7 +143,7 @@ def _add_batches(index, model, source, modality, batch_size, save_every, bar, on
             schedule.saved()
         if on_batch is not None:
             on_batch(number)
-        bar.update(len(chunk))
+        advance(len(chunk))
 
 
 def _pass_tuning_queries(index, model, manifest: Manifest, modality: str, batch_size) -> None:

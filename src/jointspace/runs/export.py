@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from jointspace.atomic import atomic_path, write_text_atomic
 from jointspace.data import Manifest
 from jointspace.data.source import Item, ItemSource, ManifestSource
 from jointspace.models.embedding import embed_batch
 from jointspace.models.joint import JointModel
-from jointspace.progress import is_terminal, logger
+from jointspace.progress import item_progress, logger
 from jointspace.runs.run import Run
 
 
@@ -66,7 +65,7 @@ def embedded_batches(
     if reused:
         of = f" of {batches}" if batches is not None else ""
         logger().info("resuming: %d%s batches already embedded in %s", reused, of, parts)
-    with _progress(total, f"embed {modality}") as advance:
+    with item_progress(total, f"embed {modality}") as advance:
         for number, chunk in enumerate(_chunks(source.items(modality), batch_size)):
             table = store.load(number) if store else None
             if table is None:
@@ -150,28 +149,6 @@ class _PartStore:
     def save(self, number: int, table: pa.Table) -> None:
         with atomic_path(self._path(number)) as tmp:
             pq.write_table(table, tmp)
-
-
-@contextlib.contextmanager
-def _progress(total: int | None, desc: str):
-    """A tqdm bar on a terminal; otherwise an INFO line at every tenth of ``total`` (every
-    10,000 items when the total is unknown)."""
-    if is_terminal():
-        with tqdm(total=total, desc=desc, unit="item") as bar:
-            yield bar.update
-        return
-    log = logger()  # the library's stderr handler, unless the application configured logging
-    state = {"done": 0, "next": 0}
-    every = max(1, total // 10) if total is not None else 10_000
-    shown = "?" if total is None else str(total)
-
-    def advance(count: int) -> None:
-        state["done"] += count
-        if state["done"] >= state["next"] or state["done"] == total:
-            log.info("%s: %d/%s", desc, state["done"], shown)
-            state["next"] = state["done"] + every
-
-    yield advance
 
 
 def discard_parts(out_path: Path) -> None:
