@@ -1,7 +1,9 @@
 """Format 2: the append-only log scales (bytes written linear in N), resumes after a kill, and
 filters are typed columns whose results equal brute force over the filtered rows."""
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -197,6 +199,32 @@ def test_filter_fields_are_typed_indexed_columns(tmp_path):
     index.delete(["n"])
     assert [h.id for h in index.search(query, filter="label == 1")[0]] == ["t"]
     index.close()
+
+
+def test_metadata_round_trips_whether_or_not_its_typed_columns_hold_it(tmp_path):
+    uri = f"faiss://{tmp_path / 'i'}"
+    index = open_index(uri, dim=4, mode="w")
+    batches = [  # typed values a column keeps exactly leave the JSON; the rest stay in it
+        [{"label": "cat", "split": "train"}, {"label": "dog", "split": "test"}],
+        [{"label": 7, "meta_n": 2**70}, {"label": True, "meta_n": None, "x": [1]}],
+        [{"label": "a"}, {"split": "val", "meta_tags": ["p", "q"]}],  # a sparse field
+    ]
+    ids = [f"i{i}" for i in range(6)]
+    for start, meta in zip((0, 2, 4), batches, strict=True):
+        index.add(ids[start : start + 2], unit(2, 4, start), meta)
+    index.close()
+    expected = dict(zip(ids, [m for batch in batches for m in batch], strict=True))
+    stored = dict(
+        sqlite3.connect(tmp_path / "i" / "meta.sqlite").execute("SELECT id, meta FROM items")
+    )
+    assert stored["i0"] == "{}" and json.loads(stored["i3"])["label"] is True
+    reader = open_index(uri)
+    assert reader.get(ids) == expected
+    hits = reader.search(unit(1, 4, 9), k=6)[0]
+    assert {h.id: h.metadata for h in hits} == expected
+    assert [h.id for h in reader.search(unit(1, 4, 9), filter='label == "cat"')[0]] == ["i0"]
+    assert {h.id for h in reader.search(unit(1, 4, 9), filter="label == 7")[0]} == {"i2"}
+    reader.close()
 
 
 def test_filter_indexes_are_built_once_by_a_writer_and_readers_scan_without_them(tmp_path):

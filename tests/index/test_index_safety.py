@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
+import xxhash
 
 from jointspace.errors import ArtifactError, DiskFullError
 from jointspace.index import open_index
@@ -336,16 +337,24 @@ def test_a_writer_removes_the_temp_files_a_killed_writer_left(tmp_path):
     assert not any(path.exists() for path in left) and len(open_index(uri)) == 10
 
 
-def test_chunks_recorded_with_sha256_by_older_writers_are_still_checked(tmp_path):
+@pytest.mark.parametrize("older", ["crc32", "sha256"])
+def test_chunks_recorded_by_older_writers_are_still_checked(tmp_path, older):
     uri, folder = make(tmp_path / "i"), tmp_path / "i"
     data = (folder / "vectors.f32").read_bytes()
     with sqlite3.connect(folder / "meta.sqlite") as db:
         assert db.execute("SELECT sha256 FROM chunks").fetchall() == [
-            (f"crc32:{zlib.crc32(data):08x}",)
+            (f"xxh3:{xxhash.xxh3_64(data).hexdigest()}",)
         ]
-        db.execute("UPDATE chunks SET sha256 = ?", (hashlib.sha256(data).hexdigest(),))
-    assert len(open_index(uri)) == 10  # an old folder's SHA-256 matches: it opens
+
+    def record(payload: bytes) -> str:
+        if older == "crc32":
+            return f"crc32:{zlib.crc32(payload):08x}"
+        return hashlib.sha256(payload).hexdigest()
+
     with sqlite3.connect(folder / "meta.sqlite") as db:
-        db.execute("UPDATE chunks SET sha256 = ?", (hashlib.sha256(data[:-1]).hexdigest(),))
+        db.execute("UPDATE chunks SET sha256 = ?", (record(data),))
+    assert len(open_index(uri)) == 10  # an old folder's checksum matches: it opens
+    with sqlite3.connect(folder / "meta.sqlite") as db:
+        db.execute("UPDATE chunks SET sha256 = ?", (record(data[:-1]),))
     with pytest.raises(DamagedIndexError, match=r"checksum of rows 0-9 differs"):
         open_index(uri)

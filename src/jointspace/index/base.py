@@ -108,9 +108,10 @@ class VectorIndex(ABC):
             raise IndexMismatchError(f"vectors must be [n, {self.dim}], got {vectors.shape}")
         if len(ids) != len(vectors) or (metadata is not None and len(metadata) != len(ids)):
             raise InputError(f"{len(ids)} ids for {len(vectors)} vectors: give one id per vector")
-        if len(set(ids)) != len(ids):
+        unique = set(ids)
+        if len(unique) != len(ids):
             raise InputError("ids must be unique within one add")
-        if not all(isinstance(i, str) and i for i in ids):
+        if "" in unique or not all(issubclass(kind, str) for kind in set(map(type, ids))):
             raise InputError("ids must be non-empty strings")
         return vectors
 

@@ -9,6 +9,7 @@ Changes stay in one open transaction (kept in memory) until ``commit``: the comm
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +53,39 @@ def _cell(value):
     if isinstance(value, str | int | float):
         return value
     return json.dumps(value)
+
+
+def _plain(values: list) -> bool:
+    """Whether a typed column stores every value exactly (str, or int within SQLite's range)."""
+    kinds = set(map(type, values))
+    if not kinds <= {str, int}:
+        return False
+    return int not in kinds or all(-(2**63) <= v < 2**63 for v in values if type(v) is int)
+
+
+def _meta_texts(metadata: Sequence[dict], names: set[str], plain: set[str]) -> Iterator[str]:
+    """Each item's metadata as JSON, less the fields its typed columns hold exactly."""
+    if names <= plain:  # the common case at scale: every field has its column
+        return itertools.repeat("{}", len(metadata))
+    encode = _encoder()
+    if not plain:
+        return map(encode, metadata)
+    return (encode({k: v for k, v in m.items() if k not in plain}) for m in metadata)
+
+
+def _meta_columns(typed: list[str]) -> str:
+    return ", ".join(["meta", *map(column_of, typed)])
+
+
+def _metadata(row: tuple, typed: list[str]) -> dict:
+    """An item's metadata: its JSON plus the typed columns it left out (``_plain`` values).
+
+    Folders written before typed values left the JSON hold them in both: the JSON wins."""
+    meta = json.loads(row[0])
+    for name, value in zip(typed, row[1:], strict=True):
+        if value is not None and name not in meta:
+            meta[name] = value
+    return meta
 
 
 def _unserialisable(value):
@@ -131,9 +165,16 @@ class Catalog:
         columns = ", ".join(["key", "id", "meta", *map(column_of, typed)])
         marks = ", ".join("?" * (3 + len(typed)))
         # Column by column: one pass per field rather than Python work per item and field.
-        cells = [[_cell(m.get(f)) for m in metadata] for f in typed]
-        keys, meta = range(start, start + len(ids)), map(_encoder(), metadata)
-        rows = zip(keys, ids, meta, *cells, strict=True)
+        cells, plain = [], set()
+        for name in typed:
+            values = [m.get(name) for m in metadata]
+            if _plain(values) and name in names:
+                plain.add(name)  # the column alone keeps these values: not repeated in meta
+                cells.append(values)
+            else:
+                cells.append([_cell(v) for v in values])
+        keys = range(start, start + len(ids))
+        rows = zip(keys, ids, _meta_texts(metadata, names, plain), *cells, strict=True)
         try:
             self.db.executemany(f"INSERT INTO items ({columns}) VALUES ({marks})", rows)
         except sqlite3.IntegrityError:  # the rows before the duplicate went in: not ours
@@ -190,22 +231,20 @@ class Catalog:
         return {r[0] for r in self.select("SELECT id FROM items WHERE id IN ({})", ids)}
 
     def get(self, ids: Sequence[str]) -> dict[str, dict]:
-        rows = self.select("SELECT id, meta FROM items WHERE id IN ({})", ids)
-        return {i: json.loads(m) for i, m in rows}
+        typed = sorted(self.columns)
+        sql = f"SELECT id, {_meta_columns(typed)} FROM items WHERE id IN ({{}})"
+        return {row[0]: _metadata(row[1:], typed) for row in self.select(sql, ids)}
 
     def by_key(self, keys: Sequence[int]) -> dict[int, tuple[str, dict]]:
-        rows = self.select("SELECT key, id, meta FROM items WHERE key IN ({})", keys)
-        return {key: (i, json.loads(m)) for key, i, m in rows}
+        typed = sorted(self.columns)
+        sql = f"SELECT key, id, {_meta_columns(typed)} FROM items WHERE key IN ({{}})"
+        return {row[0]: (row[1], _metadata(row[2:], typed)) for row in self.select(sql, keys)}
 
     def ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT id FROM items")}
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-
-    def fields(self) -> set[str]:
-        sql = "SELECT DISTINCT j.key FROM items, json_each(items.meta) AS j"
-        return {r[0] for r in self.db.execute(sql)}
 
     def allowed(self, expr: Condition | Junction) -> np.ndarray:
         """The sorted keys of the items ``expr`` matches."""
