@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from jointspace.errors import ArtifactError, JointspaceError
-from jointspace.index import scan
+from jointspace.index import compaction, scan
 from jointspace.index.base import IndexHit, VectorIndex
 from jointspace.index.errors import IndexUriError, NotAnIndexError
 from jointspace.index.faiss_files import INFO, KINDS, WriterLock, write_info
@@ -153,7 +153,7 @@ class FaissIndex(FaissFolder, VectorIndex):
                 settings["ef_search"] = min(int(ef * widen), MAX_EF)
             view = self.log.view()
             scores, keys = self.ann.search(view, queries, fetch, selector, settings)
-        found = self.catalog.by_key(sorted({int(key) for key in keys.flat if key >= 0}))
+        found = compaction.by_key(self, sorted({int(key) for key in keys.flat if key >= 0}))
         return [
             [
                 IndexHit(found[key][0], score, found[key][1])
@@ -221,6 +221,13 @@ class FaissIndex(FaissFolder, VectorIndex):
         return len(self.dead) + self._deleted_rows
 
     @_locked
+    def compact(self) -> int:
+        """Rewrite the vectors without deleted rows (keys renumbered, one commit); how many
+        rows went. A writer's close does it too once deletes pass a third of the rows."""
+        self._check_writable()
+        return compaction.compact(self)
+
+    @_locked
     def ids(self) -> set[str]:
         return self.catalog.ids()
 
@@ -274,6 +281,8 @@ class FaissIndex(FaissFolder, VectorIndex):
         try:
             if self.writable:
                 self.save()
+                if compaction.due(self.log.rows, self._dead_count()):
+                    compaction.compact(self)
                 with self.catalog.full():
                     self.catalog.index_filters()
                 self.ann.finish(self.log.view(), self.info, *self._tuning)
