@@ -3,7 +3,8 @@
 ``vectors.f32`` (append-only rows, the truth) and ``meta.sqlite`` (items, tombstones, the
 committed row count and chunk checksums) hold the index; ``hnsw.faiss`` / ``ivfpq.faiss`` are
 derived caches rebuilt from the log when missing; ``vectors.f16`` / ``codes.i8`` the scan copy of
-``storage=fp16|int8`` (same rows as the log, committed with it).
+``storage=fp16|int8`` (same rows as the log, committed with it). A compaction writes the next
+generation of the log and its copy (``vectors.g1.f32``, ``codes.g1.i8``, …): SQLite names which.
 """
 
 from __future__ import annotations

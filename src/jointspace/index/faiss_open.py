@@ -144,7 +144,7 @@ class FaissFolder:
                 snapshot = self.catalog.snapshot()
                 try:
                     return self._load(*snapshot)
-                except DamagedIndexError:
+                except (DamagedIndexError, FileNotFoundError):
                     # A compaction committed (and removed the files read) since the snapshot:
                     # read the new generation. Anything else is damage.
                     then = int(snapshot[0].get("generation", 0))
