@@ -144,7 +144,7 @@ def table(results: list[dict]) -> str:
             f"{row['seconds'] * 1e3:.1f}",
             f"{row['ms_per_query']:.2f}",
             f"{row['vs fp32']:.2f}×",
-            f"{row['recall_at_10']:.3f}",
+            f"{row['recall_at_10']:.4f}",
             f"{row['folder_bytes'] / 1e9:.2f}",
         ]
         for row in results
