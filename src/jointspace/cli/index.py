@@ -115,7 +115,7 @@ def compact(
     ],
 ) -> None:
     """Reclaim the space of deleted items (FAISS: rewrite the vectors without them; Milvus
-    compacts on its own). A build's close does it too once deletes pass a third of the rows."""
+    compacts on its own). A writer's close does it too once deletes pass a third of the rows."""
     from jointspace.index import open_index
 
     index = open_index(uri, mode="w")
