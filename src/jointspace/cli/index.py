@@ -105,3 +105,22 @@ def search(
     finally:
         opened.close()
     out.print(hits_table(query, ranked[:k]))
+
+
+@app.command()
+@user_errors
+def compact(
+    uri: Annotated[
+        str, typer.Argument(help="The index, e.g. faiss://runs/idx", show_default=False)
+    ],
+) -> None:
+    """Reclaim the space of deleted items (FAISS: rewrite the vectors without them; Milvus
+    compacts on its own). A writer's close does it too once deletes pass a third of the rows."""
+    from jointspace.index import open_index
+
+    index = open_index(uri, mode="w")
+    try:
+        removed = index.compact()
+        err.print(f"{removed} deleted rows removed from {uri}; it holds {len(index)} items")
+    finally:
+        index.close()

@@ -73,6 +73,12 @@ class VectorIndex(ABC):
     def save(self) -> None:
         """Make everything added or deleted so far durable."""
 
+    def compact(self) -> int:
+        """Reclaim the space of deleted items; returns how many rows went. Back-ends that
+        compact on their own (Milvus merges its segments in the background) do nothing."""
+        self._check_writable()
+        return 0
+
     def tuning_queries(self, queries: np.ndarray, **described: Any) -> None:
         """Queries like those the index will get (e.g. captions' embeddings for an image index)
         for a writer's close to tune approximate search on; ``described`` (what they are) is

@@ -272,6 +272,22 @@ class Catalog:
         self.record_state({"rows": rows, "items": items, "fields": json.dumps(sorted(fields))})
         self.db.execute("COMMIT")
 
+    def generation(self) -> int:
+        """Which generation of the log files the committed state names (0: never compacted)."""
+        found = self.db.execute("SELECT value FROM state WHERE name = 'generation'").fetchone()
+        return int(found[0]) if found else 0
+
+    def renumber(self, live: np.ndarray, generation: int) -> None:
+        """Compaction, up to its commit: item keys ``live`` (sorted) become ``0, 1, …``, the
+        tombstones and chunk records go, and the state names the new ``generation``."""
+        self.begin()
+        # Ascending: key live[i] >= i, and every key below i is already moved: never a clash.
+        moves = ((i, int(key)) for i, key in enumerate(live.tolist()) if key != i)
+        self.db.executemany("UPDATE items SET key = ? WHERE key = ?", moves)
+        self.db.execute("DELETE FROM tombstones")
+        self.db.execute("DELETE FROM chunks")
+        self.record_state({"generation": generation})
+
     def record_state(self, state: dict) -> None:
         self.db.executemany(
             "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from jointspace.errors import ArtifactError, JointspaceError
-from jointspace.index import scan
+from jointspace.index import compaction, scan
 from jointspace.index.base import IndexHit, VectorIndex
 from jointspace.index.errors import IndexUriError, NotAnIndexError
 from jointspace.index.faiss_files import INFO, KINDS, WriterLock, write_info
@@ -69,6 +69,10 @@ class FaissIndex(FaissFolder, VectorIndex):
         self.lock = threading.RLock()
         self.writer: WriterLock | None = None
         self._filters: dict[str | None, tuple] = {}
+        # Keys deleted since the last merge into ``dead``: merged once, when a search needs them
+        # (merging per delete made D one-at-a-time deletes cost O(D²)).
+        self._deleted: list[np.ndarray] = []
+        self._deleted_rows = 0
         self._tuning: tuple[np.ndarray | None, dict[str, Any]] = (None, {"source": "corpus"})
         try:
             self._start(dim, kind, force, info)
@@ -149,7 +153,7 @@ class FaissIndex(FaissFolder, VectorIndex):
                 settings["ef_search"] = min(int(ef * widen), MAX_EF)
             view = self.log.view()
             scores, keys = self.ann.search(view, queries, fetch, selector, settings)
-        found = self.catalog.by_key(sorted({int(key) for key in keys.flat if key >= 0}))
+        found = compaction.by_key(self, sorted({int(key) for key in keys.flat if key >= 0}))
         return [
             [
                 IndexHit(found[key][0], score, found[key][1])
@@ -177,8 +181,8 @@ class FaissIndex(FaissFolder, VectorIndex):
                     self.catalog.index_filters()
             rows = self.catalog.allowed(expr)
             rows = rows[: np.searchsorted(rows, self.log.rows)]  # a reader sees its snapshot
-        elif len(self.dead):
-            rows = np.setdiff1d(np.arange(self.log.rows), self.dead, assume_unique=True)
+        elif len(dead := self._dead()):
+            rows = np.setdiff1d(np.arange(self.log.rows), dead, assume_unique=True)
         else:
             rows = None
         selector = bits = None
@@ -200,9 +204,28 @@ class FaissIndex(FaissFolder, VectorIndex):
             keys = self.catalog.delete(ids)
         if len(keys):
             self.dirty = True
-            self.dead = np.union1d(self.dead, keys)
+            self._deleted.append(keys)
+            self._deleted_rows += len(keys)
             self._filters.clear()
         return len(keys)
+
+    def _dead(self) -> np.ndarray:
+        """The sorted tombstoned rows, with the deletes since the last call merged in (once)."""
+        if self._deleted:
+            self.dead = merge_dead(self.dead, self._deleted)
+            self._deleted, self._deleted_rows = [], 0
+        return self.dead
+
+    def _dead_count(self) -> int:
+        # Deleted keys are distinct and were live: counted without merging.
+        return len(self.dead) + self._deleted_rows
+
+    @_locked
+    def compact(self) -> int:
+        """Rewrite the vectors without deleted rows (keys renumbered, one commit); how many
+        rows went. A writer's close does it too once deletes pass a third of the rows."""
+        self._check_writable()
+        return compaction.compact(self)
 
     @_locked
     def ids(self) -> set[str]:
@@ -239,7 +262,7 @@ class FaissIndex(FaissFolder, VectorIndex):
         self._after_commit()
 
     def _commit(self, chunk: tuple | None) -> None:
-        items = self.log.rows - len(self.dead)
+        items = self.log.rows - self._dead_count()
         self.catalog.commit(chunk, rows=self.log.rows, items=items, fields=self.fields)
 
     def _after_commit(self) -> None:
@@ -258,6 +281,8 @@ class FaissIndex(FaissFolder, VectorIndex):
         try:
             if self.writable:
                 self.save()
+                if compaction.due(self.log.rows, self._dead_count()):
+                    compaction.compact(self)
                 with self.catalog.full():
                     self.catalog.index_filters()
                 self.ann.finish(self.log.view(), self.info, *self._tuning)
@@ -285,4 +310,11 @@ class FaissIndex(FaissFolder, VectorIndex):
 
     @_locked
     def __len__(self) -> int:
-        return self.log.rows - len(self.dead)
+        return self.log.rows - self._dead_count()
+
+
+def merge_dead(dead: np.ndarray, deleted: list[np.ndarray]) -> np.ndarray:
+    """``dead`` (sorted) with the keys of later deletes (each distinct and not yet dead)."""
+    merged = np.concatenate([dead, *deleted])
+    merged.sort(kind="stable")
+    return merged

@@ -3,7 +3,8 @@
 ``vectors.f32`` (append-only rows, the truth) and ``meta.sqlite`` (items, tombstones, the
 committed row count and chunk checksums) hold the index; ``hnsw.faiss`` / ``ivfpq.faiss`` are
 derived caches rebuilt from the log when missing; ``vectors.f16`` / ``codes.i8`` the scan copy of
-``storage=fp16|int8`` (same rows as the log, committed with it).
+``storage=fp16|int8`` (same rows as the log, committed with it). A compaction writes the next
+generation of the log and its copy (``vectors.g1.f32``, ``codes.g1.i8``, …): SQLite names which.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from pathlib import Path
 
 from jointspace.atomic import atomic_path
@@ -26,12 +28,22 @@ DATA_FILES = (
     *(*CACHES.values(), *COPIES.values(), *OLD_FILES),
 )
 KINDS = ("flat", "hnsw", "ivfpq", "auto")
+LOGS = (VECTORS, *COPIES.values())  # the files a compaction rewrites, one set per generation
+GENERATION = re.compile(r"(vectors|codes)\.g([0-9]+)\.(f32|f16|i8)")
+
+
+def generation_file(name: str, generation: int) -> str:
+    """``vectors.f32`` (a log never compacted: generation 0) or ``vectors.g3.f32``."""
+    if not generation:
+        return name
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}.g{generation}.{suffix}"
 
 
 def own_file(name: str) -> bool:
     """Whether a folder entry is one an index writes (so a folder of only these is an index's)."""
     temp = name.endswith(".tmp") and any(name.startswith(f".{t}.") for t in DATA_FILES)
-    return name in DATA_FILES or name == LOCK or temp
+    return name in DATA_FILES or name == LOCK or temp or bool(GENERATION.fullmatch(name))
 
 
 class WriterLock:

@@ -18,6 +18,7 @@ import numpy as np
 
 from jointspace.atomic import disk_full_translated
 from jointspace.errors import ArtifactError
+from jointspace.index import compaction
 from jointspace.index.catalog import Catalog
 from jointspace.index.errors import (
     DamagedIndexError,
@@ -30,10 +31,12 @@ from jointspace.index.faiss_ann import Ann
 from jointspace.index.faiss_files import (
     DATA_FILES,
     FORMAT,
+    GENERATION,
     INFO,
     META,
     OLD_FILES,
     VECTORS,
+    generation_file,
     own_file,
     read_info,
     write_info,
@@ -61,6 +64,7 @@ class FaissFolder:
     asked_storage: str | None
     dirty: bool
     dead: np.ndarray  # tombstoned rows, sorted
+    generation: int  # which log files SQLite names (a compaction writes the next ones)
 
     def _missing(self) -> None:
         if any((self.path / name).exists() for name in (VECTORS, META, *OLD_FILES)):
@@ -100,18 +104,20 @@ class FaissFolder:
             if own_file(name) and name.endswith(".tmp"):
                 (self.path / name).unlink(missing_ok=True)
         if force or not exists:
-            for name in DATA_FILES:
-                (self.path / name).unlink(missing_ok=True)
+            for name in os.listdir(self.path):
+                if name in DATA_FILES or GENERATION.fullmatch(name):
+                    (self.path / name).unlink(missing_ok=True)
             self._create(dim, kind, info)
         else:
             self._open(dim, info)
+            compaction.remove_stale(self.path, self.generation)  # a killed compaction's files
 
     def _create(self, dim: int, kind: str, info: dict) -> None:
         self.info = {"dim": dim, "kind": kind, "backend": "faiss", "format": FORMAT, **info}
         if self.asked_storage not in (None, "fp32"):
             self.info["storage"] = {"name": self.asked_storage}
         self.dim, self.kind, self.fields = dim, kind, set()
-        self.dead = np.empty(0, dtype=np.int64)
+        self.dead, self.generation = np.empty(0, dtype=np.int64), 0
         self.catalog = Catalog(self.path / META, writable=True)
         with disk_full_translated(self.path / META):
             self.catalog.create()
@@ -134,7 +140,16 @@ class FaissFolder:
             raise DamagedIndexError(self.uri, f"{self.path / META} {state}")
         try:
             self.catalog = Catalog(self.path / META, self.writable)
-            snapshot = self.catalog.snapshot()
+            for attempt in range(3):
+                snapshot = self.catalog.snapshot()
+                try:
+                    return self._load(*snapshot)
+                except (DamagedIndexError, FileNotFoundError):
+                    # A compaction committed (and removed the files read) since the snapshot:
+                    # read the new generation. Anything else is damage.
+                    then = int(snapshot[0].get("generation", 0))
+                    if self.writable or attempt == 2 or self.catalog.generation() == then:
+                        raise
         except sqlite3.OperationalError as err:
             if "locked" in str(err):  # a writer's commit took longer than SQLite's 5 s wait
                 raise IndexLockedError(
@@ -149,12 +164,12 @@ class FaissFolder:
         except sqlite3.DatabaseError as err:
             problem = f"{self.path / META} cannot be read ({err})"
             raise DamagedIndexError(self.uri, problem) from None
-        self._load(*snapshot)
 
     def _load(self, state: dict, count: int, chunks: list, dead: np.ndarray) -> None:
         try:
             rows, items = int(state["rows"]), int(state["items"])
             self.fields = set(json.loads(state["fields"]))
+            self.generation = int(state.get("generation", 0))
         except (KeyError, ValueError, TypeError):
             raise DamagedIndexError(self.uri, f"{self.path / META} lacks its state") from None
         if items != count or rows - len(dead) != count:
@@ -166,12 +181,15 @@ class FaissFolder:
             n for _, n, _ in chunks
         ):
             raise DamagedIndexError(self.uri, f"{self.path / META} has gaps in its chunk list")
-        log = VectorLog(self.path / VECTORS, self.dim, rows, writable=False)
+        path = self.path / generation_file(VECTORS, self.generation)
+        log = VectorLog(path, self.dim, rows, writable=False)
         log.check(chunks, self.uri, META)
         if self.writable:  # checked first: a refused writer changes nothing
-            log = VectorLog(self.path / VECTORS, self.dim, rows, writable=True)
+            log = VectorLog(path, self.dim, rows, writable=True)
         self.log, self.dead = log, dead
-        self.copy = open_copy(self.path, self.info, log, self.writable)
+        self.copy = open_copy(self.path, self.info, log, self.writable, self.generation)
+        if self.copy is not None:
+            self.copy.codes.view()  # mapped now: still readable if a compaction removes it
         if self.copy is not None and self.copy.spec != self.info.get("storage"):
             self.info["storage"] = self.copy.spec  # int8 fitted while repairing its codes
             self.dirty = True  # so a close saves the ranges those codes need

@@ -16,7 +16,7 @@ import numpy as np
 
 from jointspace.index import scan
 from jointspace.index.errors import IndexUriError
-from jointspace.index.faiss_files import COPIES
+from jointspace.index.faiss_files import COPIES, generation_file
 from jointspace.index.scan import Storage
 from jointspace.index.vector_log import VectorLog
 
@@ -27,14 +27,22 @@ log = logging.getLogger(__name__)
 class ScanCopy:
     """A ``VectorLog`` of codes plus the ``Storage`` that encodes and searches them."""
 
-    def __init__(self, folder: Path, dim: int, spec: dict[str, Any], committed: int, writable):
+    def __init__(
+        self,
+        folder: Path,
+        dim: int,
+        spec: dict[str, Any],
+        committed: int,
+        writable,
+        generation: int = 0,
+    ):
         self.spec = dict(spec)
         self.name = spec["name"]
         self.storage: Storage | None = None  # None: int8 not fitted yet (no row added)
         if self.name == "fp16" or "low" in spec:
             self.storage = Storage.from_dict(spec)
         dtype = np.float16 if self.name == "fp16" else np.int8
-        path = folder / COPIES[self.name]
+        path = folder / generation_file(COPIES[self.name], generation)
         self.codes = VectorLog(path, dim, committed, writable, dtype=dtype, hashed=False)
 
     @property
@@ -53,26 +61,26 @@ class ScanCopy:
         return self.storage.search(self.codes.view(), queries, k, rows=rows, exact=exact)
 
 
-def open_copy(folder: Path, info: dict, log_: VectorLog, writable: bool) -> ScanCopy | None:
-    """The index's scan copy (None for fp32). One shorter than the log (lost or cut) is
-    re-encoded from the log by a writer; a reader scans fp32 instead."""
+def open_copy(
+    folder: Path, info: dict, log_: VectorLog, writable: bool, generation: int = 0
+) -> ScanCopy | None:
+    """The index's scan copy (None for fp32) of the log's ``generation``. One shorter than the
+    log (lost or cut) is re-encoded from the log by a writer; a reader scans fp32 instead."""
     spec = info.get("storage")
     if spec is None or spec == {"name": "fp32"}:
         return None
     if not isinstance(spec, dict) or spec.get("name") not in COPIES:
         raise IndexUriError(f"{folder / 'index.json'}: unknown storage {spec!r}")
     committed = log_.committed
-    found = ScanCopy(folder, log_.dim, spec, 0, writable=False)
+    found = ScanCopy(folder, log_.dim, spec, 0, writable=False, generation=generation)
     # Codes without the ranges that made them (an index.json edited by hand) are redone too.
     have = found.codes.size_rows() if found.storage is not None or not committed else 0
     if have >= committed:
-        return ScanCopy(folder, log_.dim, spec, committed, writable)
+        return ScanCopy(folder, log_.dim, spec, committed, writable, generation)
     if not writable:
-        log.warning(
-            "%s is shorter than the log: exact search scans fp32", folder / COPIES[spec["name"]]
-        )
+        log.warning("%s is shorter than the log: exact search scans fp32", found.codes.path)
         return None
-    copy = ScanCopy(folder, log_.dim, spec, have, writable=True)
+    copy = ScanCopy(folder, log_.dim, spec, have, writable=True, generation=generation)
     vectors = log_.view()
     for start in range(have, committed, BLOCK):
         copy.append(np.ascontiguousarray(vectors[start : min(start + BLOCK, committed)]))
