@@ -16,6 +16,13 @@ from jointspace.models.joint import JointModel
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 FORMAT = "jointspace-model"
+# config.json's model_type, the key transformers and sentence-transformers read first: an unknown
+# type stops them with "has model type `<this>` but Transformers does not recognize this
+# architecture", so the text says what the folder is and how to get a model they load.
+MODEL_TYPE = (
+    "jointspace (a jointspace model, not a Transformers one: run `jointspace export RUN "
+    "--to sentence-transformers DIR`, or --to onnx DIR / --to hf DIR, to get one other tools load)"
+)
 
 
 def save_model(model: JointModel, directory: str | Path) -> Path:
@@ -36,7 +43,12 @@ def write_model_files(
 
     ``keys`` limits the weights written (a checkpoint leaves out frozen towers' weights).
     """
-    meta = {"format": FORMAT, "jointspace_version": __version__, "model": model.config}
+    meta = {
+        "format": FORMAT,
+        "model_type": MODEL_TYPE,
+        "jointspace_version": __version__,
+        "model": model.config,
+    }
     write_bytes(directory / CONFIG_FILE, dumps_json(meta).encode())
     state = {
         k: v.detach().contiguous().cpu()
