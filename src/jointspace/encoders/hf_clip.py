@@ -54,6 +54,8 @@ class HFClipText(Tower):
 
     modality = "text"
     built_args = ("model", "source")
+    text_model: nn.Module
+    head: nn.Module
 
     def __init__(
         self,
@@ -139,6 +141,8 @@ class HFClipImage(Tower):
 
     modality = "image"
     built_args = ("model", "source")
+    vision_model: nn.Module
+    head: nn.Module
 
     def __init__(
         self,
@@ -158,7 +162,7 @@ class HFClipImage(Tower):
         out_dim = model.config.vision_config.hidden_size
         if self.kind == "siglip":
             # SigLIP's attention-pooling head is part of its vision model: no further projection.
-            self.head: nn.Module = nn.Identity()
+            self.head = nn.Identity()
         else:
             self.head = model.visual_projection
             out_dim = self.head.out_features
