@@ -55,7 +55,8 @@ class HFImageProcessor:
         siglip = "siglip" in str(raw.get("image_processor_type", "")).lower()
         try:
             resize = _resize(raw.get("size"), siglip) if raw.get("do_resize", True) else None
-            crop = _crop(raw.get("crop_size")) if raw.get("do_center_crop", not siglip) else None
+            cropped = raw.get("do_center_crop", "crop_size" in raw)
+            crop = _crop(raw.get("crop_size")) if cropped else None
             default_mean, default_std = (
                 (HALF, HALF) if siglip else (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
             )
