@@ -192,3 +192,21 @@ def test_hf_vision_wraps_any_vision_encoder_with_a_new_head(hf_clip_dirs):
         torch.testing.assert_close(tower.pooled(pixels), expected, atol=1e-5, rtol=0)
         assert tower(pixels).shape == (len(pixels), 16)
     assert len(tower.layers()) == 2
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_activation_checkpointing_gives_the_same_gradients(hf_clip_dirs, kind):
+    grads = []
+    for enabled in (False, True):
+        model = build_model(ModelConfig(pretrained=str(hf_clip_dirs[kind]))).train()
+        for tower in model.towers.values():
+            tower.checkpoint_layers(enabled)
+        text = model.tower("text")
+        image = model.tower("image")
+        pixels = torch.stack([image.preprocess(p) for p in images()])
+        loss = text(text.collate(TEXTS)).square().sum() + image(pixels).square().sum()
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5, msg=name)
