@@ -38,8 +38,11 @@ def expand_pretrained(config: ModelConfig, assets_dir: Path | None = None) -> Mo
     if config.pretrained is None:
         return config
     path = str(Path(config.pretrained).expanduser().resolve())
-    towers = _towers(config, path)
     saved = _saved_config(assets_dir)
+    if saved is not None and "text" in saved.towers:
+        # The directory as the run first resolved it, whatever the working directory is now.
+        path = str(saved.towers["text"].params.get("path", path))
+    towers = _towers(config, path)
     if saved is not None:
         embed_dim, temperature, bias = (
             saved.embed_dim,
