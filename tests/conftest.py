@@ -56,3 +56,12 @@ def served_app(tmp_path_factory, digits_manifest):
         load(root / "run"), model_fingerprint(root / "run"), manifest, "image", uri, progress=False
     ).close()
     return create_app(root / "run", uri, max_upload_bytes=50_000), manifest
+
+
+@pytest.fixture(scope="session")
+def hf_clip_dirs(tmp_path_factory):
+    """Tiny random CLIP and SigLIP checkpoints saved by transformers: {"clip": DIR, ...}."""
+    from hf_checkpoints import make_clip, make_siglip
+
+    root = tmp_path_factory.mktemp("hf")
+    return {"clip": make_clip(root / "clip"), "siglip": make_siglip(root / "siglip")}

@@ -77,6 +77,8 @@ class ModelConfig:
     init_temperature: float = _bounded(0.07, gt=0)
     # SigLIP's learnable logit bias; null: the model has none (set when an objective needs it).
     init_logit_bias: float | None = None
+    # A local Hugging Face CLIP/SigLIP directory: both towers, embed_dim and temperature from it.
+    pretrained: str | None = None
 
 
 @dataclass
@@ -98,6 +100,8 @@ class TrainConfig:
     grad_cache_chunk: int | None = _bounded(None, min=1)
     # Recompute the towers' blocks in backward instead of storing their activations.
     activation_checkpointing: bool = False
+    # Layer-wise lr decay: a parameter's lr is multiplied by layer_decay^(its depth from the top).
+    layer_decay: float | None = _bounded(None, gt=0, max=1)
     seed: int = 0
     log_every: int = _bounded(10, min=1)
     eval_every: int | None = _bounded(None, min=1)

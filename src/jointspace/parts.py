@@ -14,6 +14,9 @@ BUILTIN_PARTS: dict[str, dict[str, str]] = {
         "audio_cnn": "jointspace.encoders.audio:AudioCNN",
         "efficientnet_lite0": "jointspace.encoders.efficientnet:EfficientNetTower",
         "hf_text": "jointspace.encoders.pretrained_text:PretrainedText",
+        "hf_clip_text": "jointspace.encoders.hf_clip:HFClipText",
+        "hf_clip_image": "jointspace.encoders.hf_clip:HFClipImage",
+        "hf_vision": "jointspace.encoders.hf_vision:HFVision",
     },
     "objective": {
         "clip": "jointspace.objectives.contrastive:ClipObjective",

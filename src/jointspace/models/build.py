@@ -9,6 +9,7 @@ from jointspace.config import ConfigError, ModelConfig, TowerConfig
 from jointspace.encoders.base import Tower
 from jointspace.errors import ArtifactError
 from jointspace.models.joint import JointModel
+from jointspace.models.pretrained import expand_pretrained
 from jointspace.registry import lookup
 
 # In a slim checkpoint: the towers whose frozen weights are rebuilt from their source.
@@ -22,7 +23,9 @@ def build_model(
 
     Towers that a slim checkpoint in ``assets_dir`` lists in ``frozen.json`` are built from
     their source (e.g. the pretrained checkpoint) instead: the checkpoint lacks their weights.
+    ``model.pretrained`` is expanded into its towers first (models/pretrained.py).
     """
+    config = expand_pretrained(config, assets_dir)
     from_source = frozen_towers(assets_dir) if assets_dir is not None else {}
     towers = {}
     for modality, tower_cfg in config.towers.items():

@@ -13,6 +13,7 @@ from jointspace.config import ConfigError, ModelConfig, dumps_json, from_dict
 from jointspace.errors import ArtifactError, NotFoundError
 from jointspace.models.build import build_model
 from jointspace.models.joint import JointModel
+from jointspace.models.pretrained import is_dual_checkpoint
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 FORMAT = "jointspace-model"
@@ -73,8 +74,11 @@ def load(path: str | Path, device: str = "cpu") -> JointModel:
     """Load a saved model; embeddings are identical to the model that was saved.
 
     A damaged directory (broken JSON, truncated or NaN weights) is one ``ArtifactError``.
+    A Hugging Face CLIP/SigLIP directory loads as the model ``model.pretrained: DIR`` builds.
     """
     directory = resolve_model_dir(path)
+    if is_dual_checkpoint(directory):
+        return build_model(ModelConfig(pretrained=str(directory))).to(device).eval()
     config = read_model_config(directory)
     try:
         model = build_model(config, assets_dir=directory)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from jointspace.config import TrainConfig
+from jointspace.train.layer_decay import lr_scale, parameter_depths
 
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "logit_scale", "logit_bias")
 
@@ -29,7 +30,21 @@ def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
 
 def build_optimizer(modules: list[nn.Module], config: TrainConfig) -> torch.optim.AdamW:
     groups = param_groups(modules, config.weight_decay)
+    if config.layer_decay is not None:
+        groups = decayed_groups(groups, parameter_depths(modules), config.layer_decay)
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
+
+
+def decayed_groups(groups: list[dict], depths: dict[int, int], decay: float) -> list[dict]:
+    """Split each group by parameter depth; ``lr_scale`` multiplies the lr (``set_lr``)."""
+    split: list[dict] = []
+    for group in groups:
+        by_depth: dict[int, list] = {}
+        for param in group["params"]:
+            by_depth.setdefault(depths.get(id(param), 0), []).append(param)
+        for depth, params in sorted(by_depth.items()):
+            split.append(group | {"params": params, "lr_scale": lr_scale(decay, depth)})
+    return split
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
@@ -42,5 +57,6 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's lr: ``lr`` times its ``lr_scale`` (layer-wise decay; 1 without)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
