@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jointspace.cli.options import Force, ModelDir
+from jointspace.cli.options import Force, ModelDir, Sets
 from jointspace.errors import InputError
 
 err = Console(stderr=True)
@@ -23,6 +23,7 @@ def export(
     ],
     to: Annotated[str, typer.Option("--to", help="Format: onnx (each tower for onnxruntime).")],
     force: Force = False,
+    sets: Sets = None,
 ) -> None:
     """Export each tower as an ONNX graph with its preprocessing (onnx.json) and parity check."""
     if to not in FORMATS:
@@ -30,7 +31,7 @@ def export(
     from jointspace.runs import Run
     from jointspace.runs.onnx_export import SPEC_FILE, export_onnx
 
-    spec = export_onnx(Run.open(model_dir), out_dir, force=force)
+    spec = export_onnx(Run.open(model_dir, sets or ()), out_dir, force=force)
     for modality, tower in spec["towers"].items():
         cosine = tower["parity"]["min_cosine"]
         err.print(f"{modality}: {out_dir / tower['file']} (parity: cosine ≥ {cosine:.6f})")
