@@ -267,7 +267,8 @@ def embed(
     """Embed the unique values of one modality into a Parquet file.
 
     Finished batches are kept beside OUT (.OUT.parts) until OUT is written atomically, so a
-    killed run, started again with the same arguments, embeds only what is left.
+    killed run, started again with the same arguments, embeds only what is left. The file's
+    metadata records the model, its fingerprint, modality, split and data (docs/serving.md).
     """
     from jointspace.runs import Run, export_embeddings
 
