@@ -7,6 +7,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from jointspace.errors import JointspaceError
+from jointspace.yaml_loader import load_yaml
 
 T = TypeVar("T")
 
@@ -202,7 +204,7 @@ class ExperimentConfig:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = load_yaml(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not a text file (not UTF-8)") from None
         except yaml.YAMLError as err:
@@ -214,6 +216,13 @@ class ExperimentConfig:
             return cls.from_dict({} if raw is None else raw)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from err
+
+
+def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """``config`` with each ``KEY.PATH=VALUE`` (``--set``) applied and re-checked: a new config."""
+    from jointspace.config_overrides import apply_overrides as apply
+
+    return apply(config, overrides)
 
 
 def to_dict(obj: Any) -> Any:

@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 
 import jointspace
 from conftest import tiny_config
+from jointspace.data import read_manifest
+from jointspace.runs.export import read_embedding_metadata
 
 CLI = [sys.executable, "-m", "jointspace.cli"]
 # The package under test, whatever the working directory of the subprocess.
@@ -118,12 +120,19 @@ def test_kill_embed_then_rerun_resumes_and_matches(tmp_path, small_run):
         lambda: len(list(parts.glob("part-*.parquet"))) >= kill_at,
     )
     assert not (tmp_path / "killed.parquet").exists()
+    assert list(tmp_path.glob(".killed.parquet.*.tmp"))  # the output half written when killed
     finished = len(list(parts.glob("part-*.parquet")))
     result = run([*args, "--out", "killed.parquet"], tmp_path)
     assert f"resuming: {finished} of" in result.stderr  # the finished batches were kept
-    assert pq.read_table(tmp_path / "killed.parquet").equals(
-        pq.read_table(tmp_path / "whole.parquet")
-    )
+    whole, killed = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("whole", "killed"))
+    images = {row["image"] for row in read_manifest(small_run / "m.csv").rows}
+    assert whole.num_rows == len(images) and killed.equals(whole)  # ids, labels, embeddings
+    assert killed.column("id").to_pylist() == whole.column("id").to_pylist()
+    assert killed.column("embedding").equals(whole.column("embedding"))
+    metadata = [read_embedding_metadata(tmp_path / f"{n}.parquet") for n in ("whole", "killed")]
+    assert metadata[0] == metadata[1] and metadata[0]["jointspace.model_fingerprint"]
+    # The half-written output and parts the kill left behind are gone.
+    assert not list(tmp_path.glob(".*.tmp")) and not parts.exists()
 
 
 def test_kill_rerank_keeps_the_old_matcher_and_rerun_matches(tmp_path, small_run):

@@ -19,7 +19,7 @@ from jointspace.models import load
 from jointspace.models.build import build_model
 from jointspace.objectives.base import logit_init
 from jointspace.objectives.combined import build_objective
-from jointspace.runs.export import embedded_batches
+from jointspace.runs.export import embedded_batches, read_embedding_metadata
 from jointspace.runs.fit import fit
 from jointspace.train.logs import read_log
 from jointspace.train.step import forward_backward
@@ -70,6 +70,9 @@ def test_embed_from_shards_equals_embed_from_the_manifest(run, data, tmp_path, s
         assert a.column(column).to_pylist() == b.column(column).to_pylist()
     vectors = [np.array(t.column("embedding").to_pylist()) for t in tables]
     np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
+    source = read_embedding_metadata(tmp_path / "s.parquet")["jointspace.source"]
+    assert source == str(shards / "shard-{000000..000004}.tar")  # the shard pattern read
+    assert read_embedding_metadata(tmp_path / "s.parquet")["jointspace.split"] == (split or "")
 
 
 def test_embedding_shards_streams_one_batch_at_a_time(run, data, monkeypatch):

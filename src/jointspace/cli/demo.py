@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jointspace.cli.errors import user_errors
+from jointspace.cli.options import Sets
 from jointspace.runs.outputs import claim_dir, claim_file
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def demo(
             "--force", help="Replace an earlier demo run in --out (and an existing --grid file)."
         ),
     ] = False,
+    sets: Sets = None,
 ) -> None:
     """Build a built-in dataset, train on CPU, evaluate the test split, show a few searches.
 
@@ -67,7 +69,7 @@ def demo(
     started = time.perf_counter()
     if grid is not None:
         claim_file(grid, force)
-    plan = plan_demo(dataset, pretrained, epochs)
+    plan = plan_demo(dataset, pretrained, epochs, sets or ())
     claim_dir(out_dir, "demo", force, allowed=DEMO_EXTRAS)  # refused before anything is said
     out.print(
         f"[bold]jointspace demo[/]: {plan.config_name} on {plan.manifest_path}\n"

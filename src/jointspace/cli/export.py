@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from jointspace.cli.options import Force, ModelDir
+from jointspace.cli.options import Force, ModelDir, Sets
 from jointspace.errors import InputError
 
 if TYPE_CHECKING:
@@ -34,13 +34,14 @@ def export(
         ),
     ],
     force: Force = False,
+    sets: Sets = None,
 ) -> None:
     """Export the model's towers for other tools, each checked against jointspace's output."""
     if to not in FORMATS:
         raise InputError(f"--to {to!r}: unknown format; choose one of {', '.join(FORMATS)}")
     from jointspace.runs import Run
 
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     if to == "onnx":
         write_onnx(run, out_dir, force)
     elif to == "sentence-transformers":

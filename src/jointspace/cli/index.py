@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from jointspace.cli.errors import user_errors
-from jointspace.cli.options import ModelDir, Query, StreamData, TopK
+from jointspace.cli.options import ModelDir, Query, Sets, StreamData, TopK
 from jointspace.errors import NotFoundError
 
 app = typer.Typer(help="Build and query vector indexes (FAISS, Milvus).", no_args_is_help=True)
@@ -41,6 +41,7 @@ def build(
             "built by another model, or a folder that holds other files.",
         ),
     ] = False,
+    sets: Sets = None,
 ) -> None:
     """Embed every distinct item of a modality into the index; a rerun resumes.
 
@@ -48,7 +49,7 @@ def build(
     """
     from jointspace.runs import Run
 
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     source = run.source(data, modality, split=split, skip_bad=False)  # a manifest or shards
     built = run.build_index(source, modality, index, batch_size=batch_size, force=force)
     try:
@@ -78,13 +79,14 @@ def search(
         int | None,
         typer.Option(min=1, help="IVF-PQ: inverted lists probed per query (default: tuned)."),
     ] = None,
+    sets: Sets = None,
 ) -> None:
     """Search an index with a text query (the model must be the one that built it)."""
     from jointspace.cli.tables import hits_table
     from jointspace.index.build import indexed_media
     from jointspace.runs import Run
 
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     # Open the index first: a missing or damaged one is reported before a model loads.
     opened = run.open_index(index)  # read-only: never writes
     try:

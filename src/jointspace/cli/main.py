@@ -21,7 +21,16 @@ from jointspace.cli.demo import demo
 from jointspace.cli.errors import user_errors
 from jointspace.cli.export import export
 from jointspace.cli.index import app as index_app
-from jointspace.cli.options import Force, ModelDir, Query, RunData, RunStreamData, SkipBad, TopK
+from jointspace.cli.options import (
+    Force,
+    ModelDir,
+    Query,
+    RunData,
+    RunStreamData,
+    Sets,
+    SkipBad,
+    TopK,
+)
 from jointspace.cli.train import compare, train
 from jointspace.runs.outputs import OutputExistsError, claim_dir, claim_file, mark_dir
 
@@ -90,6 +99,7 @@ def eval_command(
     json_path: JsonOut = None,
     skip_bad: SkipBad = False,
     force: Force = False,
+    sets: Sets = None,
 ) -> None:
     """Evaluate retrieval in both directions (Recall@K, mAP, median rank)."""
     from jointspace.atomic import write_text_atomic
@@ -99,7 +109,7 @@ def eval_command(
 
     if json_path:
         claim_file(json_path, force)
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     eval_cfg = run.config.eval
     eval_cfg.relevance = relevance or eval_cfg.relevance
     model = run.model
@@ -123,6 +133,7 @@ def zeroshot(
     class_names: ClassNames = "leaf",
     json_path: JsonOut = None,
     force: Force = False,
+    sets: Sets = None,
 ) -> None:
     """Zero-shot classification: each item against text prompts built from the labels."""
     from jointspace.atomic import write_text_atomic
@@ -131,7 +142,7 @@ def zeroshot(
 
     if json_path:
         claim_file(json_path, force)
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     manifest = run.manifest(data, modalities=[modality], split=split, skip_bad=False)
     result = evaluate_zero_shot(
         run.model, manifest, modality=modality, templates=template or TEMPLATES, names=class_names
@@ -171,13 +182,14 @@ def report(
     map_method: Annotated[str, typer.Option("--map", help="2-D map: pca | tsne.")] = "pca",
     class_names: ClassNames = "leaf",
     force: Force = False,
+    sets: Sets = None,
 ) -> None:
     """Write an HTML report: metrics, Recall@K, zero-shot, probe, geometry, maps, failures."""
     from jointspace.report import build_report
     from jointspace.runs import Run
 
     claim_dir(out_dir, "report", force)
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     model = run.model
     manifest = run.manifest(data, modalities=model.modalities, skip_bad=False)
     build_report(  # replaces out_dir atomically: a failure leaves the earlier report
@@ -207,6 +219,7 @@ def rerank(
     ] = None,
     json_path: JsonOut = None,
     force: Force = False,
+    sets: Sets = None,
 ) -> None:
     """Train a cross-modal matcher that re-ranks the model's top results (MODEL_DIR/matcher).
 
@@ -217,7 +230,7 @@ def rerank(
     from jointspace.matcher.model import MATCHER_DIR
     from jointspace.runs import Run, train_matcher
 
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     matcher = run.model_dir / MATCHER_DIR
     if matcher.exists() and not force:
         raise OutputExistsError(f"{matcher} already holds a matcher: pass --force to retrain it")
@@ -249,16 +262,18 @@ def embed(
         int, typer.Option(help="Items per batch; each finished batch survives a kill.", min=1)
     ] = 256,
     force: Force = False,
+    sets: Sets = None,
 ) -> None:
     """Embed the unique values of one modality into a Parquet file.
 
     Finished batches are kept beside OUT (.OUT.parts) until OUT is written atomically, so a
-    killed run, started again with the same arguments, embeds only what is left.
+    killed run, started again with the same arguments, embeds only what is left. The file's
+    metadata records the model, its fingerprint, modality, split and data (docs/serving.md).
     """
     from jointspace.runs import Run, export_embeddings
 
     claim_file(out_path, force)
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     count = export_embeddings(
         run, out_path, modality, data=data, split=split, skip_bad=skip_bad, batch_size=batch_size
     )
@@ -274,12 +289,13 @@ def search(
     k: TopK = 5,
     target: Annotated[str, typer.Option(help="Modality to search.")] = "image",
     split: Split = None,
+    sets: Sets = None,
 ) -> None:
     """Brute-force search a manifest's items with a text query."""
     from jointspace.cli.tables import results_table
     from jointspace.runs import Run, search_manifest
 
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, sets or ())
     manifest = run.manifest(data, modalities=["text", target], split=split, skip_bad=False)
     hits = search_manifest(run.model, manifest, [query], target, k)[0]
     out.print(results_table(query, hits))
@@ -292,6 +308,7 @@ def serve(
     index: Annotated[str, typer.Option("--index", help="Index URI built by `index build`.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one).", min=0, max=65535)] = 8000,
+    sets: Sets = None,
 ) -> None:
     """Serve the REST API (/search, /items, /media, /health, /docs) and the search page.
 
@@ -303,7 +320,7 @@ def serve(
     # Bind first: a busy port fails at once, before loading anything or announcing a URL.
     sock = bind_port(host, port)
     with sock:
-        application = create_app(model_dir, index)
+        application = create_app(model_dir, index, overrides=sets or ())
         bound = sock.getsockname()[1]
         console.print(
             f"serving {index} with {model_dir} on http://{host}:{bound}",

@@ -37,4 +37,14 @@ Force = Annotated[
         "and holds nothing else; without --force an existing output is refused, unchanged.",
     ),
 ]
+# Every command that reads a config (a YAML file or a run's own) takes --set (docs/training.md).
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override one config value (VALUE read as YAML), e.g. train.lr=3e-4 or "
+        "objectives.0.name=siglip; repeatable.",
+    ),
+]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Report and skip bad rows.")]

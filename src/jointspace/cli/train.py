@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jointspace.cli.options import Force, SkipBad
+from jointspace.cli.options import Force, Sets, SkipBad
 
 out = Console()
 err = Console(stderr=True)
@@ -41,6 +41,7 @@ def train(
         ),
     ] = False,
     skip_bad: SkipBad = False,
+    sets: Sets = None,
 ) -> None:
     """Train a joint embedding model from a YAML config.
 
@@ -56,7 +57,9 @@ def train(
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if skip_bad:
         overrides["data.skip_bad"] = True
-    cfg = resume_config(config, out_dir, resume=resume, force=force, overrides=overrides, data=data)
+    cfg = resume_config(
+        config, out_dir, resume=resume, force=force, overrides=overrides, data=data, sets=sets or ()
+    )
     with launched(cfg.train.device) as world:
         result = fit(cfg, out_dir, manifest=data, resume=resume, world=world)
     if not world.is_main:
@@ -78,14 +81,15 @@ def compare(
     ] = Path("runs/compare"),
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.", min=1)] = None,
     force: Force = False,
+    sets: Sets = None,
 ) -> None:
     """Train one config with each objective (same towers, data, seed, budget); tabulate."""
-    from jointspace.config import ExperimentConfig
+    from jointspace.config import ExperimentConfig, apply_overrides
     from jointspace.runs.compare import CLOSED_FORM, markdown_table, objectives_for
     from jointspace.runs.compare import compare as run_compare
     from jointspace.runs.outputs import mark_dir, prepare_dir
 
-    cfg = ExperimentConfig.from_yaml(config)
+    cfg = apply_overrides(ExperimentConfig.from_yaml(config), sets or ())
     cfg.train.epochs = epochs if epochs is not None else cfg.train.epochs
     names = [n.strip() for n in objectives.split(",") if n.strip()]
     for name in names:  # a typo is refused before the output directory is touched

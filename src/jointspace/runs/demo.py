@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jointspace.config import ConfigError, ExperimentConfig, builtin_config
+from jointspace.config import ConfigError, ExperimentConfig, apply_overrides, builtin_config
 from jointspace.data import Manifest, build_dataset, load_manifest
 from jointspace.evaluate.retrieval import evaluate_model
 from jointspace.runs.fit import fit
@@ -89,12 +90,15 @@ class DemoResult:
 
 
 def plan_demo(
-    dataset: str | None = None, pretrained: bool | None = None, epochs: int | None = None
+    dataset: str | None = None,
+    pretrained: bool | None = None,
+    epochs: int | None = None,
+    overrides: Sequence[str] = (),
 ) -> DemoPlan:
-    """Build (or reuse) the dataset and read its config; nothing is trained yet."""
+    """Build (or reuse) the dataset and read its config (``overrides``: ``--set``); no training."""
     dataset, config_name = demo_choice(dataset, pretrained)
+    config = apply_overrides(ExperimentConfig.from_yaml(builtin_config(config_name)), overrides)
     manifest_path = build_dataset(dataset)
-    config = ExperimentConfig.from_yaml(builtin_config(config_name))
     config.train.epochs = epochs or config.train.epochs
     return DemoPlan(dataset, config_name, manifest_path, config)
 

@@ -11,13 +11,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jointspace.atomic import atomic_path, write_text_atomic
+from jointspace._version import __version__
+from jointspace.atomic import atomic_path, remove_stale_temps, write_text_atomic
 from jointspace.data import Manifest
 from jointspace.data.source import Item, ItemSource, ManifestSource
 from jointspace.models.embedding import embed_batch
 from jointspace.models.joint import JointModel
 from jointspace.progress import item_progress, logger
 from jointspace.runs.run import Run
+from jointspace.train.runlock import LOCK_FILE, RunLockedError, run_lock
 
 
 def embed_manifest(
@@ -101,9 +103,18 @@ def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def write_batches(batches: Iterator[pa.Table], schema: pa.Schema, path: str | Path) -> int:
-    """Stream tables into one Parquet file, atomically; returns how many rows it holds."""
+def write_batches(
+    batches: Iterator[pa.Table],
+    schema: pa.Schema,
+    path: str | Path,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Stream tables into one Parquet file, atomically; returns how many rows it holds.
+
+    ``metadata`` goes into the file's key-value metadata (``read_embedding_metadata``).
+    """
     rows = 0
+    schema = schema.with_metadata(metadata) if metadata else schema
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for table in batches:
             writer.write_table(table)
@@ -157,8 +168,50 @@ def discard_parts(out_path: Path) -> None:
     for part in directory.glob("part-*"):
         part.unlink()
     (directory / "key.txt").unlink(missing_ok=True)
+    (directory / LOCK_FILE).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         directory.rmdir()
+
+
+@contextlib.contextmanager
+def _one_writer(out_path: Path) -> Iterator[None]:
+    """Hold ``out_path``'s parts lock, then clear the temp files a killed export left."""
+    directory = parts_dir(out_path)
+    try:
+        with run_lock(directory):
+            remove_stale_temps(directory)  # half-written parts
+            remove_stale_temps(out_path.parent, out_path.name.__eq__)  # a half-written OUT
+            yield
+    except RunLockedError:
+        raise RunLockedError(
+            f"{out_path} is being written by another `jointspace embed` ({directory}); "
+            "wait for it to finish or choose another --out"
+        ) from None
+
+
+def embedding_metadata(
+    run: Run, source: ItemSource, modality: str, split: str | None, data: str
+) -> dict[str, str]:
+    """What an embeddings file records about how it was made (all values are text)."""
+    info = source.info()
+    return {
+        "jointspace.version": __version__,
+        "jointspace.model": str(run.model_dir.resolve()),
+        "jointspace.model_fingerprint": run.fingerprint,
+        "jointspace.modality": modality,
+        "jointspace.split": split or "",  # empty: every split
+        "jointspace.data": data,  # --data as given, or the run's own manifest
+        "jointspace.source": info.get("manifest") or info.get("shards") or data,
+        "jointspace.embed_dim": str(run.model.config.embed_dim),
+    }
+
+
+def read_embedding_metadata(path: str | Path) -> dict[str, str]:
+    """The ``jointspace.*`` key-value metadata of a file ``jointspace embed`` wrote."""
+    raw = pq.read_schema(path).metadata or {}
+    return {
+        key.decode(): value.decode() for key, value in raw.items() if key.startswith(b"jointspace.")
+    }
 
 
 def export_embeddings(
@@ -175,17 +228,21 @@ def export_embeddings(
 
     ``data`` is a manifest or shards; batches stream to the file, one in memory at a time.
     Finished batches wait beside ``out_path`` (tied to the model's fingerprint) until it is
-    written atomically, so a killed export, run again, embeds only what is left.
+    written atomically, so a killed export, run again, embeds only what is left. The file's
+    metadata records the model, its fingerprint, modality, split and data (``embedding_metadata``).
     """
     source = run.source(data, modality, split=split, skip_bad=skip_bad)
-    batches = embedded_batches(
-        run.model,
-        source,
-        modality,
-        parts=parts_dir(out_path),
-        key=run.fingerprint,
-        batch_size=batch_size,
-    )
-    count = write_batches(batches, table_schema(modality, run.model.config.embed_dim), out_path)
-    discard_parts(out_path)
+    metadata = embedding_metadata(run, source, modality, split, run.manifest_spec(data))
+    schema = table_schema(modality, run.model.config.embed_dim)
+    with _one_writer(out_path):
+        batches = embedded_batches(
+            run.model,
+            source,
+            modality,
+            parts=parts_dir(out_path),
+            key=run.fingerprint,
+            batch_size=batch_size,
+        )
+        count = write_batches(batches, schema, out_path, metadata)
+        discard_parts(out_path)
     return count

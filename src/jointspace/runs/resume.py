@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jointspace.config import ConfigError, ExperimentConfig
+from jointspace.config import ConfigError, ExperimentConfig, apply_overrides
 from jointspace.runs.run import RUN_CONFIG
 
 
@@ -17,14 +18,18 @@ def resume_config(
     force: bool,
     overrides: dict[str, Any],
     data: str | None = None,
+    sets: Sequence[str] = (),
 ) -> ExperimentConfig:
-    """The config to train, with CLI ``overrides`` ("train.epochs": 20, …) applied.
+    """The config to train, with ``--set`` ``sets`` then CLI ``overrides`` ("train.epochs": 20,
+    …) applied.
 
     On ``resume`` it is the run's recorded ``config.yaml``; a CONFIG given as well must match it
     (same overrides applied) unless ``force``, which trains CONFIG instead. ``data`` (--data)
     is passed to ``fit`` on its own, which records it; here it only keeps it out of the comparison.
     """
-    given = _with(ExperimentConfig.from_yaml(config), overrides) if config is not None else None
+    given = None
+    if config is not None:
+        given = _with(apply_overrides(ExperimentConfig.from_yaml(config), sets), overrides)
     if not resume:
         if force:
             raise ConfigError("--force only applies with --resume (a new run never replaces one)")
@@ -34,7 +39,7 @@ def resume_config(
     recorded_path = run_dir / RUN_CONFIG
     if not recorded_path.is_file():
         raise ConfigError(f"nothing to resume: {run_dir} holds no run ({RUN_CONFIG} missing)")
-    recorded = _with(ExperimentConfig.from_yaml(recorded_path), overrides)
+    recorded = _with(apply_overrides(ExperimentConfig.from_yaml(recorded_path), sets), overrides)
     if given is None:
         return recorded
     if data is not None:

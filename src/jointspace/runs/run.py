@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jointspace.config import ConfigError, ExperimentConfig
+from jointspace.config import ConfigError, ExperimentConfig, apply_overrides
 from jointspace.data import Manifest, load_manifest
 from jointspace.data.shard_set import ShardSet, is_shard_spec
 from jointspace.data.source import ItemSource, ManifestSource, ShardSource
@@ -38,13 +38,17 @@ class Run:
         self.dir = config_path.parent if config_path else model_dir.parent
 
     @classmethod
-    def open(cls, path: str | Path) -> Run:
-        """The run in ``path``: a run directory (holding ``model/``) or a model directory."""
+    def open(cls, path: str | Path, overrides: Sequence[str] = ()) -> Run:
+        """The run in ``path``: a run directory (holding ``model/``) or a model directory.
+
+        ``overrides`` (``--set train.feature_cache=null``) change its config for this use only.
+        """
         model_dir = resolve_model_dir(path)
         for candidate in (model_dir / RUN_CONFIG, model_dir.parent / RUN_CONFIG):
             if candidate.is_file():
-                return cls(model_dir, ExperimentConfig.from_yaml(candidate), candidate)
-        return cls(model_dir, ExperimentConfig(), None)
+                config = apply_overrides(ExperimentConfig.from_yaml(candidate), overrides)
+                return cls(model_dir, config, candidate)
+        return cls(model_dir, apply_overrides(ExperimentConfig(), overrides), None)
 
     @property
     def recorded(self) -> bool:

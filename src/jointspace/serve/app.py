@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
@@ -36,6 +37,7 @@ def create_app(
     workers: int | None = None,
     max_pending: int = 256,
     limits: UploadLimits | None = None,
+    overrides: Sequence[str] = (),
 ) -> FastAPI:
     """An app serving ``/search``, ``/items/{id}``, ``/media/{id}``, ``/health`` and a web page.
 
@@ -43,7 +45,7 @@ def create_app(
     so health, items and media never queue behind embedding; past ``max_pending`` waiting or
     running searches, ``/search`` answers 503.
     """
-    run = Run.open(model_dir)
+    run = Run.open(model_dir, overrides)  # --set: the run's config for this service only
     index = run.open_index(index_uri)
     target, root = indexed_media(index)
     reranker = run.search_matcher(index)
