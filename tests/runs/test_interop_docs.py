@@ -28,15 +28,6 @@ def blocks(language: str) -> list[str]:
 
 def run_command(line: str) -> None:
     args = shlex.split(line)[1:]
-    from jointspace.cli import export as cli_export
-
-    if args[0] == "export" and "hf" not in cli_export.FORMATS:
-        # Until cli/export.py dispatches --to hf (another slice of issue 17): the same call.
-        from jointspace.runs import Run
-        from jointspace.runs.hf_export import export_hf
-
-        export_hf(Run.open(args[1]), Path(args[-1]))
-        return
     result = runner.invoke(app, args)
     assert result.exit_code == 0, f"{line}\n{result.output}\n{result.exception!r}"
 

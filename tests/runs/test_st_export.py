@@ -25,7 +25,7 @@ TEXTS = [
     "seven",
     "the black cat and the two dogs play on the sofa with a red ball near the table today",
 ]
-FLOOR = 0.99999  # st_export.PARITY_FLOOR, the floor docs/interop_export.md promises
+FLOOR = 0.99999  # st_export.PARITY_FLOOR, the floor docs/export.md promises
 
 
 @pytest.fixture(scope="module")
