@@ -15,7 +15,7 @@ LogTo = Annotated[
     str | None,
     typer.Option(
         help="Also log every metric to these trackers (train.log_to): tensorboard,mlflow "
-        "(into RUN/tensorboard, RUN/mlflow.db; docs/training.md#watching-a-run)."
+        "(into RUN/tensorboard, RUN/mlflow.db; see docs/training.md)."
     ),
 ]
 err = Console(stderr=True)

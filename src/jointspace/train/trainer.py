@@ -41,7 +41,7 @@ from jointspace.train.precision import make_scaler, optimizer_step
 from jointspace.train.step import forward_backward
 
 log = logging.getLogger("jointspace")
-RUN_FILES = {"model", "metrics.jsonl", "metrics.csv", "config.yaml"}  # what a run writes in RUN
+RUN_FILES = {"model", "metrics.jsonl", "metrics.csv", "config.yaml", "mlflow_run.json"}  # in RUN
 OLD_CHECKPOINT = re.compile(r"^\.step-\d{7}\.old$")
 Evaluator = Callable[[JointModel], dict[str, float]]
 Callback = Callable[[int, dict[str, float]], None]
