@@ -62,8 +62,8 @@ def tensorboard_scalars(run) -> dict[str, dict[int, float]]:
 
 def mlflow_metrics(run) -> tuple[MlflowClient, str, dict[str, dict[int, float]]]:
     recorded = json.loads((run / "mlflow_run.json").read_text())
-    assert recorded["tracking_uri"] == f"sqlite:///{(run / 'mlflow.db').resolve()}"
-    client = MlflowClient(tracking_uri=recorded["tracking_uri"])
+    assert recorded["tracking_uri"] is None  # RUN/mlflow.db, wherever RUN is now
+    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     run_id = recorded["run_id"]
     table = {}
     for key in client.get_run(run_id).data.metrics:
@@ -85,6 +85,7 @@ def test_trackers_hold_metrics_jsonl_across_a_killed_and_resumed_run(
     tmp_path, digits_manifest, monkeypatch, capfd
 ):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     config = tiny_config(
         batch_size=256, max_steps=8, log_every=1, eval_every=4, checkpoint_every=3,
         warmup_steps=2, progress=True, log_to=["tensorboard", "mlflow"],
@@ -172,7 +173,10 @@ def test_an_unknown_tracker_is_a_config_error_naming_it(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_cli_log_to_reaches_the_run_and_a_bad_name_is_one_line(tmp_path, digits_manifest):
+def test_cli_log_to_reaches_the_run_and_a_bad_name_is_one_line(
+    tmp_path, digits_manifest, monkeypatch
+):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     from typer.testing import CliRunner
 
     from jointspace.cli import app
@@ -191,6 +195,14 @@ def test_cli_log_to_reaches_the_run_and_a_bad_name_is_one_line(tmp_path, digits_
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["log_to"] == ["tensorboard"]
     assert_same(tensorboard_scalars(run), expected(read_log(run / "metrics.jsonl")), 1e-6)
     assert not (run / "mlflow.db").exists()
+    # A tracker added on --resume first receives everything metrics.jsonl holds.
+    more = ["train", "--out", str(run), "--resume", "--max-steps", "3"]
+    resumed = CliRunner().invoke(app, [*more, "--log-to", "tensorboard,mlflow"])
+    assert resumed.exit_code == 0, resumed.output
+    logged = expected(read_log(run / "metrics.jsonl"))
+    assert sorted(logged["loss"]) == [1, 2, 3]
+    assert_same(tensorboard_scalars(run), logged, 1e-6)
+    assert_same(mlflow_metrics(run)[2], logged, 1e-12)  # no @ in training metric names
 
 
 @pytest.mark.parametrize(("name", "module", "install"), [

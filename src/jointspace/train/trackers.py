@@ -135,23 +135,26 @@ class MlflowTracker:
         except ImportError:
             raise _missing("mlflow", "mlflow-skinny sqlalchemy alembic") from None
         record_path = run_dir / MLFLOW_RUN
-        recorded = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        recorded: dict[str, Any] = {}
+        if resumed and record_path.is_file():
+            with _failing("mlflow", record_path):  # damaged: one line naming the file
+                recorded = dict(json.loads(record_path.read_text()))
+        # The default store is recorded as null, not as a path: the run directory may move.
         default = f"sqlite:///{(run_dir / MLFLOW_DB).resolve()}"
-        self.uri = recorded.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default
+        chosen = recorded.get("tracking_uri") if recorded else os.environ.get("MLFLOW_TRACKING_URI")
+        self.uri = chosen or default
         with _failing("mlflow", self.uri), _quiet_mlflow():
             if self.uri == default:  # fail now, not after MLflow's minute of connection retries
                 sqlite3.connect(run_dir / MLFLOW_DB).execute("pragma schema_version").close()
             self.client = MlflowClient(tracking_uri=self.uri)
             run = None
-            if resumed and recorded.get("run_id"):
+            if recorded.get("run_id"):
                 run = self.client.get_run(recorded["run_id"])
             if run is None:
                 run = self._new_run(run_dir)
-                write_text_atomic(
-                    record_path,
-                    json.dumps({"tracking_uri": self.uri, "run_id": run.info.run_id}) + "\n",
-                )
-                pairs = [Param(k[:250], v[:6000]) for k, v in params.items()]
+                stored = {"tracking_uri": chosen or None, "run_id": run.info.run_id}
+                write_text_atomic(record_path, json.dumps(stored) + "\n")
+                pairs = [Param(mlflow_name(k)[:250], v[:6000]) for k, v in params.items()]
                 for start in range(0, len(pairs), 100):
                     self.client.log_batch(run.info.run_id, params=pairs[start : start + 100])
             else:
@@ -165,7 +168,7 @@ class MlflowTracker:
             self.log(entry["step"], scalars(entry))
 
     def _new_run(self, run_dir: Path):
-        name = "jointspace"
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "jointspace"
         experiment = self.client.get_experiment_by_name(name)
         experiment_id = (
             experiment.experiment_id
