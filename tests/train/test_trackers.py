@@ -238,3 +238,23 @@ def test_a_store_failing_mid_run_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(tracker.client, "log_batch", full)
     with pytest.raises(TrackerError, match=r"^mlflow: could not write .*No space left on device$"):
         tracker.log(1, [("loss", 1.0)])
+
+
+def test_compare_log_to_gives_each_objective_its_own_trackers(tmp_path, digits_manifest):
+    from typer.testing import CliRunner
+
+    from jointspace.cli import app
+
+    config = tiny_config(batch_size=256, max_steps=2, log_every=1)
+    config.data.val_split = None
+    config.to_yaml(tmp_path / "c.yaml")
+    out = tmp_path / "compare"
+    args = ["compare", str(tmp_path / "c.yaml"), "--data", str(digits_manifest), "--out", str(out)]
+    done = CliRunner().invoke(
+        app, [*args, "--objectives", "clip,siglip", "--log-to", "tensorboard"]
+    )
+    assert done.exit_code == 0, done.output
+    for name in ("clip", "siglip"):
+        logged = expected(read_log(out / name / "metrics.jsonl"))
+        assert f"{name}_loss" in logged and sorted(logged["loss"]) == [1, 2]
+        assert_same(tensorboard_scalars(out / name), logged, 1e-6)
