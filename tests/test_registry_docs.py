@@ -51,7 +51,7 @@ def names_in_text(text, found):
     for name in re.findall(r"--format ([a-z]\w*)", text):
         found.add(("format", name))
     for scheme in re.findall(r"\b([a-z]+)://", text):
-        if scheme not in ("http", "https"):
+        if scheme not in ("http", "https", "sqlite"):  # sqlite: MLflow's store, not an index
             found.add(("index", scheme))
     for kind in re.findall(r"[?&]kind=([a-z]+)", text):
         found.add(("faiss-kind", kind))

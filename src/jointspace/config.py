@@ -114,6 +114,8 @@ class TrainConfig:
     num_workers: int = _bounded(0, min=0)
     # Frozen towers' features: "auto" ($JOINTSPACE_CACHE/features), a directory, or null (off).
     feature_cache: str | None = "auto"
+    # Experiment trackers every metrics.jsonl record also goes to (train/trackers.py).
+    log_to: list[str] = field(default_factory=list, metadata={"choices": ("tensorboard", "mlflow")})
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """fit_matcher and the re-ranked evaluation on a task a bag-of-words bi-encoder cannot solve."""
 
 import itertools
+import re
 
+import pytest
 import torch
 
 from jointspace.config import RerankConfig
@@ -98,3 +100,25 @@ def test_fit_matcher_keeps_the_epoch_best_by_the_evaluators_primary_metric():
     kept = fit.matcher.state_dict()
     assert all(torch.equal(kept[k], v) for k, v in evaluator.states[1].items())
     assert not all(torch.equal(kept[k], v) for k, v in evaluator.states[2].items())
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(capfd):
+    data = order_task()  # 30 pairs, both directions: 60 queries, 4 steps an epoch at 16
+    config = RerankConfig(width=16, depth=1, heads=2, dropout=0.0, epochs=5, batch_size=16)
+    scores = iter([0.25, 0.5, 0.375, 0.625, 0.125])
+    fit = fit_matcher(data, config, evaluator=lambda matcher: next(scores))
+    err = capfd.readouterr().err
+    assert "\r" not in err
+    steps = re.findall(r"^rerank step (\d+)/20  loss ([\d.]+)$", err, re.M)
+    assert [int(s) for s, _ in steps] == list(range(2, 21, 2))  # every tenth of the run
+    for step, loss in steps:
+        assert float(loss) == pytest.approx(fit.history[int(step) - 1]["itm_loss"], abs=5e-5)
+    epochs = re.findall(
+        r"^rerank epoch (\d)/5 done: mean loss ([\d.]+), validation (\S+)$", err, re.M
+    )
+    assert [int(e) for e, _, _ in epochs] == [1, 2, 3, 4, 5]
+    for epoch, loss, score in epochs:
+        losses = [r["itm_loss"] for r in fit.history[4 * (int(epoch) - 1) : 4 * int(epoch)]]
+        assert float(loss) == pytest.approx(sum(losses) / 4, abs=5e-5)
+        assert float(score) == fit.evals[int(epoch) - 1]
+    assert fit.evals == [0.25, 0.5, 0.375, 0.625, 0.125]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import jointspace
 from conftest import tiny_config
@@ -72,6 +73,7 @@ def pair(tmp_path_factory, digits_manifest):
     root = tmp_path_factory.mktemp("distributed")
     config = train_config("builtin:digits", 0.0, eval_every=4, progress=True)
     config.model.towers["image"].lock = True
+    config.train.log_to = ["tensorboard"]
     config.train.feature_cache = str(root / "cache-one")
     fit(config, root / "one", manifest=digits_manifest)
     config.train.feature_cache = str(root / "cache-two")
@@ -161,6 +163,11 @@ def test_only_rank_zero_writes_or_speaks(pair):
     ]
     steps = [r["step"] for r in read_log(two / "metrics.jsonl") if "loss" in r]
     assert steps == sorted(set(steps))  # each step logged once: one writer
+    # ... and one TensorBoard writer, holding the steps metrics.jsonl holds.
+    assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(two / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("loss")] == steps
+    assert [e.step for e in events.Scalars("val/primary")] == [4, 8]
     # Both ranks' RNG states are in rank 0's checkpoint, and they are distinct streams.
     saved = load_file(str(two / "checkpoints" / "step-0000008" / ckpt.OPTIM_FILE))
     assert not torch.equal(saved["rng_state"], saved["rng_state.rank1"])

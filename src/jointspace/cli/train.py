@@ -11,6 +11,13 @@ from rich.console import Console
 from jointspace.cli.options import Force, Sets, SkipBad
 
 out = Console()
+LogTo = Annotated[
+    str | None,
+    typer.Option(
+        help="Also log every metric to these trackers (train.log_to): tensorboard,mlflow "
+        "(into RUN/tensorboard, RUN/mlflow.db; see docs/training.md)."
+    ),
+]
 err = Console(stderr=True)
 
 
@@ -41,6 +48,7 @@ def train(
         ),
     ] = False,
     skip_bad: SkipBad = False,
+    log_to: LogTo = None,
     sets: Sets = None,
 ) -> None:
     """Train a joint embedding model from a YAML config.
@@ -52,11 +60,14 @@ def train(
     from jointspace.runs.fit import fit
     from jointspace.runs.resume import resume_config
     from jointspace.train.distributed import launched
+    from jointspace.train.trackers import parse_log_to
 
     overrides = {"train.epochs": epochs, "train.max_steps": max_steps}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if skip_bad:
         overrides["data.skip_bad"] = True
+    if log_to is not None:
+        overrides["train.log_to"] = parse_log_to(log_to)
     cfg = resume_config(
         config, out_dir, resume=resume, force=force, overrides=overrides, data=data, sets=sets or ()
     )
@@ -81,6 +92,7 @@ def compare(
     ] = Path("runs/compare"),
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.", min=1)] = None,
     force: Force = False,
+    log_to: LogTo = None,
     sets: Sets = None,
 ) -> None:
     """Train one config with each objective (same towers, data, seed, budget); tabulate."""
@@ -88,9 +100,12 @@ def compare(
     from jointspace.runs.compare import CLOSED_FORM, markdown_table, objectives_for
     from jointspace.runs.compare import compare as run_compare
     from jointspace.runs.outputs import mark_dir, prepare_dir
+    from jointspace.train.trackers import parse_log_to
 
     cfg = apply_overrides(ExperimentConfig.from_yaml(config), sets or ())
     cfg.train.epochs = epochs if epochs is not None else cfg.train.epochs
+    if log_to is not None:  # each objective's run logs into its own directory
+        cfg.train.log_to = parse_log_to(log_to)
     names = [n.strip() for n in objectives.split(",") if n.strip()]
     for name in names:  # a typo is refused before the output directory is touched
         if name not in CLOSED_FORM:

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
 import torch
-from tqdm.auto import tqdm
 
 from jointspace.config import RerankConfig
 from jointspace.matcher.data import MatchingSet
 from jointspace.matcher.loss import hard_negatives, itm_loss, sample_positives
 from jointspace.matcher.model import CrossModalMatcher, MatcherConfig
+from jointspace.progress import Progress
 from jointspace.train.optim import lr_factor, param_groups, set_lr
-
-log = logging.getLogger("jointspace")
 
 
 @dataclass
@@ -67,35 +64,40 @@ def fit_matcher(
     total = config.epochs * per_epoch
     fit = MatcherFit(matcher)
     best_score, best_state = float("-inf"), None
-    bar = tqdm(total=total, desc="rerank", unit="step", disable=None if config.progress else True)
-    for epoch in range(config.epochs):
-        matcher.train()
-        order = torch.randperm(len(queries), generator=generator)
-        for start in range(0, len(order), config.batch_size):
-            step = epoch * per_epoch + start // config.batch_size
-            set_lr(optimizer, config.lr * lr_factor(step, total, config.warmup_steps, 0.05))
-            batch = [queries[j] for j in order[start : start + config.batch_size].tolist()]
-            loss = cast(
-                torch.Tensor,
-                sum(
-                    _direction_loss(matcher, data, m, rows, config, generator) * len(rows)
-                    for m, rows in _by_modality(batch).items()
-                ),
-            ) / len(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(matcher.parameters(), 1.0)
-            optimizer.step()
-            fit.history.append({"step": step + 1, "itm_loss": float(loss.detach())})
-            bar.update(1)
-            bar.set_postfix(loss=f"{fit.history[-1]['itm_loss']:.4f}")
-        if evaluator is not None:
-            score = _primary(evaluator, evaluator(matcher))
-            fit.evals.append(score)
-            log.info("rerank epoch %d: validation %.4f", epoch + 1, score)
-            if score > best_score:
-                best_score, best_state = score, copy.deepcopy(matcher.state_dict())
-    bar.close()
+    # A bar on a terminal; otherwise a line every tenth of the run and one per epoch.
+    progress = Progress(total, 0, "rerank", enabled=config.progress, every=max(1, total // 10))
+    with progress.active():
+        for epoch in range(config.epochs):
+            matcher.train()
+            order = torch.randperm(len(queries), generator=generator)
+            first = len(fit.history)
+            for start in range(0, len(order), config.batch_size):
+                step = epoch * per_epoch + start // config.batch_size
+                set_lr(optimizer, config.lr * lr_factor(step, total, config.warmup_steps, 0.05))
+                batch = [queries[j] for j in order[start : start + config.batch_size].tolist()]
+                loss = cast(
+                    torch.Tensor,
+                    sum(
+                        _direction_loss(matcher, data, m, rows, config, generator) * len(rows)
+                        for m, rows in _by_modality(batch).items()
+                    ),
+                ) / len(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(matcher.parameters(), 1.0)
+                optimizer.step()
+                fit.history.append({"step": step + 1, "itm_loss": float(loss.detach())})
+                progress.update(step + 1, {"loss": f"{fit.history[-1]['itm_loss']:.4f}"})
+            losses = [r["itm_loss"] for r in fit.history[first:]]
+            shown = f"rerank epoch {epoch + 1}/{config.epochs} done: mean loss "
+            shown += f"{sum(losses) / max(1, len(losses)):.4f}"
+            if evaluator is not None:
+                score = _primary(evaluator, evaluator(matcher))
+                fit.evals.append(score)
+                shown += f", validation {score:.4f}"
+                if score > best_score:
+                    best_score, best_state = score, copy.deepcopy(matcher.state_dict())
+            progress.info("%s", shown)
     if best_state is not None:
         matcher.load_state_dict(best_state)
     return fit

@@ -11,6 +11,7 @@ import pandas as pd
 
 from jointspace.atomic import atomic_path, disk_full, is_disk_full, write_text_atomic
 from jointspace.errors import ArtifactError, JointspaceError
+from jointspace.train.trackers import Tracker, open_trackers, run_params, scalars
 
 log = logging.getLogger("jointspace")
 
@@ -54,10 +55,19 @@ def write_csv(jsonl: Path, csv: Path) -> Path:
 
 
 class RunLog:
-    """A run's ``metrics.jsonl``: appended a line per record, mirrored to ``metrics.csv``."""
+    """A run's ``metrics.jsonl``: appended a line per record, mirrored to ``metrics.csv`` and
+    to the experiment trackers ``track`` opened (train/trackers.py)."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.trackers: list[Tracker] = []
+
+    def track(self, names: list[str], *, resumed: bool, train: Any = None) -> None:
+        """Open the trackers ``names`` (``train.log_to``); each first gets what the log holds."""
+        if names:
+            history = read_log(self.path) if self.path.exists() else []
+            params = run_params(self.path.parent, train)
+            self.trackers = open_trackers(names, self.path.parent, history, params, resumed)
 
     def append(self, record: dict[str, Any]) -> None:
         try:
@@ -67,6 +77,21 @@ class RunLog:
             if is_disk_full(err):
                 raise disk_full(self.path) from None
             raise
+        values = scalars(record)
+        for tracker in self.trackers:
+            tracker.log(record["step"], values)
+
+    def close(self, *, quiet: bool) -> None:
+        """Mirror to CSV and close the trackers; ``quiet``: the run failed (only warn)."""
+        self.write_csv(quiet=quiet)
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            try:
+                tracker.close(failed=quiet)
+            except JointspaceError as err:
+                if not quiet:
+                    raise
+                log.warning("%s", err)
 
     def truncate(self, step: int) -> None:
         """Drop lines after ``step`` (a resumed run repeats them) and a last line cut short."""

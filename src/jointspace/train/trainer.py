@@ -41,7 +41,7 @@ from jointspace.train.precision import make_scaler, optimizer_step
 from jointspace.train.step import forward_backward
 
 log = logging.getLogger("jointspace")
-RUN_FILES = {"model", "metrics.jsonl", "metrics.csv", "config.yaml"}  # what a run writes in RUN
+RUN_FILES = {"model", "metrics.jsonl", "metrics.csv", "config.yaml", "mlflow_run.json"}  # in RUN
 OLD_CHECKPOINT = re.compile(r"^\.step-\d{7}\.old$")
 Evaluator = Callable[[JointModel], dict[str, float]]
 Callback = Callable[[int, dict[str, float]], None]
@@ -145,6 +145,7 @@ class Trainer:
         rng_at_step = torch.get_rng_state()
         failed = True
         try:
+            self.world.on_main(self.run_log.track, cfg.log_to, resumed=step > 0, train=cfg)
             with progress.active():
                 while step < total:
                     epoch, start_batch = divmod(step, per_epoch)
@@ -176,7 +177,7 @@ class Trainer:
                 self._save_if_newer(step, total, result.best, rng_at_step, quiet=True)
             raise
         finally:
-            self.world.on_main(self.run_log.write_csv, quiet=failed)
+            self.world.on_main(self.run_log.close, quiet=failed)
         self._save_if_newer(step, total, result.best, rng_at_step)
         if self.evaluator is None:
             self.world.on_main(save_model, self.model, self.out_dir / "model")
