@@ -246,3 +246,20 @@ def test_bucket_false_runs_batches_in_input_order_for_hooks(tiny):
     with torch.no_grad():
         heads = tower.head(torch.cat(seen)).numpy()
     np.testing.assert_allclose(heads, ours, atol=1e-6)  # row i of the hook's batches is input i
+
+
+def test_the_probe_leaves_out_a_backend_that_fails_on_the_tower(tiny, monkeypatch):
+    def no_kernel(self, x):
+        raise RuntimeError('"addmm" not implemented for BFloat16')
+
+    monkeypatch.setattr("jointspace.models.inference.Autocast.__call__", no_kernel)
+    timings = {"eager": 0.4, "bf16": 0.01, "int8": 0.3, "onnx": 0.2}
+    tiny.inference = Inference("auto", min_cosine=0.999, timer=fixed_timer(timings))
+    try:
+        ours = tiny.encode(TEXTS, "text")
+        choice = tiny.inference.choices["text"]
+        assert set(choice["measured"]) == {"eager", "int8", "onnx"}
+        assert choice["backend"] == "onnx"
+        np.testing.assert_allclose(ours, encoded(tiny, "eager"), atol=1e-5)
+    finally:
+        tiny.inference = None

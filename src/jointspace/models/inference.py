@@ -276,7 +276,7 @@ class Inference:
                 with torch.inference_mode():
                     output = runner(sample).to(reference.device)
                 cosine = float(row_cosines(reference, output).min())
-            except (JointspaceError, ImportError) as err:
+            except (JointspaceError, ImportError, RuntimeError) as err:  # e.g. no bf16 kernel
                 logger().info("encode %s: %s unavailable (%s)", tower.modality, name, err)
                 continue
             runners[name] = runner
