@@ -158,7 +158,12 @@ class Autocast:
     name = "bf16"
 
     def __init__(self, tower: Tower):
-        self.tower = tower
+        # A copy whose Linear and convolution weights are bfloat16 already: autocast would cast
+        # every weight again on every call, which dominates a single query (MiniLM: 22M weights).
+        self.tower = copy.deepcopy(tower)
+        for module in self.tower.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                module.to(torch.bfloat16)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
