@@ -151,7 +151,7 @@ class RerankConfig:
 class EncodeConfig:
     """How a saved model encodes (embed, index build, search, the service): docs/training.md."""
 
-    backend: str = _bounded("eager", choices=("eager", "int8", "onnx", "auto"))
+    backend: str = _bounded("eager", choices=("eager", "bf16", "int8", "onnx", "auto"))
     min_cosine: float = _bounded(0.999, min=0, max=1)  # auto: the least cosine to eager fp32
     threads: int | None = _bounded(None, min=1)  # None: OMP_NUM_THREADS, else the usable CPUs
 

@@ -33,6 +33,8 @@ TEXTS = [
 ONNX_FLOOR = 0.9999  # the same float32 arithmetic, fused and reordered
 # Dynamically quantised weights and activations: a few short texts lose the most (MiniLM ~0.93).
 INT8_FLOOR = {"tiny": 0.98, "minilm": 0.9}
+# bfloat16 matmuls with float32 accumulation and norms: MiniLM measures ≥ 0.99996.
+BF16_FLOOR = 0.999
 
 
 def tiny_model(text_params=None, image=None):
@@ -126,9 +128,12 @@ def test_int8_and_onnx_encoders_stay_within_their_cosine_floors(which, tiny, min
     fp32 = torch.from_numpy(model.encode(TEXTS, "text", batch_size=4))
     onnx = torch.from_numpy(encoded(model, "onnx"))
     int8 = torch.from_numpy(encoded(model, "int8"))
+    bf16 = torch.from_numpy(encoded(model, "bf16"))
     assert float(row_cosines(fp32, onnx).min()) >= ONNX_FLOOR
     assert float(row_cosines(fp32, int8).min()) >= INT8_FLOOR[which]
     assert float(row_cosines(fp32, int8).min()) < 0.999999  # really quantised: not fp32 again
+    assert float(row_cosines(fp32, bf16).min()) >= BF16_FLOOR
+    assert float(row_cosines(fp32, bf16).min()) < 0.999999  # really bfloat16: not fp32 again
 
 
 def test_image_towers_run_in_onnx_runtime_and_int8():
@@ -139,8 +144,10 @@ def test_image_towers_run_in_onnx_runtime_and_int8():
         fp32 = torch.from_numpy(model.encode(pixels, "image"))
         onnx = torch.from_numpy(encoded(model, "onnx", "image", pixels))
         int8 = torch.from_numpy(encoded(model, "int8", "image", pixels))
+        bf16 = torch.from_numpy(encoded(model, "bf16", "image", pixels))
         assert float(row_cosines(fp32, onnx).min()) >= ONNX_FLOOR
         assert float(row_cosines(fp32, int8).min()) >= INT8_FLOOR["tiny"]
+        assert float(row_cosines(fp32, bf16).min()) >= BF16_FLOOR
 
 
 def fixed_timer(seconds):
@@ -148,7 +155,7 @@ def fixed_timer(seconds):
 
 
 def test_the_probe_picks_the_measured_fastest_that_keeps_the_cosine_floor(tiny):
-    timings = {"eager": 0.4, "int8": 0.1, "onnx": 0.2}
+    timings = {"eager": 0.4, "bf16": 0.3, "int8": 0.1, "onnx": 0.2}
     tiny.inference = Inference("auto", min_cosine=0.9, timer=fixed_timer(timings))
     try:
         tiny.encode(TEXTS, "text")
@@ -162,7 +169,7 @@ def test_the_probe_picks_the_measured_fastest_that_keeps_the_cosine_floor(tiny):
         assert tiny.inference.choices["text"]["backend"] == "onnx"
         np.testing.assert_allclose(ours, encoded(tiny, "eager"), atol=1e-5)
         # Eager measured fastest: eager it is.
-        slow = {"eager": 0.1, "int8": 0.2, "onnx": 0.3}
+        slow = {"eager": 0.1, "bf16": 0.15, "int8": 0.2, "onnx": 0.3}
         tiny.inference = Inference("auto", min_cosine=0.9, timer=fixed_timer(slow))
         tiny.encode(TEXTS[:2], "text")
         assert tiny.inference.choices["text"]["backend"] == "eager"
@@ -175,17 +182,17 @@ def test_the_probe_runs_once_per_weights(tiny):
 
     def timer(name, runner, sample):
         calls.append(name)
-        return {"eager": 0.1, "int8": 0.2, "onnx": 0.3}[name]
+        return {"eager": 0.1, "bf16": 0.15, "int8": 0.2, "onnx": 0.3}[name]
 
     model = tiny_model()
     model.inference = Inference("auto", timer=timer)
     model.encode(TEXTS, "text")
     model.encode(TEXTS[:3], "text")
-    assert calls == ["eager", "int8", "onnx"]
+    assert calls == ["eager", "bf16", "int8", "onnx"]
     with torch.no_grad():
         model.towers["text"].head.weight.mul_(2)  # new weights: the old runners are stale
     model.encode(TEXTS[:3], "text")
-    assert len(calls) == 6
+    assert len(calls) == 8
 
 
 def test_choose_backend_keeps_eager_when_nothing_else_qualifies():
@@ -198,6 +205,10 @@ def test_choose_backend_keeps_eager_when_nothing_else_qualifies():
     assert choose_backend(measured, 0.95) == "int8"
     assert choose_backend(measured, 0.99999) == "eager"
     assert choose_backend({}, 0.9) == "eager"
+    # bfloat16 autocast where the CPU multiplies it natively: fastest, and within 0.999.
+    measured["bf16"] = Measurement(400, 0.99996)
+    assert choose_backend(measured, 0.999) == "bf16"
+    assert choose_backend(measured, 0.99999) == "eager"
 
 
 def test_config_and_environment_choose_the_backend(monkeypatch):
@@ -206,7 +217,7 @@ def test_config_and_environment_choose_the_backend(monkeypatch):
     monkeypatch.setenv("JOINTSPACE_ENCODE", "int8")
     assert Inference.from_config(EncodeConfig(backend="onnx")).backend == "int8"
     monkeypatch.setenv("JOINTSPACE_ENCODE", "fast")
-    with pytest.raises(Exception, match=r"encode\.backend: 'fast' is not one of eager, int8"):
+    with pytest.raises(Exception, match=r"encode\.backend: 'fast' is not one of eager, bf16, int8"):
         Inference.from_config(EncodeConfig())
 
 
@@ -235,3 +246,20 @@ def test_bucket_false_runs_batches_in_input_order_for_hooks(tiny):
     with torch.no_grad():
         heads = tower.head(torch.cat(seen)).numpy()
     np.testing.assert_allclose(heads, ours, atol=1e-6)  # row i of the hook's batches is input i
+
+
+def test_the_probe_leaves_out_a_backend_that_fails_on_the_tower(tiny, monkeypatch):
+    def no_kernel(self, x):
+        raise RuntimeError('"addmm" not implemented for BFloat16')
+
+    monkeypatch.setattr("jointspace.models.inference.Autocast.__call__", no_kernel)
+    timings = {"eager": 0.4, "bf16": 0.01, "int8": 0.3, "onnx": 0.2}
+    tiny.inference = Inference("auto", min_cosine=0.999, timer=fixed_timer(timings))
+    try:
+        ours = tiny.encode(TEXTS, "text")
+        choice = tiny.inference.choices["text"]
+        assert set(choice["measured"]) == {"eager", "int8", "onnx"}
+        assert choice["backend"] == "onnx"
+        np.testing.assert_allclose(ours, encoded(tiny, "eager"), atol=1e-5)
+    finally:
+        tiny.inference = None

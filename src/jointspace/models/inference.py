@@ -1,7 +1,8 @@
 """Fast encoding: inference mode, length-bucketed text batches and a backend per tower.
 
-Backends: ``eager`` (the tower in PyTorch, float32: the reference numbers), ``int8`` (PyTorch
-dynamic int8 quantisation of its Linear layers) and ``onnx`` (its graph in ONNX Runtime).
+Backends: ``eager`` (the tower in PyTorch, float32: the reference numbers), ``bf16`` (the same
+tower under bfloat16 autocast), ``int8`` (PyTorch dynamic int8 quantisation of its Linear
+layers) and ``onnx`` (its graph in ONNX Runtime).
 ``auto`` runs each on the first batch a tower encodes and keeps the fastest whose embeddings stay
 within ``min_cosine`` of eager float32: a short measured probe, logged and kept in ``choices``.
 """
@@ -26,7 +27,7 @@ from jointspace.encoders.base import Tower
 from jointspace.errors import JointspaceError
 from jointspace.progress import logger
 
-BACKENDS = ("eager", "int8", "onnx")
+BACKENDS = ("eager", "bf16", "int8", "onnx")
 CHOICES = (*BACKENDS, "auto")
 ENV_BACKEND = "JOINTSPACE_ENCODE"  # overrides encode.backend for every command and the service
 PROBE_ITEMS = 32  # the probe times each backend on at most this many inputs of the first batch
@@ -147,11 +148,35 @@ def quantize_int8(tower: Tower) -> nn.Module:
     return quantized
 
 
+class Autocast:
+    """The tower under bfloat16 autocast: matmuls and convolutions in bfloat16, float32 out.
+
+    Fast only where the CPU multiplies bfloat16 natively (AVX512-BF16, AMX) or on a GPU;
+    elsewhere it is emulated and slower than float32, so ``auto`` measures before it picks.
+    """
+
+    name = "bf16"
+
+    def __init__(self, tower: Tower):
+        # A copy whose Linear and convolution weights are bfloat16 already: autocast would cast
+        # every weight again on every call, which dominates a single query (MiniLM: 22M weights).
+        self.tower = copy.deepcopy(tower)
+        for module in self.tower.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                module.to(torch.bfloat16)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.tower(x).float()
+
+
 def build_runner(name: str, tower: Tower, threads: int | None = None) -> Runner:
     """A callable from collated batch to embeddings for backend ``name``."""
     if name == "eager":
         return tower
     device = next(tower.parameters()).device
+    if name == "bf16" and device.type in ("cpu", "cuda"):
+        return Autocast(tower)
     if device.type != "cpu":
         raise ConfigError(f"encode.backend {name!r} runs on the CPU; this model is on {device}")
     if name == "int8":
@@ -248,14 +273,15 @@ class Inference:
             reference = tower(sample).float()
         measured: dict[str, Measurement] = {}
         runners: dict[str, Runner] = {}
-        candidates = BACKENDS if sample.device.type == "cpu" else ("eager",)
+        # On a GPU only bf16 autocast competes with eager (int8 and ONNX Runtime run on the CPU).
+        candidates = BACKENDS if sample.device.type == "cpu" else ("eager", "bf16")
         for name in candidates:
             try:
                 runner = build_runner(name, tower, self.threads)
                 with torch.inference_mode():
                     output = runner(sample).to(reference.device)
                 cosine = float(row_cosines(reference, output).min())
-            except (JointspaceError, ImportError) as err:
+            except (JointspaceError, ImportError, RuntimeError) as err:  # e.g. no bf16 kernel
                 logger().info("encode %s: %s unavailable (%s)", tower.modality, name, err)
                 continue
             runners[name] = runner
