@@ -53,12 +53,35 @@ def example_batch(tower: Tower) -> torch.Tensor:
     if tower.modality == "text":
         return tower.collate([tower.preprocess(t) for t in EXAMPLE_TEXTS])
     if tower.modality == "image":
-        size = int(tower.params["image_size"])
-        return torch.rand(2, 3, size, size, generator=generator) * 2 - 1
+        return torch.rand(2, 3, *image_size(tower), generator=generator) * 2 - 1
     if tower.modality == "audio":
         samples = round(tower.params["sample_rate"] * tower.params["seconds"])
         return torch.randn(2, samples, generator=generator) * 0.1
     raise InputError(f"no ONNX export for a {tower.modality!r} tower")
+
+
+def image_size(tower: Tower) -> tuple[int, int]:
+    """Height and width of the tower's input images (HF towers: their processor's output)."""
+    size = getattr(getattr(tower, "transform", None), "size", None)
+    if isinstance(size, tuple):  # an HFImageProcessor
+        return int(size[0]), int(size[1])
+    side = int(tower.params["image_size"])
+    return side, side
+
+
+def text_padding(tower: Tower) -> tuple[int, int | None]:
+    """The id a text batch is padded with, and its length when every batch has one length.
+
+    ``pad_id`` None: the tower pads to ``max_len`` with a real token (SigLIP, as trained)."""
+    pad = getattr(tower, "pad_id", 0)
+    if pad is None:
+        return int(tower.pad_value), max_length(tower)
+    return int(pad), None
+
+
+def max_length(tower: Tower) -> int:
+    """The most tokens the tower reads (HF towers: resolved from the checkpoint)."""
+    return int(getattr(tower, "max_len", None) or tower.params["max_len"])
 
 
 def dynamic_axes(modality: str) -> dict[str, dict[int, str]]:
@@ -93,12 +116,15 @@ def export_tower(tower: Tower, *, normalize: bool = False) -> TowerGraph:
     example = example_batch(tower)
     graph = TowerGraph(tower.modality, _export(tower, example, normalize))
     if tower.modality == "text":
-        graph.pad_id = int(getattr(tower, "pad_id", 0))
+        graph.pad_id, fixed = text_padding(tower)
+        if fixed is not None:  # the example is already padded to it
+            graph.length = fixed
+            return graph
         longer = F.pad(example, (0, 3), value=graph.pad_id)
         try:
             OnnxSession(graph, quiet=True)(longer)
         except Exception:  # onnxruntime's Fail: the length is baked in; trace at the longest
-            graph.length = int(tower.params["max_len"])
+            graph.length = max_length(tower)
             padded = F.pad(example, (0, graph.length - example.shape[1]), value=graph.pad_id)
             graph.model = _export(tower, padded, normalize)
     return graph

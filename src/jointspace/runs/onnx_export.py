@@ -24,7 +24,10 @@ from jointspace.encoders.onnx import (
     OnnxSession,
     TowerGraph,
     export_tower,
+    image_size,
+    max_length,
 )
+from jointspace.encoders.hf_preprocess import HFImageProcessor
 from jointspace.errors import JointspaceError
 from jointspace.models.inference import row_cosines
 from jointspace.models.modes import evaluating
@@ -84,8 +87,8 @@ def parity_inputs(tower: Tower) -> list[torch.Tensor]:
         texts = [tower.preprocess(t) for t in PARITY_TEXTS]
         return [tower.collate(texts), tower.collate(texts[2:3])]
     if tower.modality == "image":
-        size = int(tower.params["image_size"])
-        return [torch.rand(n, 3, size, size, generator=generator) * 2 - 1 for n in (1, 3)]
+        size = image_size(tower)
+        return [torch.rand(n, 3, *size, generator=generator) * 2 - 1 for n in (1, 3)]
     samples = round(tower.params["sample_rate"] * tower.params["seconds"])
     return [torch.randn(n, samples, generator=generator) * 0.1 for n in (1, 3)]
 
@@ -114,7 +117,7 @@ def describe(tower: Tower, graph: TowerGraph) -> dict[str, Any]:
         dtype = "int64"
         pre: dict[str, Any] = {
             "tokenizer": TOKENIZER_FILE,
-            "max_length": tower.params.get("max_len"),
+            "max_length": max_length(tower),
             "pad_id": graph.pad_id,
             "padding": "right, to the longest text in the batch"
             if graph.length is None
@@ -123,17 +126,25 @@ def describe(tower: Tower, graph: TowerGraph) -> dict[str, Any]:
             "normaliser, [CLS] … [SEP] template and truncation are in the file; ids → input_ids",
         }
     elif tower.modality == "image":
-        size = int(tower.params["image_size"])
-        shape, dtype = ["batch", 3, size, size], "float32"
-        transform: Any = tower.transform  # an ImageTransform: its mean and std
-        pre = {
-            "image_size": size,
-            "steps": "RGB; resize the shorter side to image_size (bicubic), centre-crop to "
-            "image_size × image_size, scale to [0, 1], subtract mean and divide by std per "
-            "channel, channels first",
-            "mean": list(transform.mean),
-            "std": list(transform.std),
-        }
+        height, width = image_size(tower)
+        shape, dtype = ["batch", 3, height, width], "float32"
+        transform: Any = tower.transform  # an ImageTransform or an HFImageProcessor
+        if isinstance(transform, HFImageProcessor):
+            pre = {
+                "image_size": [height, width],
+                "steps": "the checkpoint's preprocessor_config.json (the Hugging Face image "
+                "processor): RGB, resize, centre-crop, rescale, normalise, channels first",
+                **transform.describe(),
+            }
+        else:
+            pre = {
+                "image_size": height,
+                "steps": "RGB; resize the shorter side to image_size (bicubic), centre-crop to "
+                "image_size × image_size, scale to [0, 1], subtract mean and divide by std per "
+                "channel, channels first",
+                "mean": list(transform.mean),
+                "std": list(transform.std),
+            }
     else:
         samples = round(tower.params["sample_rate"] * tower.params["seconds"])
         shape, dtype = ["batch", samples], "float32"
