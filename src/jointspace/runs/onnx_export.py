@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from jointspace.atomic import atomic_dir
 from jointspace.config import dumps_json
 from jointspace.encoders.base import Tower
+from jointspace.encoders.hf_preprocess import HFImageProcessor
 from jointspace.encoders.onnx import (
     EXAMPLE_TEXTS,
     INPUT_NAMES,
@@ -27,7 +28,6 @@ from jointspace.encoders.onnx import (
     image_size,
     max_length,
 )
-from jointspace.encoders.hf_preprocess import HFImageProcessor
 from jointspace.errors import JointspaceError
 from jointspace.models.inference import row_cosines
 from jointspace.models.modes import evaluating
