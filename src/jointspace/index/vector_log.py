@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -168,7 +170,8 @@ class _Crc32:
 def _checksum(file, size: int, recorded: str) -> str:
     """The next ``size`` bytes' checksum, by the algorithm ``recorded`` was made with."""
     prefix = next((p for p in (XXH3, CRC) if recorded.startswith(p)), "")  # "": SHA-256
-    digest = {XXH3: xxhash.xxh3_64, CRC: _Crc32, "": hashlib.sha256}[prefix]()
+    makers: dict[str, Callable[[], Any]] = {XXH3: xxhash.xxh3_64, CRC: _Crc32, "": hashlib.sha256}
+    digest = makers[prefix]()
     buffer = bytearray(BLOCK)
     while size > 0:
         got = file.readinto(memoryview(buffer)[: min(BLOCK, size)])
