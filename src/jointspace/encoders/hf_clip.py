@@ -15,7 +15,6 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from jointspace.config import ConfigError
-from jointspace.data.image import load_image
 from jointspace.encoders.base import Tower
 from jointspace.encoders.hf_files import (
     IMAGE_FILES,
@@ -29,7 +28,7 @@ from jointspace.encoders.hf_files import (
     read_json_file,
     write_files,
 )
-from jointspace.encoders.hf_preprocess import HFImageProcessor
+from jointspace.encoders.hf_preprocess import HFImageInputs, HFImageProcessor
 from jointspace.errors import InputTypeError
 
 # A saved model's subdirectory per tower: the checkpoint's config.json plus its tokenizer or
@@ -136,7 +135,7 @@ class HFClipText(Tower):
         return self._run(token_ids)[0].pooler_output
 
 
-class HFClipImage(Tower):
+class HFClipImage(HFImageInputs, Tower):
     """The vision half: preprocessor_config.json steps → vision model → visual projection."""
 
     modality = "image"
@@ -185,15 +184,6 @@ class HFClipImage(Tower):
         layers = find_layers(self.vision_model.encoder)
         head = getattr(self.vision_model, "head", None)  # SigLIP's attention pooling comes last
         return [*layers, head] if isinstance(head, nn.Module) else layers
-
-    def preprocessing(self) -> dict[str, Any]:
-        return super().preprocessing() | {"transform": self.transform.describe()}
-
-    def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
-        return self.transform(load_image(raw), rng)
-
-    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(items)
 
     def tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         states = self.vision_model(pixel_values=images).last_hidden_state

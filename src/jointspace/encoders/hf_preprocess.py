@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from jointspace.config import ConfigError
-from jointspace.data.image import ImageTransform
+from jointspace.data.image import ImageTransform, load_image
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -161,3 +161,18 @@ def _center_crop(array: np.ndarray, height: int, width: int) -> np.ndarray:
         array, h, w = padded, padded.shape[0], padded.shape[1]
     top, left = (h - height) // 2, (w - width) // 2
     return array[top : top + height, left : left + width]
+
+
+class HFImageInputs:
+    """A tower's image inputs through its ``transform`` (an ``HFImageProcessor``): a mixin."""
+
+    transform: HFImageProcessor
+
+    def preprocessing(self) -> dict[str, Any]:
+        return super().preprocessing() | {"transform": self.transform.describe()}  # type: ignore[misc]
+
+    def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self.transform(load_image(raw), rng)
+
+    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(items)

@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from jointspace.config import ConfigError
-from jointspace.data.image import load_image
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
 from jointspace.encoders.hf_files import (
@@ -22,13 +20,13 @@ from jointspace.encoders.hf_files import (
     load_pretrained,
     read_files,
 )
-from jointspace.encoders.hf_preprocess import HFImageProcessor
+from jointspace.encoders.hf_preprocess import HFImageInputs, HFImageProcessor
 
 ASSETS = "hf_vision"  # subdirectory of a saved model: backbone config + preprocessing
 POOLINGS = ("pooler", "cls", "mean")
 
 
-class HFVision(Tower):
+class HFVision(HFImageInputs, Tower):
     """``AutoModel`` vision backbone → pooled features (``pooling``) → projection ``head``."""
 
     modality = "image"
@@ -78,15 +76,6 @@ class HFVision(Tower):
 
     def layers(self) -> list[nn.Module]:
         return find_layers(self.backbone)
-
-    def preprocessing(self) -> dict[str, Any]:
-        return super().preprocessing() | {"transform": self.transform.describe()}
-
-    def preprocess(self, raw: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
-        return self.transform(load_image(raw), rng)
-
-    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(items)
 
     def _pool(self, out: Any) -> torch.Tensor:
         pooled = getattr(out, "pooler_output", None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from torch import nn
 from jointspace.config import ConfigError
 from jointspace.encoders.base import Tower
 from jointspace.encoders.heads import projection_head
+from jointspace.encoders.hf_files import transformers_module
 from jointspace.encoders.text import pool_tokens
 from jointspace.errors import InputTypeError, MissingPackageError, NotFoundError
 
@@ -40,16 +40,6 @@ def resolve_checkpoint(path: str) -> Path:
     if not (directory / "tokenizer.json").is_file():
         raise NotFoundError(f"{directory}: tokenizer.json missing (a fast tokenizer is needed)")
     return directory
-
-
-def _transformers():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
-    try:
-        import transformers
-    except ImportError as err:
-        raise MissingPackageError("pretrained towers need `pip install transformers`") from err
-    transformers.utils.logging.disable_progress_bar()
-    return transformers
 
 
 class PretrainedText(Tower):
@@ -78,7 +68,7 @@ class PretrainedText(Tower):
 
     @classmethod
     def create(cls, embed_dim, params, *, corpus=None, assets_dir=None) -> PretrainedText:
-        transformers = _transformers()
+        transformers = transformers_module()
         saved = assets_dir / ASSETS if assets_dir is not None else None
         if saved is not None and (saved / "config.json").is_file():
             # The saved model.safetensors holds the weights; only the architecture is needed.
