@@ -11,7 +11,7 @@ from jointspace.data import read_manifest
 from jointspace.evaluate.retrieval import chance_retrieval
 from jointspace.models import load
 from jointspace.models.build import build_model
-from jointspace.runs.compare import compare, objectives_for
+from jointspace.runs.compare import compare, markdown_table, objectives_for
 from jointspace.train.closed_form import fit_linear_cca, head_inputs
 
 
@@ -104,3 +104,16 @@ def test_a_second_cca_fit_reads_frozen_features_from_the_cache(
     again = compare(config, ["cca"], tmp_path / "b", manifest=digits_manifest, log=lambda _: None)
     assert calls == []  # fit and evaluation: no tower forward pass at all
     assert again[0]["text_to_image/R@1"] == pytest.approx(first[0]["text_to_image/R@1"])
+
+
+def test_the_table_shows_the_recalls_the_runs_measured():
+    row = {"objective": "clip", "train_seconds": 3.0, "relevance": "pairs"}
+    for d in ("text_to_image", "image_to_text"):
+        row |= {f"{d}/R@2": 0.25, f"{d}/R@10": 0.5, f"{d}/mAP": 0.125, f"{d}/median_rank": 4}
+        row |= {f"{d}/chance_R@2": 0.01, f"{d}/chance_R@10": 0.05, f"{d}/chance_mAP": 0.02}
+    table = markdown_table([row], ["text", "image"])
+    header = table.splitlines()[0]
+    assert "text→image R@2" in header and "image→text R@10" in header and "R@5" not in header
+    assert "median" not in header and "chance" not in header
+    assert "| clip | 25.0 | 50.0 | 12.5 | 25.0 | 50.0 | 12.5 | 3 |" in table
+    assert "| chance | 1.0 | 5.0 | 2.0 | 1.0 | 5.0 | 2.0 | - |" in table

@@ -31,7 +31,6 @@ PRESETS = {
     "triplet-max": [ObjectiveConfig("triplet", {"reduction": "max"})],
 }
 CLOSED_FORM = ("cca",)
-COLUMNS = ("R@1", "R@5", "R@10", "mAP")
 
 
 def objectives_for(name: str) -> list[ObjectiveConfig]:
@@ -110,17 +109,21 @@ def markdown_table(rows: list[dict[str, Any]], modalities: Sequence[str]) -> str
     row with the exact chance level, and a line naming the relevance."""
     a, b = modalities
     directions = (f"{a}_to_{b}", f"{b}_to_{a}")
+    # The recalls the runs measured (eval.ks: R@1/5/10 by default), then mAP.
+    first = directions[0] + "/"
+    recalls = {key[len(first) :] for key in (rows[0] if rows else {}) if key.startswith(first)}
+    columns = (*sorted((c for c in recalls if c.startswith("R@")), key=lambda c: int(c[2:])), "mAP")
     header = ["objective"]
-    header += [f"{d.replace('_to_', '→')} {c}" for d in directions for c in COLUMNS]
+    header += [f"{d.replace('_to_', '→')} {c}" for d in directions for c in columns]
     header.append("train s")
     body = [
         [row["objective"]]
-        + [f"{100 * row[f'{d}/{c}']:.1f}" for d in directions for c in COLUMNS]
+        + [f"{100 * row[f'{d}/{c}']:.1f}" for d in directions for c in columns]
         + [f"{row['train_seconds']:.0f}"]
         for row in rows
     ]
-    if rows and all(f"{d}/chance_{c}" in rows[0] for d in directions for c in COLUMNS):
-        chance = [f"{100 * rows[0][f'{d}/chance_{c}']:.1f}" for d in directions for c in COLUMNS]
+    if rows and all(f"{d}/chance_{c}" in rows[0] for d in directions for c in columns):
+        chance = [f"{100 * rows[0][f'{d}/chance_{c}']:.1f}" for d in directions for c in columns]
         body.append(["chance", *chance, "-"])
     note = relevance_note(rows[0]) if rows else ""
     return markdown_rows(header, body) + "\n" + (f"\n{note}\n" if note else "")
