@@ -182,10 +182,10 @@ def _case_map_method(tmp_path, monkeypatch):
 
 
 def _case_transformers_missing(tmp_path, monkeypatch):
-    from jointspace.encoders.pretrained_text import _transformers
+    from jointspace.encoders.hf_files import transformers_module
 
     _no_module(monkeypatch, "transformers")
-    _transformers()
+    transformers_module()
 
 
 def _case_pymilvus_missing(tmp_path, monkeypatch):
