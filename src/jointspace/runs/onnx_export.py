@@ -102,12 +102,20 @@ def check_parity(tower: Tower, graph: TowerGraph) -> dict[str, Any]:
             expected = F.normalize(tower(batch).float(), dim=-1)
         worst = min(worst, float(row_cosines(expected, session(batch)).min()))
         count += len(batch)
-    if not worst >= PARITY_FLOOR:  # NaN fails too
+    subject = f"the {tower.modality} tower's ONNX graph disagrees with PyTorch"
+    return parity_record(worst, count, floor=PARITY_FLOOR, subject=subject)
+
+
+def parity_record(
+    worst: float, count: int, *, floor: float, subject: str, inputs: str = "inputs", digits: int = 6
+) -> dict[str, Any]:
+    """An export's parity check as recorded; below ``floor`` (or NaN) a ParityError."""
+    if not worst >= floor:  # NaN fails too
         raise ParityError(
-            f"export: the {tower.modality} tower's ONNX graph disagrees with PyTorch (worst "
-            f"cosine {worst:.6f} < {PARITY_FLOOR} over {count} inputs); nothing was written"
+            f"export: {subject} (worst cosine {worst:.{digits}f} < {floor} over {count} "
+            f"{inputs}); nothing was written"
         )
-    return {"min_cosine": round(worst, 7), "floor": PARITY_FLOOR, "inputs": count}
+    return {"min_cosine": round(worst, 7), "floor": floor, "inputs": count}
 
 
 def describe(tower: Tower, graph: TowerGraph) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from jointspace.encoders.pretrained_text import PretrainedText
 from jointspace.errors import InputError, MissingPackageError
 from jointspace.models.inference import row_cosines, text_pad_id
 from jointspace.models.modes import evaluating
-from jointspace.runs.onnx_export import PARITY_TEXTS, ParityError
+from jointspace.runs.onnx_export import PARITY_TEXTS, parity_record
 from jointspace.runs.outputs import claim_dir, mark_dir
 from jointspace.runs.run import Run
 
@@ -185,12 +185,10 @@ def check_parity(tower: Tower, directory: Path) -> dict[str, Any]:
         got = torch.as_tensor(reloaded.encode(texts, batch_size=len(texts)))
         worst = min(worst, float(row_cosines(expected, got).min()))
         count += len(texts)
-    if not worst >= PARITY_FLOOR:  # NaN fails too
-        raise ParityError(
-            f"export: the SentenceTransformer disagrees with the jointspace text tower (worst "
-            f"cosine {worst:.7f} < {PARITY_FLOOR} over {count} texts); nothing was written"
-        )
-    return {"min_cosine": round(worst, 7), "floor": PARITY_FLOOR, "inputs": count}
+    subject = "the SentenceTransformer disagrees with the jointspace text tower"
+    return parity_record(
+        worst, count, floor=PARITY_FLOOR, subject=subject, inputs="texts", digits=7
+    )
 
 
 def readable_like(reference: Path, directory: Path) -> None:
