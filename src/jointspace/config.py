@@ -156,41 +156,20 @@ class EncodeConfig:
     threads: int | None = _bounded(None, min=1)  # None: OMP_NUM_THREADS, else the usable CPUs
 
 
-@dataclass
-class ExperimentConfig:
-    """Everything one training run needs; ``to_yaml``/``from_yaml`` round-trip exactly."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    objectives: list[ObjectiveConfig] = field(default_factory=lambda: [ObjectiveConfig("clip")])
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    rerank: RerankConfig = field(default_factory=RerankConfig)
-    encode: EncodeConfig = field(default_factory=EncodeConfig)
+class YamlConfig:
+    """A config dataclass that round-trips YAML and JSON, checked by ``from_dict``."""
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
-        # The single-objective form: `objective: {...}` instead of a list.
-        if isinstance(raw, dict) and "objective" in raw and "objectives" not in raw:
-            raw = {**raw, "objectives": [raw["objective"]]}
-            del raw["objective"]
+    def from_dict(cls, raw: dict[str, Any]) -> Any:
         config = from_dict(cls, raw)
         config.check()
         return config
 
     def check(self) -> None:
-        """Refuse sections that contradict each other (each is valid alone), naming both."""
-        if not self.objectives:
-            raise ConfigError("objectives: the list is empty; give one, e.g. [{name: clip}]")
-        if missing := [m for m in self.model.towers if m not in self.data.modalities]:
-            raise ConfigError(
-                f"model.towers.{missing[0]}: data.modalities lists only "
-                f"{', '.join(self.data.modalities) or 'nothing'}; add {missing[0]!r} there, "
-                "or remove the tower"
-            )
+        """Refuse sections that contradict each other (each is valid alone)."""
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -201,7 +180,7 @@ class ExperimentConfig:
         return text
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> ExperimentConfig:
+    def from_yaml(cls, path: str | Path) -> Any:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
@@ -220,7 +199,46 @@ class ExperimentConfig:
             raise ConfigError(f"{path}: {err}") from err
 
 
-def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+@dataclass
+class ExperimentConfig(YamlConfig):
+    """Everything one training run needs; ``to_yaml``/``from_yaml`` round-trip exactly."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objectives: list[ObjectiveConfig] = field(default_factory=lambda: [ObjectiveConfig("clip")])
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
+        # The single-objective form: `objective: {...}` instead of a list.
+        if isinstance(raw, dict) and "objective" in raw and "objectives" not in raw:
+            raw = {**raw, "objectives": [raw["objective"]]}
+            del raw["objective"]
+        return super().from_dict(raw)
+
+    def check(self) -> None:
+        """Refuse sections that contradict each other (each is valid alone), naming both."""
+        if not self.objectives:
+            raise ConfigError("objectives: the list is empty; give one, e.g. [{name: clip}]")
+        if missing := [m for m in self.model.towers if m not in self.data.modalities]:
+            raise ConfigError(
+                f"model.towers.{missing[0]}: data.modalities lists only "
+                f"{', '.join(self.data.modalities) or 'nothing'}; add {missing[0]!r} there, "
+                "or remove the tower"
+            )
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ExperimentConfig:
+        return super().from_yaml(path)
+
+
+C = TypeVar("C", bound=YamlConfig)
+
+
+def apply_overrides(config: C, overrides: Sequence[str]) -> C:
     """``config`` with each ``KEY.PATH=VALUE`` (``--set``) applied and re-checked: a new config."""
     from jointspace.config_overrides import apply_overrides as apply
 

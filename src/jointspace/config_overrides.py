@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
-from jointspace.config import ConfigError, ExperimentConfig
+from jointspace.config import C, ConfigError
 from jointspace.yaml_loader import load_yaml
 
 
-def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+def apply_overrides(config: C, overrides: Sequence[str]) -> C:
     """A new config: ``config`` with each override set in turn, then checked as a whole.
 
     An unknown key, a wrong type or a value out of range is a ``ConfigError`` naming the
@@ -30,7 +30,7 @@ def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> Exper
     for keys, value, text in parsed:
         set_path(tree, keys, value, text)
     try:
-        return ExperimentConfig.from_dict(tree)
+        return type(config).from_dict(tree)
     except ConfigError as err:
         raise ConfigError(f"{_culprit(str(err), parsed)}: {err}") from None
 

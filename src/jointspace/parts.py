@@ -24,6 +24,12 @@ BUILTIN_PARTS: dict[str, dict[str, str]] = {
         "triplet": "jointspace.objectives.triplet:TripletObjective",
         "dcca": "jointspace.objectives.cca:DeepCCAObjective",
     },
+    # Fusion heads of a multimodal classifier (jointspace classify): `head.name`.
+    "fusion": {
+        "concat": "jointspace.models.fusion:ConcatFusion",
+        "gated": "jointspace.models.fusion:GatedFusion",
+        "attention": "jointspace.models.fusion:AttentionFusion",
+    },
     "miner": {
         "all": "jointspace.objectives.miners:AllMiner",
         "hardest": "jointspace.objectives.miners:HardestMiner",

@@ -7,13 +7,15 @@ the modalities it used. A modality left out of the mapping is missing: every hea
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from jointspace.config import ConfigError
+from jointspace.config import ConfigError, PartConfig
 from jointspace.encoders.text import pool_tokens
+from jointspace.registry import lookup
 
 Inputs = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -125,3 +127,15 @@ class FusionClassifier(nn.Module):
     def forward(self, inputs: Inputs) -> tuple[torch.Tensor, list[str]]:
         fused, used = self.head(inputs)
         return self.out(fused), used
+
+
+def build_fusion_head(config: PartConfig, dims: Mapping[str, int]) -> FusionHead:
+    """The head ``config`` names (registry kind ``fusion``) over modalities of widths ``dims``."""
+    factory = lookup("fusion", config.name)
+    taken = [p for p in inspect.signature(factory).parameters if p != "dims"]
+    if unknown := sorted(set(config.params) - set(taken)):
+        raise ConfigError(
+            f"head.params: fusion head {config.name!r} has no parameter {unknown[0]!r}; "
+            f"it takes {', '.join(taken)}"
+        )
+    return factory(dims, **config.params)

@@ -1,0 +1,1 @@
+"""Multimodal classifiers: fusion heads over towers' token states, trained on labelled rows."""
