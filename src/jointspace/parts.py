@@ -28,7 +28,7 @@ BUILTIN_PARTS: dict[str, dict[str, str]] = {
     "fusion": {
         "concat": "jointspace.models.fusion:ConcatFusion",
         "gated": "jointspace.models.fusion:GatedFusion",
-        "attention": "jointspace.models.fusion:AttentionFusion",
+        "attention": "jointspace.models.coattention:attention_fusion",
     },
     "miner": {
         "all": "jointspace.objectives.miners:AllMiner",
