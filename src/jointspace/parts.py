@@ -29,6 +29,7 @@ BUILTIN_PARTS: dict[str, dict[str, str]] = {
         "concat": "jointspace.models.fusion:ConcatFusion",
         "gated": "jointspace.models.fusion:GatedFusion",
         "attention": "jointspace.models.coattention:attention_fusion",
+        "graph": "jointspace.models.graph_fusion:GraphFusion",
     },
     "miner": {
         "all": "jointspace.objectives.miners:AllMiner",
