@@ -70,7 +70,7 @@ class CoAttentionFusion(FusionHead):
         super().__init__(dims, width)
         if width % heads:
             raise ConfigError(f"attention fusion: width {width} is not divisible by heads {heads}")
-        count = len(self.modalities)
+        count, self.depth = len(self.modalities), depth
         self.cls = nn.Parameter(torch.randn(count, width) * 0.02)
         self.streams = nn.ModuleDict(
             {
@@ -93,13 +93,14 @@ class CoAttentionFusion(FusionHead):
             states[m] = torch.cat([cls, self.project[m](tokens)], dim=1)
             always = torch.ones(batch, 1, dtype=torch.bool, device=keep.device)
             padding[m] = ~torch.cat([always, keep.bool()], dim=1)  # True: never attended to
-        for layer in range(len(self.streams[used[0]])):
+        layers = {m: list(self.streams[m].children()) for m in used}
+        for layer in range(self.depth):
             updated = {}
             for m in used:  # every stream reads the others as they were before this layer
                 others = [o for o in used if o != m]
                 context = torch.cat([states[o] for o in others], 1) if others else None
                 masks = torch.cat([padding[o] for o in others], 1) if others else None
-                updated[m] = self.streams[m][layer](states[m], padding[m], context, masks)
+                updated[m] = layers[m][layer](states[m], padding[m], context, masks)
             states = updated
         batch = states[used[0]].shape[0]
         parts = [
