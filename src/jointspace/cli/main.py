@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from jointspace.cli.classify import classify, predict
 from jointspace.cli.data import app as data_app
 from jointspace.cli.demo import demo
 from jointspace.cli.errors import user_errors
@@ -87,6 +88,7 @@ def _setup() -> None:
 app.command()(user_errors(train))
 app.command()(user_errors(compare))
 app.command()(user_errors(export))
+app.command()(classify), app.command()(predict)
 
 
 @app.command("eval")
