@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from jointspace.cli.classify import classify, predict
 from jointspace.cli.data import app as data_app
 from jointspace.cli.demo import demo
 from jointspace.cli.errors import user_errors
@@ -87,6 +88,7 @@ def _setup() -> None:
 app.command()(user_errors(train))
 app.command()(user_errors(compare))
 app.command()(user_errors(export))
+app.command()(classify), app.command()(predict)
 
 
 @app.command("eval")
@@ -309,6 +311,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one).", min=0, max=65535)] = 8000,
     sets: Sets = None,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(help="A `jointspace classify` run to answer POST /classify with."),
+    ] = None,
 ) -> None:
     """Serve the REST API (/search, /items, /media, /health, /docs) and the search page.
 
@@ -320,7 +326,7 @@ def serve(
     # Bind first: a busy port fails at once, before loading anything or announcing a URL.
     sock = bind_port(host, port)
     with sock:
-        application = create_app(model_dir, index, overrides=sets or ())
+        application = create_app(model_dir, index, overrides=sets or (), classifier=classifier)
         bound = sock.getsockname()[1]
         console.print(
             f"serving {index} with {model_dir} on http://{host}:{bound}",

@@ -9,7 +9,6 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
 
-import anyio
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
@@ -18,11 +17,13 @@ from jointspace.index.build import indexed_media, media_path
 from jointspace.matcher import SearchMatcher
 from jointspace.runs import Run
 from jointspace.serve.apidocs import add_offline_docs
+from jointspace.serve.classify import add_classify_route, open_classifier
 from jointspace.serve.middleware import AccessLog, BodyLimit
 from jointspace.serve.probe import Probe
 from jointspace.serve.query import SearchQuery, Upload, openapi_body, read_search
 from jointspace.serve.schemas import Health, Item, SearchResponse, SearchResult
 from jointspace.serve.uploads import UploadLimits, decode_upload
+from jointspace.serve.workers import Workers
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 FORM_OVERHEAD = 64 * 1024  # room for the text fields and multipart framing beside one upload
@@ -38,8 +39,10 @@ def create_app(
     max_pending: int = 256,
     limits: UploadLimits | None = None,
     overrides: Sequence[str] = (),
+    classifier: str | Path | None = None,
 ) -> FastAPI:
-    """An app serving ``/search``, ``/items/{id}``, ``/media/{id}``, ``/health`` and a web page.
+    """An app serving ``/search``, ``/items/{id}``, ``/media/{id}``, ``/health`` and a web page;
+    ``/classify`` answers with the classifier saved in run ``classifier`` (404 without one).
 
     Searches run ``workers`` at a time (default: the CPU count, at most 8) on their own threads,
     so health, items and media never queue behind embedding; past ``max_pending`` waiting or
@@ -55,9 +58,9 @@ def create_app(
     model.feature_cache = None
     limits = limits or UploadLimits()
     probe = Probe(model)
+    labeller = open_classifier(classifier)
     items = len(index)  # the service never writes, so the count is fixed
-    work = anyio.CapacityLimiter(workers or min(8, os.cpu_count() or 1))
-    pending = 0
+    work = Workers(workers or min(8, os.cpu_count() or 1), max_pending)
     page_html = (files("jointspace.serve") / "static" / "index.html").read_text()
     app = FastAPI(
         title="jointspace search",
@@ -84,6 +87,7 @@ def create_app(
             target=target,
             model=fingerprint,
             rerank=reranker.matcher.modalities if reranker else [],
+            classify=list(labeller.modalities) if labeller else [],
         )
 
     @app.post(
@@ -100,20 +104,14 @@ def create_app(
     )
     async def search(request: Request) -> SearchResponse:
         """Search with a text, an image or an audio query: a multipart form or a JSON body."""
-        nonlocal pending
         query, upload = await read_search(request, max_upload_bytes)
         modality = upload.field if upload else "text"
         if modality not in model.modalities:
             raise HTTPException(422, f"this model has no {modality} tower")
         if query.rerank and (reranker is None or not reranker.supports(modality)):
             raise HTTPException(422, _no_reranker(reranker, modality, target))
-        if pending >= max_pending:
-            raise HTTPException(503, "too many searches in progress; retry shortly")
-        pending += 1
-        try:
-            return await anyio.to_thread.run_sync(run, query, upload, modality, limiter=work)
-        finally:
-            pending -= 1
+        busy = "too many searches in progress; retry shortly"
+        return await work.run(run, query, upload, modality, busy=busy)
 
     def run(query: SearchQuery, upload: Upload | None, modality: str) -> SearchResponse:
         raw = query.text if upload is None else decode_upload(upload, limits)
@@ -138,6 +136,8 @@ def create_app(
             for rank, (hit, matched) in enumerate(ranked[: query.k], start=1)
         ]
         return SearchResponse(query=modality, target=target, results=results)
+
+    add_classify_route(app, labeller, work=work, max_upload=max_upload_bytes, limits=limits)
 
     @app.get("/items/{item_id:path}", response_model=Item, responses={404: {}})
     def item(item_id: str) -> Item:
@@ -166,6 +166,7 @@ def create_app(
     app.add_middleware(AccessLog)
     app.state.index, app.state.model, app.state.probe = index, model, probe
     app.state.model_dir, app.state.index_uri = Path(model_dir), index_uri
+    app.state.classifier = labeller
     return app
 
 

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +17,7 @@ MAX_K = 100
 MAX_CHARS = 1000
 MAX_TUNING = 65_536  # ef_search / nprobe: past this a query costs more than an exact scan
 FILES = ("image", "audio")
+Fields = TypeVar("Fields", bound=BaseModel)
 ONE_QUERY = "give exactly one query: a non-empty 'text', an 'image' or an 'audio' file"
 
 
@@ -66,40 +67,57 @@ class Upload:
 
 def openapi_body() -> dict[str, Any]:
     """The request body's OpenAPI entry: JSON and multipart, both documented."""
-    form = {"schema": _flat_schema(FormSearch)}
+    form = {"schema": flat_schema(FormSearch)}
     return {
         "required": True,
         "content": {
-            "application/json": {"schema": _flat_schema(JsonSearch)},
+            "application/json": {"schema": flat_schema(JsonSearch)},
             "multipart/form-data": form,
-            "application/x-www-form-urlencoded": {"schema": _flat_schema(SearchQuery)},
+            "application/x-www-form-urlencoded": {"schema": flat_schema(SearchQuery)},
         },
     }
 
 
 async def read_search(request: Request, max_upload: int) -> tuple[SearchQuery, Upload | None]:
     """The validated fields and the one upload (if any); 4xx for anything else."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "application/json":
-        fields, uploads = _from_json(await request.body())
-    elif kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        fields, uploads = await _from_form(request, max_upload)
-    elif kind == "" and not await request.body():
-        fields, uploads = {}, []  # no body at all: answered as "no query" below
-    else:
-        raise HTTPException(
-            415,
-            f"send the search as multipart/form-data, application/x-www-form-urlencoded or "
-            f"application/json, not {kind or 'a body without a content type'!r}",
-        )
-    try:
-        query = SearchQuery.model_validate(fields)
-    except ValidationError as err:
-        errors = err.errors(include_url=False, include_context=False, include_input=False)
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+    fields, uploads = await read_body(request, max_upload, what="search")
+    query = validate(SearchQuery, fields)
     has_text = query.text is not None and query.text.strip() != ""
     if len(uploads) + has_text != 1:
         raise HTTPException(400, ONE_QUERY)
+    check_uploads(uploads, max_upload)
+    return query, (uploads[0] if uploads else None)
+
+
+async def read_body(
+    request: Request, max_upload: int, *, what: str, example: str = '{"text": "a cat", "k": 5}'
+) -> tuple[dict[str, Any], list[Upload]]:
+    """A form's or JSON body's fields and uploads, unvalidated; 415 for another body type."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        return _from_json(await request.body(), example)
+    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await _from_form(request, max_upload)
+    if kind == "" and not await request.body():
+        return {}, []  # no body at all: answered as "no query" by the caller
+    raise HTTPException(
+        415,
+        f"send the {what} as multipart/form-data, application/x-www-form-urlencoded or "
+        f"application/json, not {kind or 'a body without a content type'!r}",
+    )
+
+
+def validate(model: type[Fields], fields: dict[str, Any]) -> Fields:
+    """``fields`` as ``model``; a 422 listing every bad field, as FastAPI's own would."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as err:
+        errors = err.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def check_uploads(uploads: list[Upload], max_upload: int) -> None:
+    """413 for an upload over ``max_upload`` bytes, 415 for one declared as another type."""
     for upload in uploads:
         if len(upload.data) > max_upload:
             raise HTTPException(413, f"{upload.name} is larger than {max_upload} bytes")
@@ -109,10 +127,9 @@ async def read_search(request: Request, max_upload: int) -> tuple[SearchQuery, U
             raise HTTPException(
                 415, f"'{upload.field}' must be an {upload.field} file, got {upload.content_type!r}"
             )
-    return query, (uploads[0] if uploads else None)
 
 
-def _from_json(body: bytes) -> tuple[dict[str, Any], list[Upload]]:
+def _from_json(body: bytes, example: str) -> tuple[dict[str, Any], list[Upload]]:
     try:
         payload = json.loads(body)
     except RecursionError:
@@ -120,7 +137,7 @@ def _from_json(body: bytes) -> tuple[dict[str, Any], list[Upload]]:
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
         raise HTTPException(422, f"the body is not valid JSON: {err}") from None
     if not isinstance(payload, dict):
-        raise HTTPException(422, 'the JSON body must be an object, e.g. {"text": "a cat", "k": 5}')
+        raise HTTPException(422, f"the JSON body must be an object, e.g. {example}")
     uploads = []
     for field in FILES:
         value = payload.pop(field, None)
@@ -161,7 +178,7 @@ async def _from_form(request: Request, max_upload: int) -> tuple[dict[str, Any],
     return fields, uploads
 
 
-def _flat_schema(model: type[BaseModel]) -> dict[str, Any]:
+def flat_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     schema.pop("title", None)
     return schema

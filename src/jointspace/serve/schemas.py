@@ -34,3 +34,16 @@ class Health(BaseModel):
     target: str
     model: str
     rerank: list[str] = []  # the modalities the re-ranker pairs; empty without one
+    classify: list[str] = []  # the modalities the served classifier takes; empty without one
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float  # the classifier's probability of ``label``
+
+
+class ClassifyResponse(BaseModel):
+    label: str  # the best class
+    scores: list[LabelScore]  # best first, top_k of them
+    used: list[str]  # the modalities the prediction drew on
+    classifier: str  # the classifier's fingerprint
