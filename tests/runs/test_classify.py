@@ -51,6 +51,35 @@ def test_the_run_directory_holds_every_file(trained):
     assert meta["head"] == {"name": "concat", "params": {"width": 32}}
     assert meta["inputs"] == "tokens" and meta["format_version"] == 1
     assert set(meta["token_dims"]) == {"image", "text"}
+    page = (out / "report.html").read_text()
+    assert "concat fusion classifier on" in page and "macro-F1" in page
+    assert f"{metrics['test']['accuracy']:.3f}"[:4] in page
+
+
+def test_towers_from_a_saved_model_make_a_self_contained_run(trained, tmp_path, xor_manifest):
+    import shutil
+
+    from jointspace.models.io import save_model
+
+    config, out, _ = trained
+    source = tmp_path / "towers-run"
+    save_model(load_towers(config), source / "model")
+    changed = copy_config(config)
+    changed.towers.model, changed.towers.run = None, str(source)
+    classify(changed, tmp_path / "run")
+    shutil.rmtree(source)  # the classifier keeps its own copy of the towers
+    row = rows_of(xor_manifest, "test")[0]
+    inputs = {"text": row["text"], "image": xor_manifest.parent / row["image"]}
+    found = Classifier.open(tmp_path / "run").probabilities(inputs)[0]
+    torch.testing.assert_close(
+        found, Classifier.open(out).probabilities(inputs)[0], atol=1e-6, rtol=0
+    )
+
+
+def copy_config(config):
+    import copy
+
+    return copy.deepcopy(config)
 
 
 def test_open_predict_equals_in_process_probabilities(trained, xor_manifest):

@@ -84,7 +84,8 @@ def classify(
         write_text_atomic(tmp / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
         if shown is not None:
             write_predictions(tmp / PREDICTIONS_FILE, sets[shown], probabilities[shown])
-        _write_report(tmp / REPORT_FILE, metrics, meta.classes, recorded)
+        if metrics:  # nothing held out (no val or test split): nothing to report
+            _write_report(tmp / REPORT_FILE, metrics, meta.classes, recorded)
         mark_dir(tmp, COMMAND)
     return metrics
 
@@ -109,16 +110,8 @@ def write_predictions(path: Path, data: LabelledSet, probabilities: torch.Tensor
 
 
 def _write_report(path: Path, metrics: dict, classes: list[str], config: ClassifyConfig) -> None:
-    try:  # TEMPORARY until the serve branch (report.classification) is merged
-        from jointspace.report.classification import (  # type: ignore[import-not-found]
-            write_classification_report,
-        )
-    except ModuleNotFoundError:
-        import html
+    from jointspace.report.classification import write_classification_report
 
-        body = html.escape(json.dumps(metrics, indent=2))
-        write_text_atomic(path, f"<!doctype html><title>classifier</title><pre>{body}</pre>")
-        return
     title = f"{config.head.name} fusion classifier on {config.data.manifest}"
     write_classification_report(path, metrics, classes, title=title)
 
