@@ -1,0 +1,150 @@
+"""Train a FusionClassifier on a LabelledSet (frozen towers' states); predict labels with it."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from jointspace.classifier.config import ClassifyConfig
+from jointspace.classifier.data import LabelledSet
+from jointspace.evaluate.classification import ClassificationEvaluator
+from jointspace.models.fusion import FusionClassifier, build_fusion_head
+from jointspace.models.modes import evaluating
+from jointspace.progress import Progress
+from jointspace.train.optim import lr_factor, param_groups, set_lr
+
+PREDICT_BATCH = 256  # rows per forward pass when predicting
+
+
+@dataclass
+class ClassifierFit:
+    """The selected classifier, per-step losses, per-epoch validation scores, the epoch kept."""
+
+    model: FusionClassifier
+    history: list[dict[str, float]] = field(default_factory=list)
+    evals: list[float] = field(default_factory=list)
+    best_epoch: int | None = None  # 1-based; None: no validation, the last epoch is kept
+
+
+def new_classifier(data: LabelledSet, config: ClassifyConfig) -> FusionClassifier:
+    """A fusion head (``config.head``) sized for ``data``'s token widths, and its class layer."""
+    return FusionClassifier(build_fusion_head(config.head, data.dims), len(data.classes))
+
+
+def dropout_patterns(
+    rows: int, modalities: list[str], p: float, generator: torch.Generator
+) -> torch.Tensor:
+    """``[rows, M]`` bool, True where a modality is dropped: each with probability ``p``; a row
+    that would lose all of them keeps one, chosen uniformly."""
+    dropped = torch.rand(rows, len(modalities), generator=generator) < p
+    everything = dropped.all(dim=1)
+    if everything.any():
+        keep = torch.randint(len(modalities), (rows,), generator=generator)
+        dropped[everything, keep[everything]] = False
+    return dropped
+
+
+def _by_pattern(dropped: torch.Tensor, modalities: list[str]) -> dict[frozenset[str], torch.Tensor]:
+    """Row positions grouped by the set of modalities they drop (one head call per group)."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for i, row in enumerate(dropped.tolist()):
+        key = frozenset(m for m, gone in zip(modalities, row, strict=True) if gone)
+        groups.setdefault(key, []).append(i)
+    return {k: torch.tensor(v) for k, v in groups.items()}
+
+
+def batch_loss(
+    model: FusionClassifier,
+    data: LabelledSet,
+    rows: torch.Tensor,
+    dropout: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Mean cross-entropy over ``rows``, each row missing the modalities dropout drew for it."""
+    modalities = data.modalities
+    if dropout <= 0 or len(modalities) < 2:
+        logits, _ = model(data.inputs(rows))
+        return F.cross_entropy(logits, data.labels[rows])
+    total = torch.zeros(())
+    for drop, positions in _by_pattern(
+        dropout_patterns(len(rows), modalities, dropout, generator), modalities
+    ).items():
+        chosen = rows[positions]
+        logits, _ = model(data.inputs(chosen, set(drop)))
+        total = total + F.cross_entropy(logits, data.labels[chosen], reduction="sum")
+    return total / len(rows)
+
+
+def fit_classifier(
+    train: LabelledSet, config: ClassifyConfig, *, val: LabelledSet | None = None
+) -> ClassifierFit:
+    """Train with AdamW (warmup, cosine decay), keeping the epoch best on ``val`` by the
+    evaluator's primary metric (accuracy); without ``val``, the last epoch."""
+    settings = config.train
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    model = new_classifier(train, config)
+    optimizer = torch.optim.AdamW(param_groups([model], settings.weight_decay), lr=settings.lr)
+    per_epoch = -(-len(train) // settings.batch_size)
+    total = settings.epochs * per_epoch
+    fit = ClassifierFit(model)
+    evaluator = None if val is None else ClassificationEvaluator(val.labels.tolist(), val.classes)
+    best_score, best_state = float("-inf"), None
+    # A bar on a terminal; otherwise a line per epoch (steps are too quick to log).
+    progress = Progress(total, 0, "classify", enabled=settings.progress, every=total + 1)
+    with progress.active():
+        for epoch in range(settings.epochs):
+            model.train()
+            order = torch.randperm(len(train), generator=generator)
+            first = len(fit.history)
+            for start in range(0, len(order), settings.batch_size):
+                step = epoch * per_epoch + start // settings.batch_size
+                set_lr(optimizer, settings.lr * lr_factor(step, total, settings.warmup_steps, 0.05))
+                rows = order[start : start + settings.batch_size]
+                loss = batch_loss(model, train, rows, settings.modality_dropout, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                fit.history.append({"step": step + 1, "loss": float(loss.detach())})
+                progress.update(step + 1, {"loss": f"{fit.history[-1]['loss']:.4f}"})
+            losses = [r["loss"] for r in fit.history[first:]]
+            shown = f"classify epoch {epoch + 1}/{settings.epochs}: mean loss "
+            shown += f"{sum(losses) / max(1, len(losses)):.4f}"
+            if val is not None and evaluator is not None:
+                metrics = evaluator(predict_labels(model, val).tolist())
+                score = float(metrics[evaluator.primary_metric])
+                fit.evals.append(score)
+                shown += f", val {evaluator.primary_metric} {score:.4f}"
+                if score > best_score:
+                    best_score, best_state = score, copy.deepcopy(model.state_dict())
+                    fit.best_epoch = epoch + 1
+            progress.info("%s", shown)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return fit
+
+
+@torch.no_grad()
+def predict_proba(
+    model: FusionClassifier, data: LabelledSet, *, drop: set[str] | None = None
+) -> torch.Tensor:
+    """``[N, classes]`` softmax probabilities for every row of ``data`` (``drop``: missing)."""
+    chunks = []
+    with evaluating(model):
+        for start in range(0, len(data), PREDICT_BATCH):
+            rows = torch.arange(start, min(start + PREDICT_BATCH, len(data)))
+            logits, _ = model(data.inputs(rows, drop))
+            chunks.append(logits.float().softmax(dim=-1))
+    return torch.cat(chunks)
+
+
+def predict_labels(
+    model: FusionClassifier, data: LabelledSet, *, drop: set[str] | None = None
+) -> torch.Tensor:
+    """The most probable class index of every row of ``data`` (``drop``: modalities missing)."""
+    return predict_proba(model, data, drop=drop).argmax(dim=-1)
