@@ -28,7 +28,8 @@ BUILTIN_PARTS: dict[str, dict[str, str]] = {
     "fusion": {
         "concat": "jointspace.models.fusion:ConcatFusion",
         "gated": "jointspace.models.fusion:GatedFusion",
-        "attention": "jointspace.models.fusion:AttentionFusion",
+        "attention": "jointspace.models.coattention:attention_fusion",
+        "graph": "jointspace.models.graph_fusion:GraphFusion",
     },
     "miner": {
         "all": "jointspace.objectives.miners:AllMiner",
