@@ -17,16 +17,16 @@ def test_overrides_are_checked_as_a_whole():
     config = ClassifyConfig.from_dict({"towers": {"run": "r"}})
     changed = apply_overrides(config, ["head.name=concat", "train.lr=3e-4"])
     assert (changed.head.name, changed.train.lr) == ("concat", 3e-4)
-    with pytest.raises(ConfigError, match="towers.model"):
+    with pytest.raises(ConfigError, match=r"towers\.model"):
         apply_overrides(config, ["towers.model={}"])  # now both run and model
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({}, "exactly one of towers.run"),
+        ({}, r"exactly one of towers\.run"),
         ({"towers": {"model": {}}, "data": {"modalities": ["audio"]}}, "'audio' has no tower"),
-        ({"towers": {"run": "r", "inputs": "pixels"}}, "towers.inputs"),
+        ({"towers": {"run": "r", "inputs": "pixels"}}, r"towers\.inputs"),
         ({"towers": {"run": "r"}, "data": {"modalities": []}}, "empty"),
     ],
 )

@@ -68,9 +68,9 @@ class ClassifyConfig(YamlConfig):
             )
         if not self.data.modalities:
             raise ConfigError("data.modalities: the list is empty; e.g. [text, image]")
-        if self.towers.model is not None:
-            if missing := [m for m in self.data.modalities if m not in self.towers.model.towers]:
-                raise ConfigError(
-                    f"data.modalities: {missing[0]!r} has no tower in towers.model.towers "
-                    f"(it has {', '.join(self.towers.model.towers) or 'none'})"
-                )
+        towers = self.towers.model.towers if self.towers.model is not None else None
+        if towers is not None and (missing := [m for m in self.data.modalities if m not in towers]):
+            raise ConfigError(
+                f"data.modalities: {missing[0]!r} has no tower in towers.model.towers "
+                f"(it has {', '.join(towers) or 'none'})"
+            )
