@@ -38,8 +38,10 @@ BUILTIN_PARTS: dict[str, dict[str, str]] = {
     },
     "dataset": {
         "digits": "jointspace.data.builtin.digits:build_digits",
+        "digits-vqa": "jointspace.data.builtin.digits_vqa:build_digits_vqa",
         "emoji": "jointspace.data.builtin.emoji:build_emoji",
         "emoji-pairs": "jointspace.data.builtin.emoji_pairs:build_emoji_pairs",
+        "emoji-pairs-vqa": "jointspace.data.builtin.emoji_pairs_vqa:build_emoji_pairs_vqa",
         "spoken-digits": "jointspace.data.builtin.spoken_digits:build_spoken_digits",
     },
     "format": {

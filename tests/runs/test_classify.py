@@ -51,6 +51,35 @@ def test_the_run_directory_holds_every_file(trained):
     assert meta["head"] == {"name": "concat", "params": {"width": 32}}
     assert meta["inputs"] == "tokens" and meta["format_version"] == 1
     assert set(meta["token_dims"]) == {"image", "text"}
+    page = (out / "report.html").read_text()
+    assert "concat fusion classifier on" in page and "macro-F1" in page
+    assert f"{metrics['test']['accuracy']:.3f}"[:4] in page
+
+
+def test_towers_from_a_saved_model_make_a_self_contained_run(trained, tmp_path, xor_manifest):
+    import shutil
+
+    from jointspace.models.io import save_model
+
+    config, out, _ = trained
+    source = tmp_path / "towers-run"
+    save_model(load_towers(config), source / "model")
+    changed = copy_config(config)
+    changed.towers.model, changed.towers.run = None, str(source)
+    classify(changed, tmp_path / "run")
+    shutil.rmtree(source)  # the classifier keeps its own copy of the towers
+    row = rows_of(xor_manifest, "test")[0]
+    inputs = {"text": row["text"], "image": xor_manifest.parent / row["image"]}
+    found = Classifier.open(tmp_path / "run").probabilities(inputs)[0]
+    torch.testing.assert_close(
+        found, Classifier.open(out).probabilities(inputs)[0], atol=1e-6, rtol=0
+    )
+
+
+def copy_config(config):
+    import copy
+
+    return copy.deepcopy(config)
 
 
 def test_open_predict_equals_in_process_probabilities(trained, xor_manifest):
@@ -169,14 +198,33 @@ def test_out_dir_is_refused_unless_it_is_an_earlier_classifier_and_force(trained
     assert Classifier.open(out).fingerprint in before  # untouched
 
 
-def test_towers_train_is_not_a_silent_no_op(trained, tmp_path):
+def test_towers_train_fine_tunes_the_towers_and_saves_them_tuned(trained, tmp_path, xor_manifest):
+    config = copy_config(trained[0])
+    config.towers.train = True
+    config.train.epochs = 10
+    metrics = classify(config, tmp_path / "tuned")
+    assert metrics["test"]["accuracy"] >= 0.8 and metrics["val"]["accuracy"] >= 0.8, metrics
+    before = load_towers(config).state_dict()  # the same seed: the towers it started from
+    classifier = Classifier.open(tmp_path / "tuned")
+    after = classifier.towers.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert "towers.text.token_embed.weight" in moved and "towers.image.features.0.0.weight" in moved
+    assert not any(k.startswith("towers.text.head.") for k in moved)  # the projection is unused
+    # the saved towers and head give the predictions the run recorded
+    with (tmp_path / "tuned" / "predictions.csv").open() as handle:
+        saved = {r["id"]: r["predicted"] for r in csv.DictReader(handle)}
+    for row in rows_of(xor_manifest, "test")[:8]:
+        inputs = {"text": row["text"], "image": xor_manifest.parent / row["image"]}
+        assert classifier.predict(inputs).label == saved[row["id"]]
+
+
+def test_towers_train_with_every_layer_locked_is_refused(trained, tmp_path):
     from jointspace.config import ConfigError
 
-    config = trained[0]
+    config = copy_config(trained[0])
     config.towers.train = True
-    try:
-        with pytest.raises(ConfigError, match=r"towers\.train: .*not available yet"):
-            classify(config, tmp_path / "x")
-    finally:
-        config.towers.train = False
+    for tower in config.towers.model.towers.values():
+        tower.lock = True
+    with pytest.raises(ConfigError, match=r"towers\.train: every layer of the towers is locked"):
+        classify(config, tmp_path / "x")
     assert not (tmp_path / "x").exists()

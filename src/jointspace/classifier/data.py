@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class LabelledSet:
     groups: list[str] | None
     tokens: dict[str, Tokens]  # modality → (states [U, T, d], keep [U, T]) of unique inputs
     index: dict[str, torch.Tensor]  # modality → [N] long: row → unique input
+    # modality → the unique raw inputs (text, file paths) behind ``tokens``, in the same order
+    raw: dict[str, list[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,6 +61,17 @@ class LabelledSet:
             where = self.index[m][rows]
             out[m] = trim_tokens(states[where], keep[where])
         return out
+
+
+def reencode(data: LabelledSet, model: JointModel, mode: str, batch_size: int = 64) -> LabelledSet:
+    """``data`` with its rows' unique inputs encoded again by ``model`` (fine-tuned towers)."""
+    tokens, index, raw = {}, {}, {}
+    for m in data.modalities:
+        used, where = torch.unique(data.index[m], return_inverse=True)
+        raw[m] = [data.raw[m][j] for j in used.tolist()]
+        tokens[m] = encode_raw(model, m, raw[m], mode, batch_size)
+        index[m] = where
+    return replace(data, tokens=tokens, index=index, raw=raw)
 
 
 def encode_raw(
@@ -93,7 +106,7 @@ def labelled_sets(
     for key, found in rows.items():
         _check_classes(manifest, named[key], [labels[i] for i in found], classes)
     used = sorted({i for found in rows.values() for i in found})
-    tables = {}
+    tables, raws = {}, {}
     for m in spec.modalities:
         values = list(dict.fromkeys(manifest.rows[i][m] for i in used))
         where = {v: j for j, v in enumerate(values)}
@@ -103,6 +116,7 @@ def labelled_sets(
             encode_raw(model, m, inputs, config.towers.inputs, config.towers.batch_size),
             where,
         )
+        raws[m] = inputs
     position = {c: i for i, c in enumerate(classes)}
     out = {}
     for key, found in rows.items():
@@ -116,6 +130,7 @@ def labelled_sets(
                 m: torch.tensor([where[manifest.rows[i][m]] for i in found], dtype=torch.long)
                 for m, (_, where) in tables.items()
             },
+            raw=raws,
         )
     return out
 
@@ -135,10 +150,10 @@ def _row_numbers(manifest: Manifest) -> list[int]:
 def _labels(
     manifest: Manifest, column: str, group_column: str | None, skip_bad: bool
 ) -> tuple[list[str], list[str] | None]:
-    for name, field in ((column, "data.label_column"), (group_column, "data.group_column")):
+    for name, key in ((column, "data.label_column"), (group_column, "data.group_column")):
         if name is not None and name not in manifest.columns:
             raise ManifestError(
-                f"{manifest.path}: no {field} column {quote(name)} "
+                f"{manifest.path}: no {key} column {quote(name)} "
                 f"(columns: {', '.join(manifest.columns)})"
             )
     numbers = _row_numbers(manifest)

@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from jointspace.classifier.config import ClassifyConfig
-from jointspace.classifier.data import LabelledSet
+from jointspace.classifier.data import LabelledSet, reencode
+from jointspace.classifier.finetune import InputsFn, check_trainable, tower_inputs
 from jointspace.evaluate.classification import ClassificationEvaluator
 from jointspace.models.fusion import FusionClassifier, build_fusion_head
+from jointspace.models.joint import JointModel
 from jointspace.models.modes import evaluating
 from jointspace.progress import Progress
 from jointspace.train.optim import lr_factor, param_groups, set_lr
@@ -62,52 +64,72 @@ def batch_loss(
     rows: torch.Tensor,
     dropout: float,
     generator: torch.Generator,
+    inputs: InputsFn | None = None,
 ) -> torch.Tensor:
-    """Mean cross-entropy over ``rows``, each row missing the modalities dropout drew for it."""
+    """Mean cross-entropy over ``rows``, each row missing the modalities dropout drew for it.
+
+    ``inputs`` gives the head its states (default: ``data.inputs``, the cached ones).
+    """
     modalities = data.modalities
+    inputs = inputs or data.inputs
     if dropout <= 0 or len(modalities) < 2:
-        logits, _ = model(data.inputs(rows))
+        logits, _ = model(inputs(rows, None))
         return F.cross_entropy(logits, data.labels[rows])
     total = torch.zeros(())
     for drop, positions in _by_pattern(
         dropout_patterns(len(rows), modalities, dropout, generator), modalities
     ).items():
         chosen = rows[positions]
-        logits, _ = model(data.inputs(chosen, set(drop)))
+        logits, _ = model(inputs(chosen, set(drop)))
         total = total + F.cross_entropy(logits, data.labels[chosen], reduction="sum")
     return total / len(rows)
 
 
 def fit_classifier(
-    train: LabelledSet, config: ClassifyConfig, *, val: LabelledSet | None = None
+    train: LabelledSet,
+    config: ClassifyConfig,
+    *,
+    val: LabelledSet | None = None,
+    towers: JointModel | None = None,
 ) -> ClassifierFit:
     """Train with AdamW (warmup, cosine decay), keeping the epoch best on ``val`` by the
-    evaluator's primary metric (accuracy); without ``val``, the last epoch."""
+    evaluator's primary metric (accuracy); without ``val``, the last epoch.
+
+    With ``towers`` (``towers.train``) their unlocked layers train with the head, on raw inputs;
+    ``towers`` is left holding the kept epoch's weights.
+    """
     settings = config.train
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     model = new_classifier(train, config)
-    optimizer = torch.optim.AdamW(param_groups([model], settings.weight_decay), lr=settings.lr)
+    modules: list[torch.nn.Module] = [model]
+    inputs = None
+    if towers is not None:
+        check_trainable(towers, train.modalities)
+        modules.append(towers)
+        inputs = tower_inputs(towers, train, config.towers.inputs)
+    optimizer = torch.optim.AdamW(param_groups(modules, settings.weight_decay), lr=settings.lr)
     per_epoch = -(-len(train) // settings.batch_size)
     total = settings.epochs * per_epoch
     fit = ClassifierFit(model)
     evaluator = None if val is None else ClassificationEvaluator(val.labels.tolist(), val.classes)
-    best_score, best_state = float("-inf"), None
+    best_score, best_state = float("-inf"), None  # best_state: one state dict per module
     # A bar on a terminal; otherwise a line per epoch (steps are too quick to log).
     progress = Progress(total, 0, "classify", enabled=settings.progress, every=total + 1)
     with progress.active():
         for epoch in range(settings.epochs):
-            model.train()
+            for module in modules:
+                module.train()
             order = torch.randperm(len(train), generator=generator)
             first = len(fit.history)
             for start in range(0, len(order), settings.batch_size):
                 step = epoch * per_epoch + start // settings.batch_size
                 set_lr(optimizer, settings.lr * lr_factor(step, total, settings.warmup_steps, 0.05))
                 rows = order[start : start + settings.batch_size]
-                loss = batch_loss(model, train, rows, settings.modality_dropout, generator)
+                loss = batch_loss(model, train, rows, settings.modality_dropout, generator, inputs)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_([p for m in modules for p in m.parameters()], 1.0)
                 optimizer.step()
                 fit.history.append({"step": step + 1, "loss": float(loss.detach())})
                 progress.update(step + 1, {"loss": f"{fit.history[-1]['loss']:.4f}"})
@@ -115,18 +137,26 @@ def fit_classifier(
             shown = f"classify epoch {epoch + 1}/{settings.epochs}: mean loss "
             shown += f"{sum(losses) / max(1, len(losses)):.4f}"
             if val is not None and evaluator is not None:
-                metrics = evaluator(predict_labels(model, val).tolist())
+                scored = val if towers is None else _reencoded(val, towers, config)
+                metrics = evaluator(predict_labels(model, scored).tolist())
                 score = float(metrics[evaluator.primary_metric])
                 fit.evals.append(score)
                 shown += f", val {evaluator.primary_metric} {score:.4f}"
                 if score > best_score:
-                    best_score, best_state = score, copy.deepcopy(model.state_dict())
+                    best_score = score
+                    best_state = [copy.deepcopy(m.state_dict()) for m in modules]
                     fit.best_epoch = epoch + 1
             progress.info("%s", shown)
     if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+        for module, state in zip(modules, best_state, strict=True):
+            module.load_state_dict(state)
+    for module in modules:
+        module.eval()
     return fit
+
+
+def _reencoded(data: LabelledSet, towers: JointModel, config: ClassifyConfig) -> LabelledSet:
+    return reencode(data, towers, config.towers.inputs, config.towers.batch_size)
 
 
 @torch.no_grad()

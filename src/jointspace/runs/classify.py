@@ -16,7 +16,7 @@ import torch
 
 from jointspace.atomic import atomic_dir, write_text_atomic
 from jointspace.classifier.config import ClassifyConfig
-from jointspace.classifier.data import LabelledSet, encode_raw, labelled_sets
+from jointspace.classifier.data import LabelledSet, encode_raw, labelled_sets, reencode
 from jointspace.classifier.fit import fit_classifier, predict_proba
 from jointspace.classifier.io import ClassifierMeta, load_classifier, save_classifier
 from jointspace.config import ConfigError
@@ -48,17 +48,20 @@ def classify(
     write the run directory atomically; returns ``{split: classification_metrics}``.
 
     ``out_dir`` must be new, empty, or (with ``force``) an earlier classifier's directory.
+    With ``towers.train`` the towers' unlocked layers train with the head and are saved tuned.
     """
     out_dir = Path(out_dir)
-    if config.towers.train:
-        raise ConfigError(
-            "towers.train: fine-tuning the towers together with the head is not available yet; "
-            "set towers.train: false (frozen towers, each input encoded once)"
-        )
     claim_dir(out_dir, COMMAND, force)  # refused before any work, nothing touched
     model = load_towers(config, data)
     sets = labelled_sets(config, model, data=data)
-    fit = fit_classifier(sets["train"], config, val=sets.get("val"))
+    tuned = model if config.towers.train else None
+    fit = fit_classifier(sets["train"], config, val=sets.get("val"), towers=tuned)
+    if tuned is not None:  # the held-out rows as the fine-tuned towers see them
+        sets |= {
+            k: reencode(s, tuned, config.towers.inputs, config.towers.batch_size)
+            for k, s in sets.items()
+            if k != "train"
+        }
     metrics: dict[str, Any] = {}
     probabilities: dict[str, torch.Tensor] = {}
     for split in ("val", "test"):
@@ -84,7 +87,8 @@ def classify(
         write_text_atomic(tmp / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
         if shown is not None:
             write_predictions(tmp / PREDICTIONS_FILE, sets[shown], probabilities[shown])
-        _write_report(tmp / REPORT_FILE, metrics, meta.classes, recorded)
+        if metrics:  # nothing held out (no val or test split): nothing to report
+            _write_report(tmp / REPORT_FILE, metrics, meta.classes, recorded)
         mark_dir(tmp, COMMAND)
     return metrics
 
@@ -109,16 +113,8 @@ def write_predictions(path: Path, data: LabelledSet, probabilities: torch.Tensor
 
 
 def _write_report(path: Path, metrics: dict, classes: list[str], config: ClassifyConfig) -> None:
-    try:  # TEMPORARY until the serve branch (report.classification) is merged
-        from jointspace.report.classification import (  # type: ignore[import-not-found]
-            write_classification_report,
-        )
-    except ModuleNotFoundError:
-        import html
+    from jointspace.report.classification import write_classification_report
 
-        body = html.escape(json.dumps(metrics, indent=2))
-        write_text_atomic(path, f"<!doctype html><title>classifier</title><pre>{body}</pre>")
-        return
     title = f"{config.head.name} fusion classifier on {config.data.manifest}"
     write_classification_report(path, metrics, classes, title=title)
 

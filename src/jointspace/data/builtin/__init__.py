@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jointspace.data.builtin.digits import build_digits, default_cache_dir
+from jointspace.data.builtin.digits_vqa import build_digits_vqa
 from jointspace.data.builtin.emoji import build_emoji
 from jointspace.data.builtin.emoji_pairs import build_emoji_pairs
+from jointspace.data.builtin.emoji_pairs_vqa import build_emoji_pairs_vqa
 from jointspace.data.builtin.spoken_digits import build_spoken_digits
 from jointspace.data.manifest import Manifest, ManifestError, read_manifest
 from jointspace.data.shard_set import is_shard_spec
@@ -55,8 +57,10 @@ def load_manifest(
 __all__ = [
     "build_dataset",
     "build_digits",
+    "build_digits_vqa",
     "build_emoji",
     "build_emoji_pairs",
+    "build_emoji_pairs_vqa",
     "build_spoken_digits",
     "default_cache_dir",
     "load_manifest",

@@ -8,6 +8,7 @@ image from its mirror. Val and test pairs are new combinations of emoji that tra
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,41 @@ def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
     return canvas
 
 
+@dataclass(frozen=True)
+class Pair:
+    """One image: the left and right emoji (indices into the glyphs, names) and its split."""
+
+    left: int
+    right: int
+    left_name: str
+    right_name: str
+    split: str
+    image: Image.Image
+
+    @property
+    def key(self) -> str:
+        return f"{self.left:03d}-{self.right:03d}"
+
+
+def render_pairs(size: int = 64) -> list[Pair]:
+    """Every image of the dataset, seeded: each drawn pair in both orders, split by pair."""
+    rng = np.random.default_rng(SEED)
+    font = ImageFont.truetype(str(FONT), FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)
+    glyphs = [(name, render(chars, font, size // 2)) for chars, name in pick_emoji(EMOJI, rng)]
+    glyphs = [(name, image) for name, image in glyphs if image is not None]
+    pairs = list(itertools.combinations(range(len(glyphs)), 2))
+    chosen = [pairs[i] for i in rng.choice(len(pairs), PAIRS, replace=False)]
+    cut_train = round(FRACTIONS[0][1] * PAIRS)
+    cut_val = cut_train + round(FRACTIONS[1][1] * PAIRS)
+    images = []
+    for rank, pair in enumerate(chosen):
+        split = "train" if rank < cut_train else "val" if rank < cut_val else "test"
+        for a, b in (pair, pair[::-1]):
+            (name_a, left), (name_b, right) = glyphs[a], glyphs[b]
+            images.append(Pair(a, b, name_a, name_b, split, side_by_side(left, right)))
+    return images
+
+
 def build_emoji_pairs(
     root: Path | None = None, *, force: bool = False, size: int = 64, overwrite: bool = False
 ) -> Path:
@@ -49,31 +85,19 @@ def build_emoji_pairs(
     if manifest.is_file() and not overwrite:
         return manifest
     check_target(target, force)
-    rng = np.random.default_rng(SEED)
-    font = ImageFont.truetype(str(FONT), FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)
-    glyphs = [(name, render(chars, font, size // 2)) for chars, name in pick_emoji(EMOJI, rng)]
-    glyphs = [(name, image) for name, image in glyphs if image is not None]
-    pairs = list(itertools.combinations(range(len(glyphs)), 2))
-    chosen = [pairs[i] for i in rng.choice(len(pairs), PAIRS, replace=False)]
-    cut_train = round(FRACTIONS[0][1] * PAIRS)
-    cut_val = cut_train + round(FRACTIONS[1][1] * PAIRS)
     rows = []
     with atomic_dir(target) as tmp:
         (tmp / "images").mkdir()
-        for rank, pair in enumerate(chosen):
-            split = "train" if rank < cut_train else "val" if rank < cut_val else "test"
-            for a, b in (pair, pair[::-1]):
-                (name_a, left), (name_b, right) = glyphs[a], glyphs[b]
-                key = f"{a:03d}-{b:03d}"
-                (tmp / "images" / f"{key}.png").write_bytes(png_bytes(side_by_side(left, right)))
-                rows.append(
-                    {
-                        "id": key,
-                        "image": f"images/{key}.png",
-                        "text": f"{name_a} left of {name_b}",
-                        "label": name_a,
-                        "split": split,
-                    }
-                )
+        for pair in render_pairs(size):
+            (tmp / "images" / f"{pair.key}.png").write_bytes(png_bytes(pair.image))
+            rows.append(
+                {
+                    "id": pair.key,
+                    "image": f"images/{pair.key}.png",
+                    "text": f"{pair.left_name} left of {pair.right_name}",
+                    "label": pair.left_name,
+                    "split": pair.split,
+                }
+            )
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
     return manifest
