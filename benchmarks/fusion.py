@@ -17,7 +17,7 @@ and macro-F1). Seeds: mean ± std. The margin is the best fusion head's mean acc
 needs=both rows minus the best single-modality model's (and the smallest per-seed margin).
 Prints tables, writes benchmarks/results/fusion.json.
 Usage: python benchmarks/fusion.py [--datasets digits-vqa,emoji-pairs-vqa,emoji-subgroups]
-       [--seeds 0,1,2] [--epochs N] [--threads 2] [--quick]
+       [--seeds 0,1,2] [--epochs N] [--threads 1] [--quick] [--out PATH] [--show]
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ import dataclasses
 import json
 import platform
 import statistics
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import torch
 
+from jointspace.atomic import write_text_atomic
 from jointspace.classifier.config import ClassifyConfig
 from jointspace.classifier.data import LabelledSet, labelled_sets
 from jointspace.classifier.fit import fit_classifier, predict_labels
@@ -136,7 +138,7 @@ def run_dataset(name: str, seeds: list[int], epochs: int | None) -> dict:
     test = sets["test"]
     needs = needs_of(config, test.ids)
     truth = test.labels.tolist()
-    print(f"{name}: encoded in {encode_s:.0f} s; rows {({k: len(v) for k, v in sets.items()})}")
+    print(f"{name}: encoded in {encode_s:.0f} s; rows { ({k: len(v) for k, v in sets.items()}) }")
     models = {m: (SINGLE_HEAD, modality) for m, modality in SINGLE.items()}
     if name == "emoji-subgroups":
         models = {"name-only": (SINGLE_HEAD, "text"), "image-only": (SINGLE_HEAD, "image")}
@@ -155,7 +157,7 @@ def run_dataset(name: str, seeds: list[int], epochs: int | None) -> dict:
             "modalities": [modality] if modality else sorted(test.tokens),
             "runs": runs,
             "mean": {k: statistics.fmean(r[k] for r in runs) for k in keys},
-            "std": {k: statistics.pstdev(r[k] for r in runs) if len(runs) > 1 else 0.0 for k in keys},
+            "std": {k: statistics.pstdev(r[k] for r in runs) for k in keys},
         }
     out = {
         "config": str(CONFIGS[name].relative_to(ROOT)),
@@ -196,11 +198,11 @@ def table(out: dict) -> str:
     types = sorted(k for k in first if k.startswith("type:"))
     columns = types + ["accuracy"] + (["needs_both"] if "needs_both" in first else ["macro_f1"])
     header = ["model"] + [c.removeprefix("type:") for c in columns]
-    rows = [
-        [m] + [cell(v["mean"][c], v["std"][c]) for c in columns] for m, v in models.items()
-    ]
+    rows = [[m] + [cell(v["mean"][c], v["std"][c]) for c in columns] for m, v in models.items()]
     for kind, values in out["chance"].items():
-        rows.append([f"chance ({kind})"] + [cell(values[c]) if c in values else "" for c in columns])
+        rows.append(
+            [f"chance ({kind})"] + [cell(values[c]) if c in values else "" for c in columns]
+        )
     margin = out["margin"]
     note = (
         f"\nmargin on {margin['on']}: {margin['best_fusion']} − {margin['best_single']} = "
@@ -215,10 +217,16 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(CONFIGS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="default: each config's")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="1 epoch, seed 0: a smoke check")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fusion.json"))
+    parser.add_argument("--show", action="store_true", help="only print the tables in --out")
     args = parser.parse_args()
+    if args.show:
+        for name, out in json.loads(Path(args.out).read_text())["datasets"].items():
+            print(f"\n{name} (test split, %, seeds {out['seeds']}, {out['epochs']} epochs)")
+            print(table(out))
+        return
     torch.set_num_threads(args.threads)
     names = [n for n in args.datasets.split(",") if n]
     if unknown := [n for n in names if n not in CONFIGS]:
@@ -230,17 +238,20 @@ def main() -> None:
         results[name] = run_dataset(name, seeds, epochs)
         print(f"\n{name} (test split, accuracy in %, mean ± std over seeds {seeds})")
         print(table(results[name]) + "\n")
-    record = {
-        "datasets": results,
-        "seeds": seeds,
-        "epochs": epochs,
-        "quick": args.quick,
-        "threads": args.threads,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__},
-    }
     path = Path(args.out)
+    # Datasets run in separate processes share the file: each run replaces only its own.
+    record = json.loads(path.read_text()) if path.is_file() else {"datasets": {}}
+    for name, out in results.items():
+        record["datasets"][name] = out | {
+            "seeds": seeds,
+            "epochs": epochs or ClassifyConfig.from_yaml(CONFIGS[name]).train.epochs,
+            "quick": args.quick,
+            "threads": args.threads,
+            "command": "python benchmarks/fusion.py " + " ".join(sys.argv[1:]),
+        }
+    record["machine"] = {"python": platform.python_version(), "torch": torch.__version__}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
     print(f"wrote {path}")
 
 

@@ -96,3 +96,26 @@ def test_pngs_are_the_real_pixels_and_build_is_deterministic(built, tmp_path):
     assert build_dataset("digits-vqa", root=tmp_path, overwrite=True).read_bytes() == (
         built.read_bytes()
     )
+
+
+@pytest.mark.parametrize("name", ["digits-vqa", "emoji-pairs-vqa", "emoji-subgroups"])
+def test_the_classify_configs_load_and_name_frozen_pretrained_towers(name):
+    from pathlib import Path
+
+    from jointspace.classifier.config import ClassifyConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
+    config = ClassifyConfig.from_yaml(path)
+    assert ClassifyConfig.from_dict(config.to_dict()) == config
+    towers = config.towers.model.towers
+    assert (towers["text"].name, towers["text"].params["path"]) == ("hf_text", "all-MiniLM-L6-v2")
+    assert towers["image"].name == "efficientnet_lite0" and not config.towers.train
+    # EfficientNet's stride is 32: 128 px gives a 4×4 patch grid, left and right apart.
+    assert towers["image"].params["image_size"] // 32 == 4 and config.towers.inputs == "tokens"
+    assert config.head.name == "attention"
+    vqa = name.endswith("-vqa")
+    assert config.data.manifest == ("builtin:" + name if vqa else "builtin:emoji")
+    assert config.data.group_column == ("meta_question_type" if vqa else None)
+    splits = (config.data.train_split, config.data.val_split, config.data.test_split)
+    assert splits == ("train", "val", "test")  # emoji's zeroshot subgroups stay out
+    assert f"jointspace classify configs/{name}.yaml" in path.read_text()
