@@ -4,12 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jointspace.config import ConfigError
+from jointspace.config import ConfigError, PartConfig
 from jointspace.models.fusion import (
     AttentionFusion,
     ConcatFusion,
     FusionClassifier,
     GatedFusion,
+    build_fusion_head,
 )
 
 HEADS = {"concat": ConcatFusion, "gated": GatedFusion, "attention": AttentionFusion}
@@ -46,16 +47,28 @@ def test_padding_tokens_never_change_the_output(name):
     torch.testing.assert_close(with_padding, plain, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", HEADS)
+# Every registered head, as build_fusion_head makes it from a config.
+ALL_HEADS = {
+    **{name: PartConfig(name) for name in HEADS},
+    "attention-two": PartConfig("attention", {"stream": "two"}),
+    "graph": PartConfig("graph"),
+}
+
+
+@pytest.mark.parametrize("name", ALL_HEADS)
 def test_a_missing_modality_still_predicts_and_is_reported(name):
     torch.manual_seed(0)
-    model = FusionClassifier(HEADS[name](DIMS, width=16), classes=3).eval()
+    config = ALL_HEADS[name]
+    head = build_fusion_head(PartConfig(config.name, {**config.params, "width": 16}), DIMS)
+    model = FusionClassifier(head, classes=3).eval()
     both = inputs()
     with torch.no_grad():
         full, used_full = model(both)
         text_only, used = model({"text": both["text"]})
-    assert used_full == ["image", "text"] and used == ["text"]
+        image_only, used_image = model({"image": both["image"]})
+    assert used_full == ["image", "text"] and used == ["text"] and used_image == ["image"]
     assert text_only.shape == (4, 3) and torch.isfinite(text_only).all()
+    assert torch.isfinite(image_only).all()
     assert not torch.allclose(text_only, full)  # the image did count when it was there
 
 

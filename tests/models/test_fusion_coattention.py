@@ -6,7 +6,7 @@ from test_fusion import DIMS, inputs, padded, xor_scores
 
 from jointspace.config import ConfigError, PartConfig
 from jointspace.models.coattention import CoAttentionFusion
-from jointspace.models.fusion import AttentionFusion, FusionClassifier, build_fusion_head
+from jointspace.models.fusion import AttentionFusion, build_fusion_head
 
 
 def two(**params):
@@ -60,20 +60,6 @@ def test_padding_tokens_never_change_the_two_stream_output(drop):
     assert torch.isfinite(plain).all()
     torch.testing.assert_close(with_padding, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(changed, plain, atol=1e-5, rtol=1e-5)
-
-
-def test_a_missing_modality_still_predicts_and_is_reported():
-    torch.manual_seed(0)
-    model = FusionClassifier(two(width=16), classes=3).eval()
-    both = inputs()
-    with torch.no_grad():
-        full, used_full = model(both)
-        text_only, used = model({"text": both["text"]})
-        image_only, used_image = model({"image": both["image"]})
-    assert used_full == ["image", "text"] and used == ["text"] and used_image == ["image"]
-    assert text_only.shape == (4, 3) and torch.isfinite(text_only).all()
-    assert torch.isfinite(image_only).all()
-    assert not torch.allclose(text_only, full)  # the image did count when it was there
 
 
 def test_co_attention_is_what_carries_the_other_modality():

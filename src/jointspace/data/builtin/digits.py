@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,21 @@ def default_cache_dir() -> Path:
 
 def build_digits(root: Path | None = None, *, force: bool = False, overwrite: bool = False) -> Path:
     """Write the dataset under ``root/digits`` once (atomically) and return its manifest path."""
+    return build_from_digits("digits", manifest_rows, root, force=force, overwrite=overwrite)
+
+
+def build_from_digits(
+    name: str,
+    rows_of: Callable[[np.ndarray], list[dict[str, str]]],
+    root: Path | None = None,
+    *,
+    force: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """The digits as PNGs plus a manifest of ``rows_of(classes)`` under ``root/name``, once."""
     from sklearn.datasets import load_digits
 
-    target = Path(root or default_cache_dir() / "datasets") / "digits"
+    target = Path(root or default_cache_dir() / "datasets") / name
     manifest = target / "manifest.csv"
     if manifest.is_file() and not overwrite:
         return manifest
@@ -53,7 +66,7 @@ def build_digits(root: Path | None = None, *, force: bool = False, overwrite: bo
         (tmp / "images").mkdir()
         for i, pixels in enumerate(digits.images):
             (tmp / "images" / f"{i:04d}.png").write_bytes(png_bytes(pixels))
-        rows = manifest_rows(digits.target)
+        rows = rows_of(digits.target)
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
     return manifest
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from jointspace.atomic import atomic_dir
-from jointspace.data.builtin.digits import WORDS, default_cache_dir, png_bytes
-from jointspace.data.builtin.target import check_target
+from jointspace.data.builtin.digits import WORDS, build_from_digits
 
 FRACTIONS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 SEED = 0
@@ -112,18 +109,4 @@ def build_digits_vqa(
     root: Path | None = None, *, force: bool = False, overwrite: bool = False
 ) -> Path:
     """Write the dataset under ``root/digits-vqa`` once (atomically); return its manifest path."""
-    from sklearn.datasets import load_digits
-
-    target = Path(root or default_cache_dir() / "datasets") / "digits-vqa"
-    manifest = target / "manifest.csv"
-    if manifest.is_file() and not overwrite:
-        return manifest
-    check_target(target, force)
-    digits = load_digits()
-    with atomic_dir(target) as tmp:
-        (tmp / "images").mkdir()
-        for i, pixels in enumerate(digits.images):
-            (tmp / "images" / f"{i:04d}.png").write_bytes(png_bytes(pixels))
-        rows = manifest_rows(digits.target)
-        pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
-    return manifest
+    return build_from_digits("digits-vqa", manifest_rows, root, force=force, overwrite=overwrite)
