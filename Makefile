@@ -5,7 +5,8 @@ STAMP := $(VENV)/.installed
 
 # Debian packages: the emoji dataset's sources (fonts, Unicode and CLDR data), the speech
 # synthesiser that voices the spoken-digits dataset, and the headless browser for tests.
-SYSTEM_PACKAGES := fonts-noto-color-emoji unicode-data unicode-cldr-core espeak-ng chromium
+SYSTEM_PACKAGES := fonts-noto-color-emoji unicode-data unicode-cldr-core espeak-ng chromium \
+  tuxpaint-stamps-default
 
 .PHONY: demo test lint format clean system-deps
 

@@ -43,6 +43,7 @@ BUILTIN_PARTS: dict[str, dict[str, str]] = {
         "emoji-pairs": "jointspace.data.builtin.emoji_pairs:build_emoji_pairs",
         "emoji-pairs-vqa": "jointspace.data.builtin.emoji_pairs_vqa:build_emoji_pairs_vqa",
         "spoken-digits": "jointspace.data.builtin.spoken_digits:build_spoken_digits",
+        "tuxpaint": "jointspace.data.builtin.tuxpaint:build_tuxpaint",
     },
     "format": {
         "coco": "jointspace.data.formats:read_coco",

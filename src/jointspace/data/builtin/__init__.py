@@ -11,6 +11,7 @@ from jointspace.data.builtin.emoji import build_emoji
 from jointspace.data.builtin.emoji_pairs import build_emoji_pairs
 from jointspace.data.builtin.emoji_pairs_vqa import build_emoji_pairs_vqa
 from jointspace.data.builtin.spoken_digits import build_spoken_digits
+from jointspace.data.builtin.tuxpaint import build_tuxpaint
 from jointspace.data.manifest import Manifest, ManifestError, read_manifest
 from jointspace.data.shard_set import is_shard_spec
 from jointspace.registry import available, lookup
@@ -62,6 +63,7 @@ __all__ = [
     "build_emoji_pairs",
     "build_emoji_pairs_vqa",
     "build_spoken_digits",
+    "build_tuxpaint",
     "default_cache_dir",
     "load_manifest",
     "resolve_manifest",
