@@ -344,3 +344,16 @@ def test_split_overlaps_count_byte_identical_files_per_split_pair(tmp_path):
         "2 image files in split 'test' byte-identical to files in split 'train'"
         in found[1].describe()
     )
+
+
+def test_empty_file_cell_is_accepted_only_in_a_column_the_caller_does_not_require(folder):
+    rows = [dict(r) for r in ROWS]
+    rows[1]["image"] = ""
+    path = write(folder, rows)
+    assert read_manifest(path, required=("text",)).column("image") == ["img/a.png", "", "img/b.png"]
+    for required in (("text", "image"), ()):  # naming no modality still requires every column
+        with pytest.raises(ManifestError, match="row 2, column 'image': empty image path"):
+            read_manifest(path, required=required)
+    rows[2]["image"] = "img/missing.png"  # a non-empty cell is still checked
+    with pytest.raises(ManifestError, match="row 3, column 'image': file not found"):
+        read_manifest(write(folder, rows), required=("text",))
