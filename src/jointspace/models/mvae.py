@@ -65,7 +65,9 @@ class MultimodalVAE(nn.Module):
         self.specs, self.latent = dict(specs), latent
         self.modalities = sorted(specs)
         # Encoders return mean and log-variance side by side; decoders the likelihood's params.
-        self.encoders = nn.ModuleDict({m: mlp(s.size, hidden, 2 * latent) for m, s in specs.items()})
+        self.encoders = nn.ModuleDict(
+            {m: mlp(s.size, hidden, 2 * latent) for m, s in specs.items()}
+        )
         self.decoders = nn.ModuleDict({m: mlp(latent, hidden, s.size) for m, s in specs.items()})
 
     def _checked(self, inputs: Inputs) -> list[str]:
@@ -78,8 +80,10 @@ class MultimodalVAE(nn.Module):
         batches = {inputs[m].shape[0] for m in used}
         for m in used:
             if tuple(inputs[m].shape[1:]) != self.specs[m].shape:
-                raise ConfigError(f"mvae: {m} rows have shape {tuple(inputs[m].shape[1:])}; "
-                                  f"expected {self.specs[m].shape}")
+                raise ConfigError(
+                    f"mvae: {m} rows have shape {tuple(inputs[m].shape[1:])}; "
+                    f"expected {self.specs[m].shape}"
+                )
         if len(batches) > 1:
             raise ConfigError(f"mvae: modalities have different batch sizes {sorted(batches)}")
         return used
@@ -110,7 +114,9 @@ class MultimodalVAE(nn.Module):
             [e[0] for e in experts.values()], [e[1] for e in experts.values()], present
         )
 
-    def decode(self, z: torch.Tensor, modalities: Sequence[str] | None = None) -> dict:
+    def decode(
+        self, z: torch.Tensor, modalities: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         """The decoders' likelihood parameters for each of ``modalities`` (default all), each in
         its modality's row shape: logits (bernoulli, multinomial) or means (gaussian)."""
         names = list(modalities) if modalities is not None else self.modalities
@@ -133,7 +139,9 @@ class MultimodalVAE(nn.Module):
         draw = random.Random(seed)
         if len(given) > 2:
             for _ in range(k):
-                chosen.append(tuple(sorted(draw.sample(list(given), draw.randint(2, len(given) - 1)))))
+                chosen.append(
+                    tuple(sorted(draw.sample(list(given), draw.randint(2, len(given) - 1))))
+                )
         return chosen
 
     def elbo(
@@ -170,11 +178,13 @@ class MultimodalVAE(nn.Module):
             )  # fmt: skip
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
             decoded = self.decode(z, given)
-            lls = {m: log_likelihood(self.specs[m].likelihood, decoded[m], inputs[m]) for m in given}
+            lls = {
+                m: log_likelihood(self.specs[m].likelihood, decoded[m], inputs[m]) for m in given
+            }
             seen = torch.stack([present[m] for m in subset]).any(0)
             name = "joint" if len(subset) == len(given) else "+".join(subset)
             losses[f"mvae_{name}_loss"] = losses.get(f"mvae_{name}_loss", 0) + elbo_term(
                 lls, present, kl_to_prior(mu, logvar), seen, weights=weights, beta=beta
             )
-        losses["mvae_loss"] = sum(losses.values())  # type: ignore[assignment]
+        losses["mvae_loss"] = torch.stack(list(losses.values())).sum()
         return losses

@@ -21,14 +21,18 @@ def product_of_experts(
     N(0, 1) prior when ``prior``); ``mask`` [M, B] is False where a row has no such expert."""
     mu, logvar = torch.stack(list(mus)), torch.stack(list(logvars))
     if mu.shape != logvar.shape or mu.dim() != 3:
-        raise ConfigError(f"product_of_experts: mus {tuple(mu.shape)} and logvars "
-                          f"{tuple(logvar.shape)} must both be [experts, batch, dim]")
+        raise ConfigError(
+            f"product_of_experts: mus {tuple(mu.shape)} and logvars "
+            f"{tuple(logvar.shape)} must both be [experts, batch, dim]"
+        )
     present = torch.ones(mu.shape[:2], dtype=torch.bool, device=mu.device)
     if mask is not None:
         present = torch.stack(list(mask)).to(device=mu.device, dtype=torch.bool)
         if present.shape != mu.shape[:2]:
-            raise ConfigError(f"product_of_experts: mask {tuple(present.shape)} must be "
-                              f"[experts, batch] = {tuple(mu.shape[:2])}")
+            raise ConfigError(
+                f"product_of_experts: mask {tuple(present.shape)} must be "
+                f"[experts, batch] = {tuple(mu.shape[:2])}"
+            )
     if prior:  # the prior is one more expert, present in every row: mean 0, log-variance 0
         mu = torch.cat([torch.zeros_like(mu[:1]), mu])
         logvar = torch.cat([torch.zeros_like(logvar[:1]), logvar])
