@@ -151,6 +151,12 @@ def test_elbo_has_the_joint_the_singles_and_k_random_subsets():
     parts = [v for name, v in losses.items() if name != "mvae_loss"]
     torch.testing.assert_close(losses["mvae_loss"], sum(parts))
     assert len(model.subsets(model.modalities, k=2, seed=0)) == 1 + 3 + 2
+    only = model.elbo(inputs, subsets=[("image", "text")])
+    assert set(only) == {"mvae_image+text_loss", "mvae_loss"}
+    with pytest.raises(ConfigError, match="names 'video', not given"):
+        model.elbo({"image": inputs["image"]}, subsets=[("video",)])
+    with pytest.raises(ConfigError, match="empty subset"):
+        model.elbo(inputs, subsets=[()])
 
 
 def test_rows_without_any_of_a_subset_do_not_count_in_its_term():

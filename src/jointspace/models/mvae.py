@@ -170,6 +170,8 @@ class MultimodalVAE(nn.Module):
         weights = {m: self.specs[m].weight for m in given}
         losses: dict[str, torch.Tensor] = {}
         for subset in subsets if subsets is not None else self.subsets(given, k, seed):
+            if not subset:
+                raise ConfigError("mvae: an empty subset; each ELBO term needs a modality")
             if unknown := sorted(set(subset) - set(given)):
                 raise ConfigError(f"mvae: subset {list(subset)} names {unknown[0]!r}, not given")
             mu, logvar = product_of_experts(
