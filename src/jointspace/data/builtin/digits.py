@@ -79,10 +79,12 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def assign_splits(classes: np.ndarray, rng: np.random.Generator) -> list[str]:
+def assign_splits(
+    classes: np.ndarray, rng: np.random.Generator, held_out: tuple[int, ...] = HELD_OUT
+) -> list[str]:
     """Held-out classes → ``zeroshot``; each other class split 70/15/15 by image."""
     splits = ["zeroshot"] * len(classes)
-    for digit in sorted(set(classes.tolist()) - set(HELD_OUT)):
+    for digit in sorted(set(classes.tolist()) - set(held_out)):
         members = rng.permutation(np.flatnonzero(classes == digit))
         cut_train = round(FRACTIONS[0][1] * len(members))
         cut_val = cut_train + round(FRACTIONS[1][1] * len(members))

@@ -10,28 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from jointspace.data.builtin.digits import WORDS, build_from_digits
+from jointspace.data.builtin.digits import WORDS, assign_splits, build_from_digits
 
-FRACTIONS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 SEED = 0
 TYPES = ("identify", "parity", "compare", "verify")
 NEEDS = {"identify": "image", "parity": "both", "compare": "both", "verify": "both"}
 # "greater than K": K within this many of the digit, so the question alone says little.
 COMPARE_WINDOW = 3
 LARGEST_K = 8  # "greater than nine" would always be no
-
-
-def assign_splits(digits: np.ndarray, rng: np.random.Generator) -> list[str]:
-    """Each digit's images split 70/15/15, so every split (train above all) holds all ten."""
-    splits = [""] * len(digits)
-    for digit in range(10):
-        members = rng.permutation(np.flatnonzero(digits == digit))
-        cut_train = round(FRACTIONS[0][1] * len(members))
-        cut_val = cut_train + round(FRACTIONS[1][1] * len(members))
-        for position, index in enumerate(members):
-            name = "train" if position < cut_train else "val" if position < cut_val else "test"
-            splits[index] = name
-    return splits
 
 
 def balanced_yes(forced: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -86,7 +72,7 @@ def questions(digit: int, k: int, w: int) -> list[tuple[str, str, str]]:
 def manifest_rows(digits: np.ndarray) -> list[dict[str, str]]:
     """Four rows per image, one per question type, all in the image's split."""
     rng = np.random.default_rng(SEED)
-    splits = assign_splits(digits, rng)
+    splits = assign_splits(digits, rng, held_out=())  # every digit in every split
     ks, ws = compare_thresholds(digits, rng), verify_words(digits, rng)
     rows = []
     for i, digit in enumerate(digits.tolist()):
