@@ -22,6 +22,7 @@ from jointspace.cli.demo import demo
 from jointspace.cli.errors import user_errors
 from jointspace.cli.export import export
 from jointspace.cli.index import app as index_app
+from jointspace.cli.mvae import generate, mvae
 from jointspace.cli.options import (
     Force,
     ModelDir,
@@ -89,6 +90,7 @@ app.command()(user_errors(train))
 app.command()(user_errors(compare))
 app.command()(user_errors(export))
 app.command()(classify), app.command()(predict)
+app.command()(mvae), app.command()(generate)
 
 
 @app.command("eval")
