@@ -39,7 +39,7 @@ def test_import_contracts_hold():
         "jointspace.serve",
         "jointspace.runs",
         "jointspace.report",
-        "jointspace.matcher | jointspace.classifier",
+        "jointspace.matcher | jointspace.classifier | jointspace.generative",
         "jointspace.evaluate | jointspace.index",
         "jointspace.train",
         "jointspace.objectives",

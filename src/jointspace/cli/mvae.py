@@ -49,7 +49,7 @@ def mvae(
     from jointspace.runs.mvae import train_mvae
 
     cfg = apply_overrides(MvaeConfig.from_yaml(config), sets or [])
-    metrics = train_mvae(cfg, out_dir, data=data, force=force)
+    metrics = train_mvae(cfg, out_dir, data=data, force=force).metrics
     table = Table(title="mvae: negative ELBO per row (lower is better)")
     table.add_column("term")
     splits = [s for s in ("val", "test") if s in metrics]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,19 @@ COMMAND = "mvae"
 CONFIG_FILE, VOCAB_FILE, METRICS_FILE = "config.yaml", "vocab.json", "metrics.json"
 
 
+@dataclass
+class MvaeTraining:
+    """What ``train_mvae`` wrote: the metrics (``metrics.json``) and the trained model."""
+
+    metrics: dict[str, Any]
+    model: MultimodalVAE
+
+
 def train_mvae(
     config: MvaeConfig, out_dir: str | Path, *, data: str | Path | None = None, force: bool = False
-) -> dict[str, Any]:
+) -> MvaeTraining:
     """Train on ``data`` (default ``config.data.manifest``), score the val and test ELBO, and
-    write the run directory atomically; returns the metrics written to ``metrics.json``.
+    write the run directory atomically: config.yaml, the model, vocab.json, metrics.json.
 
     ``out_dir`` must be new, empty, or (with ``force``) an earlier ``jointspace mvae`` output.
     """
@@ -64,7 +73,7 @@ def train_mvae(
             vocab.save(tmp / VOCAB_FILE)
         write_text_atomic(tmp / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
         mark_dir(tmp, COMMAND)
-    return metrics
+    return MvaeTraining(metrics, fit.model)
 
 
 class MvaeRun:
