@@ -5,8 +5,8 @@ once per seed and measures, with a classifier trained independently (scikit-lear
 regression on the real images of the train split, at the same 8×8 resolution):
 - text → image: images decoded from the posterior mean of each digit's prompt under each of the
   dataset's 10 caption templates (100 images), from the posterior mean of "a handwritten <word>"
-  (10 images; a word form the captions never put after "a handwritten"), and from 20 draws of "a handwritten
-  <word>" per digit (200 images), classified; chance is 10 %;
+  (10 images; the captions never put the word form after "a handwritten"), and from 20
+  posterior draws of "a handwritten <word>" per digit (200 images), classified; chance 10 %;
 - the classifier on the real test images (its reference accuracy) and on their reconstructions;
 - image → text: for each test image, the digit whose word plus numeral is most probable in the
   generated word distribution (chance 10 %).
@@ -134,8 +134,14 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             runs.append(measure(seed, Path(tmp) / "run", args.sets))
-    keys = ["classifier_on_real_test", "classifier_on_reconstructions", "text_to_image_mean",
-            "text_to_image_handwritten_word_mean", "text_to_image_draws", "image_to_text"]  # fmt: skip
+    keys = [
+        "classifier_on_real_test",
+        "classifier_on_reconstructions",
+        "text_to_image_mean",
+        "text_to_image_handwritten_word_mean",
+        "text_to_image_draws",
+        "image_to_text",
+    ]
     mean = {k: statistics.mean(r[k] for r in runs) for k in keys}
     header = ["measure", *(f"seed {r['seed']}" for r in runs), "mean", "chance"]
     table = [[k, *(f"{100 * r[k]:.1f}" for r in runs), f"{100 * mean[k]:.1f}", "10.0"]

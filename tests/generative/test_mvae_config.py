@@ -25,13 +25,15 @@ def test_likelihoods_default_by_modality_and_bad_values_are_named():
     assert {m: s.likelihood for m, s in config.modalities.items()} == {
         "image": "bernoulli", "text": "multinomial", "audio": "gaussian"
     }  # fmt: skip
-    with pytest.raises(ConfigError, match="modalities.video: unknown modality"):
+    with pytest.raises(ConfigError, match=r"modalities\.video: unknown modality"):
         MvaeConfig.from_dict({"modalities": {"video": {}}})
-    with pytest.raises(ConfigError, match=r"modalities.text.likelihood: 'bernoulli' does not fit"):
+    with pytest.raises(
+        ConfigError, match=r"modalities\.text\.likelihood: 'bernoulli' does not fit"
+    ):
         MvaeConfig.from_dict({"modalities": {"text": {"likelihood": "bernoulli"}}})
-    with pytest.raises(ConfigError, match="train.kl_warmup_steps: must be at least 0"):
+    with pytest.raises(ConfigError, match=r"train\.kl_warmup_steps: must be at least 0"):
         MvaeConfig.from_dict({"train": {"kl_warmup_steps": -1}})
-    with pytest.raises(ConfigError, match="data.resplit: 'val' is already"):
+    with pytest.raises(ConfigError, match=r"data\.resplit: 'val' is already"):
         MvaeConfig.from_dict({"data": {"resplit": ["val"]}})
 
 

@@ -16,7 +16,9 @@ from jointspace.generative.rows import load_rows, open_rows
 from jointspace.runs.mvae import MvaeRun, train_mvae
 from jointspace.runs.outputs import OutputExistsError
 
-SMALL = ["train.epochs=15", "train.progress=false"]
+# A third of the packaged run at a constant lr: 10 of 10 digits drawn right on seeds 0 and 1
+# (at 15 epochs with the cosine decay the posterior still collapsed: 1-3 of 10).
+SMALL = ["train.epochs=20", "train.min_lr_ratio=1", "train.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def test_the_run_directory_holds_config_weights_vocabulary_and_metrics(trained):
     assert MvaeConfig.from_yaml(out / "config.yaml") == config
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(result.metrics))
-    assert len(metrics["history"]) == 15 and metrics["best_epoch"] is not None
+    assert len(metrics["history"]) == 20 and metrics["best_epoch"] is not None
     # Epochs before the KL weight reached 1 are never kept; the kept one has the least val loss.
     full = [r for r in metrics["history"] if r["beta"] >= 1.0]
     kept = metrics["history"][metrics["best_epoch"] - 1]
@@ -111,7 +113,10 @@ def test_an_existing_or_foreign_out_dir_is_refused(trained, tmp_path):
         (lambda d: (d / "mvae.json").unlink(), NotFoundError),
         (lambda d: (d / "vocab.json").unlink(), "vocab.json: missing"),
         (lambda d: (d / "config.yaml").unlink(), "config.yaml: missing"),
-        (lambda d: (d / "mvae.safetensors").write_bytes(b"\0" * 64), "do not match the fingerprint"),
+        (
+            lambda d: (d / "mvae.safetensors").write_bytes(b"\0" * 64),
+            "do not match the fingerprint",
+        ),
         (lambda d: (d / "mvae.json").write_text("{"), "mvae.json"),
         (lambda d: (d / "vocab.json").write_text('{"words": ["a"]}'), "text inputs have shape"),
     ],

@@ -28,7 +28,8 @@ def grid_png(
     """A PNG with one grid row per tensor ``[N, (1,) H, W]``, an optional label left of each."""
     columns = max(r.shape[0] for r in rows)
     left = LABEL_WIDTH if labels else 0
-    grid = Image.new("L", (left + columns * (cell + GAP), len(rows) * (cell + GAP)), 255)
+    size = (left + columns * (cell + GAP) - GAP, len(rows) * (cell + GAP) - GAP)
+    grid = Image.new("L", size, 255)  # white gaps between cells, none around the edge
     draw = ImageDraw.Draw(grid)
     for r, images in enumerate(rows):
         top = r * (cell + GAP)
