@@ -24,6 +24,7 @@ COMMANDS = [
     ["serve"],
     ["export"],
     ["index", "build"],
+    ["mvae"],
     ["index", "search"],
 ]
 SETS = ["--set", "train.lr=4e-3", "--set", "train.batch_size=256", "--set", "data.val_split="]
