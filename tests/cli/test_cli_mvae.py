@@ -103,3 +103,15 @@ def test_generate_refuses_a_damaged_run_in_one_line(cli_run, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and "do not match the fingerprint" in result.output
     assert result.output.count("\n") == 1
+
+
+def test_mvae_force_replaces_an_earlier_run(cli_run, tmp_path):
+    import shutil
+
+    root, args, _ = cli_run
+    copy = tmp_path / "run"
+    shutil.copytree(root / "run", copy)
+    args = [*args[:-1], str(copy), "--force", "--set", "train.epochs=1"]
+    result = runner.invoke(app, [*args, "--set", "train.progress=false"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((copy / "metrics.json").read_text())["history"]) == 1
