@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from absent_helpers import write_three_modality_manifest
+from absent_helpers import three_modality_config, write_three_modality_manifest
 from jointspace import fit
-from jointspace.config import ConfigError, ExperimentConfig, ObjectiveConfig, TowerConfig
+from jointspace.config import ConfigError, ExperimentConfig
 from jointspace.data.collate import Batch
 from jointspace.objectives import ClipObjective
 from jointspace.train.dropout import hide_cells
@@ -120,27 +120,6 @@ def test_modality_dropout_and_anchor_are_checked_in_the_config():
     raw["objectives"] = [{"name": "clip", "params": {"anchor": "audio"}}]
     with pytest.raises(ConfigError, match=r"clip anchor 'audio' is not a modality"):
         ExperimentConfig.from_dict(raw)
-
-
-def three_modality_config(**train) -> ExperimentConfig:
-    config = ExperimentConfig()
-    config.data.modalities = ["text", "image", "audio"]
-    config.data.val_split = config.data.test_split = None
-    config.model.embed_dim = 16
-    text = dict(width=16, depth=1, heads=2, max_len=8, vocab_size=100, dropout=0.0)
-    audio = dict(sample_rate=8000, seconds=0.25, n_mels=16, n_fft=256, hop=80, widths=[8, 16])
-    config.model.towers = {
-        "text": TowerConfig("transformer", text),
-        "image": TowerConfig("cnn", dict(image_size=16, widths=[8, 16])),
-        "audio": TowerConfig("audio_cnn", audio),
-    }
-    config.objectives = [ObjectiveConfig("clip")]
-    config.train.batch_size, config.train.epochs, config.train.lr = 16, 12, 3e-3
-    config.train.warmup_steps, config.train.progress, config.train.log_every = 2, False, 1
-    config.train.device, config.train.feature_cache = "cpu", None
-    for key, value in train.items():
-        setattr(config.train, key, value)
-    return config
 
 
 def test_a_short_fit_with_missing_audio_cells_runs_and_its_loss_falls(tmp_path):

@@ -1,8 +1,9 @@
 """Modality dropout: hide cells a row has, at random, so the space learns to do without them.
 
-Each training step draws from a generator seeded by (seed, step, rank): the same hidden cells on
-a rerun and after a resume. A hidden cell becomes an absent one (``Batch.present`` False, a group
-id unique to the row); its input stays, unscored. A row never loses its last modality.
+Each row draws from a generator seeded by (seed, step, row index): the same hidden cells on a
+rerun, after a resume and whatever the number of processes. A hidden cell becomes an absent one
+(``Batch.present`` False, a group id unique to the row); its input stays, unscored. A row never
+loses its last modality.
 """
 
 from __future__ import annotations
@@ -14,20 +15,22 @@ import torch
 
 from jointspace.data.collate import Batch
 
-SALT = 0x4D44  # keeps this stream apart from others seeded by (seed, step)
+SALT = 0x4D44  # keeps this stream apart from others seeded by (seed, step, row)
 
 
-def hide_cells(
-    batch: Batch, dropout: Mapping[str, float], seed: int, step: int, rank: int = 0
-) -> Batch:
+def hide_cells(batch: Batch, dropout: Mapping[str, float], seed: int, step: int) -> Batch:
     """``batch`` with each present cell of modality m hidden with probability ``dropout[m]``,
     never a row's last present one; ``batch`` itself when nothing is to be hidden."""
     chances = {m: p for m, p in dropout.items() if p > 0 and m in batch.groups}
     if not chances:
         return batch
     order = sorted(batch.groups)  # fixed: the draws for each modality do not depend on dicts
-    rng = np.random.default_rng([seed, step, rank, SALT])
-    draws = torch.from_numpy(rng.random((len(batch), len(order) + 1)))
+    rows = batch.index.tolist()
+    draws = torch.from_numpy(  # per row: [one per modality, the pick of the modality kept]
+        np.stack(
+            [np.random.default_rng([seed, step, i, SALT]).random(len(order) + 1) for i in rows]
+        )
+    )
     device = batch.index.device
     present = torch.stack([batch.has(m).cpu() for m in order], dim=1)  # [N, M]
     p = torch.tensor([chances.get(m, 0.0) for m in order], dtype=torch.float64)

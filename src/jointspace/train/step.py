@@ -83,7 +83,7 @@ def forward_backward(
         )
     device = next(model.parameters()).device
     with autocast(device, precision):
-        embeddings = (net or model)(batch.inputs, pooled=pooled)
+        embeddings = (net or model)(batch.inputs, pooled=pooled, present=batch.present or None)
         if gather is not None:
             embeddings, batch = gather(embeddings, batch)
         losses = score(model, objective, embeddings, batch)

@@ -287,7 +287,7 @@ class Trainer:
 
     def _train_step(self, batch: Batch, step: int, total: int) -> dict[str, float]:
         cfg = self.config
-        batch = hide_cells(batch, cfg.modality_dropout, cfg.seed, step, self.world.rank)
+        batch = hide_cells(batch, cfg.modality_dropout, cfg.seed, step)
         self.model.train()
         lr = cfg.lr * lr_factor(step, total, cfg.warmup_steps, cfg.min_lr_ratio)
         set_lr(self.optimizer, lr)
