@@ -1,9 +1,9 @@
 """JointModel.forward with presence marks: towers embed only the rows holding their modality."""
 
 import torch
-from tiny_steps import make_batch, tiny_model
 
 from jointspace.objectives import ClipObjective
+from tiny_steps import make_batch, tiny_model
 
 
 def test_towers_embed_only_present_rows_and_absent_rows_are_zero():
