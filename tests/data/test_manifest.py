@@ -87,8 +87,6 @@ BAD_CASES = {
     "missing image": ("image", lambda f: "img/missing.png", "file not found"),
     "corrupt image": ("image", corrupt, "unreadable or corrupt image"),
     "truncated image": ("image", truncated, "unreadable or corrupt image"),
-    "empty text": ("text", lambda f: "   ", "empty text"),
-    "empty image path": ("image", lambda f: "", "empty image path"),
     "duplicate id": ("id", lambda f: "1", "duplicate id '1' \\(first used in row 1\\)"),
 }
 
@@ -107,13 +105,15 @@ def test_each_bad_row_names_file_row_and_column(folder, case):
 def test_skip_bad_skips_exactly_the_bad_rows(folder, caplog):
     rows = [dict(r) for r in ROWS] + [
         {"id": "4", "image": "img/missing.png", "text": "x", "label": "x", "split": "train"},
-        {"id": "5", "image": "img/c.png", "text": "", "label": "x", "split": "train"},
+        {"id": "5", "image": "", "text": " ", "label": "x", "split": "train"},
+        {"id": "6", "image": "img/c.png", "text": "", "label": "x", "split": "train"},
     ]
     with caplog.at_level(logging.WARNING, logger="jointspace"):
         manifest = read_manifest(write(folder, rows), skip_bad=True)
-    assert manifest.column("id") == ["1", "2", "3"]
-    assert [(p.row, p.column) for p in manifest.skipped] == [(4, "image"), (5, "text")]
-    assert "skipped 2 of 5 rows" in caplog.text
+    assert manifest.column("id") == ["1", "2", "3", "6"]  # row 6 lacks its text: still usable
+    assert [(p.row, p.column) for p in manifest.skipped] == [(4, "image"), (5, None)]
+    assert "row 5: no modality: text, image are all empty" in caplog.text
+    assert "skipped 2 of 6 rows" in caplog.text
 
 
 def test_all_rows_bad_is_an_error_even_with_skip_bad(folder):
@@ -123,7 +123,7 @@ def test_all_rows_bad_is_an_error_even_with_skip_bad(folder):
 
 
 def test_many_problems_are_listed_then_counted(folder):
-    rows = [{"id": str(i), "image": "img/a.png", "text": ""} for i in range(14)]
+    rows = [{"id": str(i), "image": "", "text": ""} for i in range(14)]
     with pytest.raises(ManifestError, match=r"14 bad rows") as err:
         read_manifest(write(folder, rows))
     assert "... and 4 more" in str(err.value)
@@ -346,14 +346,30 @@ def test_split_overlaps_count_byte_identical_files_per_split_pair(tmp_path):
     )
 
 
-def test_empty_file_cell_is_accepted_only_in_a_column_the_caller_does_not_require(folder):
+def test_empty_modality_cells_mean_absent_and_a_row_needs_one_modality(folder):
     rows = [dict(r) for r in ROWS]
     rows[1]["image"] = ""
+    rows[2]["text"] = "  "
     path = write(folder, rows)
-    assert read_manifest(path, required=("text",)).column("image") == ["img/a.png", "", "img/b.png"]
-    for required in (("text", "image"), ()):  # naming no modality still requires every column
-        with pytest.raises(ManifestError, match="row 2, column 'image': empty image path"):
-            read_manifest(path, required=required)
+    for required in (("text", "image"), ("text",), ("image",), ()):
+        # With one modality required, a row lacking it has nothing: named as its column.
+        lacking = {
+            ("text",): (3, "text", "empty text"),
+            ("image",): (2, "image", "empty image path"),
+        }
+        if required in lacking:
+            row, column, message = lacking[required]
+            with pytest.raises(ManifestError, match=rf"row {row}, column '{column}': {message}"):
+                read_manifest(path, required=required)
+            continue
+        manifest = read_manifest(path, required=required)
+        assert manifest.column("image") == ["img/a.png", "", "img/b.png"]
+        assert [manifest.has(i, "text") for i in range(3)] == [True, True, False]
+        assert [manifest.has(i, "image") for i in range(3)] == [True, False, True]
+    rows[1]["text"] = ""  # row 2 now holds no modality at all
+    with pytest.raises(ManifestError, match="row 2: no modality: text, image are all empty"):
+        read_manifest(write(folder, rows), required=("text", "image"))
+    rows[1]["text"] = "a small cat"
     rows[2]["image"] = "img/missing.png"  # a non-empty cell is still checked
     with pytest.raises(ManifestError, match="row 3, column 'image': file not found"):
-        read_manifest(write(folder, rows), required=("text",))
+        read_manifest(write(folder, rows), required=("text", "image"))

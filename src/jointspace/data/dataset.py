@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from jointspace.data.collate import ABSENT
 from jointspace.data.manifest import FILE_COLUMNS, Manifest, ManifestError
 
 Preprocess = Callable[[Any, np.random.Generator | None], Any]
@@ -15,6 +16,9 @@ Preprocess = Callable[[Any, np.random.Generator | None], Any]
 
 class PairedDataset(Dataset):
     """Row i → ``{modality: preprocessed input, "_index": i, "_keys": {modality: raw cell}}``.
+
+    An empty cell (the row lacks that modality) gives ``ABSENT`` as both input and key; the
+    collate fills it in and marks it in ``Batch.present``.
 
     With ``augment_seed`` each row draws augmentation from a generator seeded by
     ``(augment_seed, epoch, i)``: identical whatever the worker count or resume point.
@@ -46,6 +50,9 @@ class PairedDataset(Dataset):
             rng = np.random.default_rng([self.augment_seed, self.epoch, index])
         sample: dict[str, Any] = {"_index": index, "_keys": {}}
         for modality, fn in self.preprocess.items():
+            if not self.manifest.has(index, modality):
+                sample[modality] = sample["_keys"][modality] = ABSENT
+                continue
             sample[modality] = fn(self.raw(index, modality), rng)
             sample["_keys"][modality] = row[modality]
         return sample

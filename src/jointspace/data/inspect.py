@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from jointspace.data.manifest import FILE_COLUMNS, MODALITY_COLUMNS, Manifest
+from jointspace.data.manifest import FILE_COLUMNS, MODALITY_COLUMNS, Manifest, is_absent
 from jointspace.data.overlap import file_digests, split_overlaps
 from jointspace.data.validate import find_problems
 
@@ -27,8 +27,8 @@ def inspect_manifest(manifest: Manifest) -> dict[str, Any]:
     )
     report["modalities"] = {
         m: {
-            "present": sum(1 for r in manifest.rows if r[m].strip()),
-            "missing": sum(1 for r in manifest.rows if not r[m].strip()),
+            "present": sum(1 for r in manifest.rows if not is_absent(r[m])),
+            "missing": sum(1 for r in manifest.rows if is_absent(r[m])),
         }
         for m in MODALITY_COLUMNS
         if m in manifest.columns
@@ -36,8 +36,13 @@ def inspect_manifest(manifest: Manifest) -> dict[str, Any]:
     if "label" in manifest.columns:
         counts = Counter(r["label"] for r in manifest.rows)
         report["labels"] = {"distinct": len(counts), "top": dict(counts.most_common(TOP_LABELS))}
-    if "text" in manifest.columns:
-        report["captions"] = caption_stats(manifest.column("text"))
+    texts = (
+        [t for t in manifest.column("text") if not is_absent(t)]
+        if "text" in manifest.columns
+        else []
+    )
+    if texts:  # absent (empty) captions are counted under "modalities", not as captions
+        report["captions"] = caption_stats(texts)
     digests = {c: file_digests(manifest, c) for c in FILE_COLUMNS if c in manifest.columns}
     if "image" in manifest.columns:
         report["images"] = image_stats(manifest, digests["image"])

@@ -14,7 +14,7 @@ import pandas as pd
 
 from jointspace.errors import JointspaceError
 
-MODALITY_COLUMNS = ("text", "image", "audio")
+MODALITY_COLUMNS = ("text", "image", "audio")  # an empty (or blank) cell: the row lacks it
 FILE_COLUMNS = ("image", "audio")  # cells are paths, relative to the manifest
 KNOWN_COLUMNS = ("id", "text", "image", "audio", "label", "split")
 META_PREFIX = "meta_"
@@ -75,6 +75,10 @@ class Manifest:
         """A file column's value as a path (relative values are relative to the manifest)."""
         return self.root / value
 
+    def has(self, index: int, modality: str) -> bool:
+        """Whether row ``index`` holds ``modality`` (an empty cell means absent)."""
+        return not is_absent(self.rows[index][modality])
+
     def column(self, name: str) -> list[str]:
         if name not in self.columns:
             listed = ", ".join(self.columns)
@@ -94,6 +98,11 @@ class Manifest:
                 f"{self.path}: no rows in split {quote(name)} (splits: {', '.join(self.splits())})"
             )
         return Manifest(self.path, rows, self.columns, self.skipped)
+
+
+def is_absent(value: str) -> bool:
+    """An empty or blank modality cell: the row has no such input (not an error)."""
+    return not value.strip()
 
 
 def read_manifest(

@@ -18,6 +18,7 @@ from jointspace.data.manifest import (
     Manifest,
     ManifestError,
     Problem,
+    is_absent,
     quote,
 )
 
@@ -49,20 +50,34 @@ def check_columns(
 def find_problems(
     manifest: Manifest, required: Sequence[str] = (), check_files: bool = True
 ) -> list[Problem]:
-    """Every row-level problem, in row order."""
-    problems = _id_problems(manifest)
-    if "text" in manifest.columns:
-        problems += [
-            Problem(n, "text", "empty text")
-            for n, row in enumerate(manifest.rows, start=1)
-            if not row["text"].strip()
-        ]
+    """Every row-level problem, in row order.
+
+    An empty modality cell means the row lacks that modality; a row needs at least one of the
+    ``required`` modalities (every modality column when none is named).
+    """
+    problems = _id_problems(manifest) + _absence_problems(manifest, required)
     for column in FILE_COLUMNS:
         if column in manifest.columns:
-            # A caller naming its modalities accepts empty cells in the others (tuxpaint's audio).
-            allow_empty = bool(required) and column not in required
-            problems += _file_problems(manifest, column, check_files, allow_empty)
+            problems += _file_problems(manifest, column, check_files)
     return sorted(problems, key=lambda p: p.row)
+
+
+def _absence_problems(manifest: Manifest, required: Sequence[str]) -> list[Problem]:
+    wanted = [m for m in required if m in MODALITY_COLUMNS] or manifest.modalities
+    wanted = [m for m in wanted if m in manifest.columns]
+    if len(wanted) == 1:  # the one modality a row must have: named as the column at fault
+        (only,) = wanted
+        message = "empty text" if only == "text" else f"empty {only} path"
+        return [
+            Problem(n, only, message)
+            for n, row in enumerate(manifest.rows, start=1)
+            if is_absent(row[only])
+        ]
+    return [
+        Problem(n, None, f"no modality: {', '.join(wanted)} are all empty")
+        for n, row in enumerate(manifest.rows, start=1)
+        if wanted and all(is_absent(row[m]) for m in wanted)
+    ]
 
 
 def _id_problems(manifest: Manifest) -> list[Problem]:
@@ -91,12 +106,10 @@ def id_problem(key: str) -> str | None:
     return None
 
 
-def _file_problems(
-    manifest: Manifest, column: str, check_files: bool, allow_empty: bool = False
-) -> list[Problem]:
+def _file_problems(manifest: Manifest, column: str, check_files: bool) -> list[Problem]:
     verdicts: dict[str, str | None] = {}
     values = [row[column] for row in manifest.rows]
-    unique = list(dict.fromkeys(v for v in values if v.strip()))
+    unique = list(dict.fromkeys(v for v in values if not is_absent(v)))
     show = len(unique) >= PROGRESS_MIN_FILES
     for value in tqdm(
         unique, desc=f"checking {column}s", leave=False, disable=None if show else True
@@ -104,10 +117,7 @@ def _file_problems(
         verdicts[value] = _check_file(manifest.resolve(value), column) if check_files else None
     problems = []
     for number, value in enumerate(values, start=1):
-        if not value.strip():
-            message = None if allow_empty else f"empty {column} path"
-        else:
-            message = verdicts[value]
+        message = None if is_absent(value) else verdicts[value]  # absence: _absence_problems
         if message:
             problems.append(Problem(number, column, message))
     return problems

@@ -71,16 +71,34 @@ class JointModel(nn.Module):
         return self.towers[modality]
 
     def forward(
-        self, inputs: Mapping[str, torch.Tensor], pooled: Collection[str] = ()
+        self,
+        inputs: Mapping[str, Any],
+        pooled: Collection[str] = (),
+        present: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """L2-normalised embeddings for every modality in ``inputs``.
 
         Modalities named in ``pooled`` hold backbone features already, so only their head runs.
+        ``present`` (modality → bool ``[N]``, data/collate.py): a tower runs on the rows holding
+        its modality alone; the others (fillers, never scored) get zero embeddings.
         """
-        return {
-            m: F.normalize(self.tower(m).head(x) if m in pooled else self.tower(m)(x), dim=-1)
-            for m, x in inputs.items()
-        }
+        out = {}
+        for m, x in inputs.items():
+            rows = None if present is None or m not in present else present[m]
+            if rows is not None and (bool(rows.all()) or not bool(rows.any())):
+                # Every row: the whole input, exactly as without marks. None (all hidden by
+                # modality dropout): the fillers run, unscored, so the tower still gets a graph.
+                rows = None
+            if rows is not None:
+                x = select_rows(x, rows, len(rows))
+            embedded = F.normalize(
+                self.tower(m).head(x) if m in pooled else self.tower(m)(x), dim=-1
+            )
+            if rows is not None:
+                full = embedded.new_zeros((len(rows), embedded.shape[-1]))
+                embedded = full.index_put((rows.nonzero().squeeze(1),), embedded)
+            out[m] = embedded
+        return out
 
     @torch.no_grad()
     def encode(
@@ -159,6 +177,18 @@ class JointModel(nn.Module):
         from jointspace.models.io import save_model
 
         save_model(self, directory)
+
+
+def select_rows(x: Any, rows: torch.Tensor, n: int) -> Any:
+    """The rows a bool ``[n]`` mask keeps of a tower input: a tensor, or a mapping or sequence of
+    them (a collate's output); tensors without ``n`` leading rows are shared by every row."""
+    if isinstance(x, torch.Tensor):
+        return x[rows.to(x.device)] if x.ndim and len(x) == n else x
+    if isinstance(x, Mapping):
+        return {k: select_rows(v, rows, n) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(select_rows(v, rows, n) for v in x)
+    return x
 
 
 def _as_list(inputs: Sequence[Any]) -> Sequence[Any]:

@@ -92,9 +92,10 @@ class DeepCCAObjective(PairwiseObjective):
 
     name = "dcca"
     uses_positives = False
+    min_rows = 2  # correlations need two rows: a pair with fewer present is skipped
 
-    def __init__(self, top_k: int | None = None, reg: float = 1e-3):
-        super().__init__()
+    def __init__(self, top_k: int | None = None, reg: float = 1e-3, anchor: str | None = None):
+        super().__init__(anchor)
         self.top_k, self.reg = top_k, reg
 
     def pair_loss(self, a, b, logit_scale, positives, logit_bias=None) -> torch.Tensor:

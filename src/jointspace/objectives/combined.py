@@ -29,13 +29,20 @@ class CombinedObjective(nn.Module):
         logit_bias: torch.Tensor | None = None,
         positives: torch.Tensor | Positives | None = None,
         groups: Mapping[str, torch.Tensor] | None = None,
+        present: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         # One Positives for every part: a dense mask, where needed, is built once.
         mask = as_positives(positives, groups)
         terms: dict[str, torch.Tensor] = {}
         total = None
         for index, (part, weight) in enumerate(zip(self.parts, self.weights, strict=True)):
-            out = part(embeddings, logit_scale=logit_scale, logit_bias=logit_bias, positives=mask)
+            out = part(
+                embeddings,
+                logit_scale=logit_scale,
+                logit_bias=logit_bias,
+                positives=mask,
+                present=present,
+            )
             for name, value in out.items():
                 # Two objectives of one kind (say triplet sum and max) keep separate names.
                 if name in terms:

@@ -69,8 +69,13 @@ class ClipObjective(PairwiseObjective):
 
     name = "clip"
 
-    def __init__(self, max_logit_scale: float = MAX_LOGIT_SCALE, block: int | None = None):
-        super().__init__()
+    def __init__(
+        self,
+        max_logit_scale: float = MAX_LOGIT_SCALE,
+        block: int | None = None,
+        anchor: str | None = None,
+    ):
+        super().__init__(anchor)
         self.max_logit_scale = max_logit_scale
         self.block = check_block(self.name, block)
 

@@ -57,6 +57,12 @@ class Positives:
             shared |= g[rows, None] == g[None, cols]
         return shared
 
+    def subset(self, rows: torch.Tensor) -> Positives:
+        """Positives among the rows a bool ``[N]`` mask keeps (a pair scored on some rows)."""
+        if self._groups is not None:
+            return Positives(groups={m: g[rows] for m, g in self._groups.items()})
+        return Positives(dense=self.dense()[rows][:, rows])
+
     def partnered(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Bool ``[N]`` rows and columns that are positives of some *other* row: the only ones a
         block mask can change."""

@@ -61,9 +61,13 @@ class SigLipObjective(PairwiseObjective):
     name = "siglip"
 
     def __init__(
-        self, init_scale: float = 10.0, init_bias: float = -10.0, block: int | None = None
+        self,
+        init_scale: float = 10.0,
+        init_bias: float = -10.0,
+        block: int | None = None,
+        anchor: str | None = None,
     ):
-        super().__init__()
+        super().__init__(anchor)
         if not init_scale > 0:
             raise ConfigError(f"objectives: siglip init_scale must be positive, got {init_scale}")
         self.logit_init = LogitInit(float(init_scale), float(init_bias))

@@ -58,8 +58,14 @@ class TripletObjective(PairwiseObjective):
 
     name = "triplet"
 
-    def __init__(self, margin: float = 0.2, reduction: str = "sum", miner: str | None = None):
-        super().__init__()
+    def __init__(
+        self,
+        margin: float = 0.2,
+        reduction: str = "sum",
+        miner: str | None = None,
+        anchor: str | None = None,
+    ):
+        super().__init__(anchor)
         if reduction not in REDUCTIONS:
             raise ConfigError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.margin, self.reduction = margin, reduction

@@ -136,22 +136,35 @@ class World:
     def gather(
         self, embeddings: dict[str, torch.Tensor], batch: Batch
     ) -> tuple[dict[str, torch.Tensor], Batch]:
-        """Every rank's embeddings (with gradient) and group ids, concatenated in rank order.
+        """Every rank's embeddings (with gradient), group ids and presence marks, concatenated
+        in rank order.
 
-        The returned batch holds the global group ids and row indices; its inputs stay behind
-        (they are embedded already).
+        The returned batch holds the global group ids, presence marks and row indices; its
+        inputs stay behind (they are embedded already). A modality none of this rank's rows
+        holds (left out of its inputs) is sent as zeros marked absent, so every rank gathers the
+        same modalities; one no rank holds stays out.
         """
         if not self.distributed:
             return embeddings, batch
+        # Sorted: every rank must run the same collectives in the same order.
+        present = {m: batch.has(m) for m in sorted({*embeddings, *batch.present})}
+        held = {m: self._gather_plain(p.any().to(torch.uint8)[None]) for m, p in present.items()}
+        embeddings = dict(embeddings)
+        for m in [m for m in held if held[m].any() and m not in embeddings]:
+            like = next(iter(embeddings.values()))
+            embeddings[m] = like.new_zeros(like.shape, requires_grad=True)  # all ranks backward
         with warnings.catch_warnings():
             # Deprecated in favour of a private functional API; it is OpenCLIP's choice and
             # the one whose backward works on gloo (all-to-all) as well as nccl (reduce-scatter).
             warnings.simplefilter("ignore", FutureWarning)
             from torch.distributed.nn.functional import all_gather
 
-            gathered = {m: torch.cat(all_gather(e)) for m, e in embeddings.items()}
-        groups = {m: self._gather_plain(g) for m, g in batch.groups.items()}
-        return gathered, Batch({}, groups, self._gather_plain(batch.index))
+            gathered = {m: torch.cat(all_gather(e)) for m, e in sorted(embeddings.items())}
+        groups = {m: self._gather_plain(g) for m, g in sorted(batch.groups.items())}
+        marks = {  # bool as uint8: not every backend gathers bool tensors
+            m: self._gather_plain(p.to(torch.uint8)).bool() for m, p in sorted(present.items())
+        }
+        return gathered, Batch({}, groups, self._gather_plain(batch.index), marks)
 
     def _gather_plain(self, tensor: torch.Tensor) -> torch.Tensor:
         parts = [torch.empty_like(tensor) for _ in range(self.world_size)]

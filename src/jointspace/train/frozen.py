@@ -43,7 +43,8 @@ def use_cached_features(
         return dataset, frozenset()
     lookups = {}
     for modality in frozen:
-        raws = list(dict.fromkeys(dataset.raw(i, modality) for i in range(len(dataset))))
+        rows = (i for i in range(len(dataset)) if dataset.manifest.has(i, modality))  # absent: none
+        raws = list(dict.fromkeys(dataset.raw(i, modality) for i in rows))
         lookups[modality] = FeatureLookup(raws, cache.features(model.tower(modality), raws))
     log.info(
         "frozen %s: training from cached features (%d computed, %d from %s)",

@@ -51,15 +51,16 @@ def cached_forward_backward(
     device = next(model.parameters()).device
     spans = [(start, min(start + chunk, len(batch))) for start in range(0, len(batch), chunk)]
     pieces = [rows(batch.inputs, start, stop, len(batch)) for start, stop in spans]
+    marks = [{m: p[start:stop] for m, p in batch.present.items()} or None for start, stop in spans]
     # Pass 1: embeddings without a graph, remembering each chunk's RNG state for the replay
     # (the bare model: no graph, so nothing for DDP to reduce).
     stats = _running_stats(model)
     states, parts = [], []
     with torch.no_grad():
-        for inputs in pieces:
+        for inputs, mark in zip(pieces, marks, strict=True):
             states.append(_rng_state(device))
             with autocast(device, precision):
-                parts.append(model(inputs, pooled=pooled))
+                parts.append(model(inputs, pooled=pooled, present=mark))
     _restore(stats)  # batch-norm statistics move once per chunk, in the replay
     embeddings = {m: torch.cat([p[m] for p in parts]).requires_grad_() for m in parts[0]}
     del parts
@@ -79,15 +80,15 @@ def cached_forward_backward(
     # fork_rng leaves the RNG where the loss left it, as if each chunk had run once.
     cuda = [device] if device.type == "cuda" else []
     no_sync = getattr(forward, "no_sync", None)  # DDP: reduce once, in the last chunk's backward
-    for number, ((start, stop), inputs, state) in enumerate(
-        zip(spans, pieces, states, strict=True)
+    for number, ((start, stop), inputs, mark, state) in enumerate(
+        zip(spans, pieces, marks, states, strict=True)
     ):
         last = number == len(spans) - 1
         syncing = contextlib.nullcontext() if last or no_sync is None else no_sync()
         with torch.random.fork_rng(devices=cuda), syncing:
             _set_rng_state(device, state)
             with autocast(device, precision):
-                out = forward(inputs, pooled=pooled)
+                out = forward(inputs, pooled=pooled, present=mark)
             tracked = [m for m in grads if out[m].requires_grad]  # a fully frozen tower: none
             if tracked:
                 torch.autograd.backward(

@@ -11,7 +11,7 @@ from jointspace.data.collate import Batch
 from jointspace.models.joint import JointModel
 from jointspace.train.precision import autocast, backward
 
-__all__ = ["autocast", "forward_backward", "score", "total_loss"]
+__all__ = ["autocast", "forward_backward", "idle_towers", "score", "total_loss"]
 
 # Joins other ranks' rows to the batch (train/distributed.py: World.gather).
 Gather = Callable[[dict[str, torch.Tensor], Batch], tuple[dict[str, torch.Tensor], Batch]]
@@ -30,12 +30,19 @@ def score(
     embeddings: Mapping[str, torch.Tensor],
     batch: Batch,
 ) -> dict[str, torch.Tensor]:
-    """The objective's loss terms for the embeddings of ``batch``, at the model's logits."""
+    """The objective's loss terms for the embeddings of ``batch``, at the model's logits.
+
+    Presence marks go to the objective only when some row lacks a modality: a complete batch
+    is scored exactly as before they existed (and by objectives that take none).
+    """
+    complete = all(bool(p.all()) for p in batch.present.values())
+    extra = {} if complete else {"present": batch.present}
     return objective(
         embeddings,
         logit_scale=model.logit_scale,
         logit_bias=model.logit_bias,
         groups=batch.groups,
+        **extra,
     )
 
 
@@ -76,11 +83,26 @@ def forward_backward(
         )
     device = next(model.parameters()).device
     with autocast(device, precision):
-        embeddings = (net or model)(batch.inputs, pooled=pooled)
+        embeddings = (net or model)(batch.inputs, pooled=pooled, present=batch.present or None)
         if gather is not None:
             embeddings, batch = gather(embeddings, batch)
         losses = score(model, objective, embeddings, batch)
     loss = total_loss(losses)
+    if ddp:
+        loss = loss + idle_towers(model, batch)
     if torch.isfinite(loss):  # a diverged step is refused by the trainer, not backpropagated
         backward(loss, scaler)
     return {**losses, "loss": loss}
+
+
+def idle_towers(model: JointModel, batch: Batch) -> torch.Tensor:
+    """Zero, joined to the trainable weights of towers no row of ``batch`` fed (a modality all
+    rows lack): DDP (static graph) needs a gradient for every weight on every rank."""
+    idle = [
+        p.sum() * 0.0
+        for m, tower in model.towers.items()
+        if m not in batch.inputs
+        for p in tower.parameters()
+        if p.requires_grad
+    ]
+    return torch.stack(idle).sum() if idle else torch.zeros((), device=model.logit_scale.device)

@@ -32,6 +32,7 @@ from jointspace.progress import Progress
 from jointspace.progress import logger as library_logger
 from jointspace.train import checkpoint as ckpt
 from jointspace.train.distributed import World
+from jointspace.train.dropout import hide_cells
 from jointspace.train.frozen import use_cached_features
 from jointspace.train.frozen_ref import plan_frozen
 from jointspace.train.loader import TrainData, epoch_batches, shard_loader
@@ -286,6 +287,7 @@ class Trainer:
 
     def _train_step(self, batch: Batch, step: int, total: int) -> dict[str, float]:
         cfg = self.config
+        batch = hide_cells(batch, cfg.modality_dropout, cfg.seed, step)
         self.model.train()
         lr = cfg.lr * lr_factor(step, total, cfg.warmup_steps, cfg.min_lr_ratio)
         set_lr(self.optimizer, lr)
