@@ -1,4 +1,4 @@
-"""Three modalities on ``builtin:tuxpaint``: one space for image, text and audio (configs/tuxpaint.yaml).
+"""Three modalities on builtin:tuxpaint: one space for image, text and audio (tuxpaint.yaml).
 
 Variants, each trained from scratch per seed (the frozen text and image towers' features come
 from the feature cache after the first run) and scored on held-out rows:
@@ -67,8 +67,10 @@ def write_manifest(source: Path, out: Path, rows: list[dict[str, str]]) -> Path:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         for row in rows:
-            fixed = {c: str(source.parent / row[c]) if c in FILE_COLUMNS and row[c] else row[c]
-                     for c in columns}
+            fixed = {
+                c: str(source.parent / row[c]) if c in FILE_COLUMNS and row[c] else row[c]
+                for c in columns
+            }
             writer.writerow(fixed)
     return out
 
@@ -119,20 +121,27 @@ def wide_audio_to_text(model, part: Manifest) -> dict[str, float]:
     for row in part.rows:
         if row["audio"] and row["text"]:
             relevant[c_index[row["audio"]], t_index[row["text"]]] = True
-    scores = embed_items(model, part, "audio", clips)[1] @ embed_items(model, part, "text", texts)[1].T
+    scores = (
+        embed_items(model, part, "audio", clips)[1] @ embed_items(model, part, "text", texts)[1].T
+    )
     out = retrieval_metrics(scores, relevant, KS)
     chance = chance_metrics(relevant, KS)
-    return out | {f"chance_{k}": v for k, v in chance.items()} | {
-        "queries": len(clips),
-        "gallery": len(texts),
-    }
+    return (
+        out
+        | {f"chance_{k}": v for k, v in chance.items()}
+        | {
+            "queries": len(clips),
+            "gallery": len(texts),
+        }
+    )
 
 
 def score(model, source: Path, modalities: list[str], config: ExperimentConfig) -> dict:
     full = load_manifest(source, modalities)
     test = full.split("test")
-    held = Manifest(full.path, [r for r in full.rows if r["split"] in ("val", "test")],
-                    full.columns)
+    held = Manifest(
+        full.path, [r for r in full.rows if r["split"] in ("val", "test")], full.columns
+    )
     out = {
         "test": evaluate_model(model, test, config.eval, modalities),
         "val+test": evaluate_model(model, held, config.eval, modalities),
@@ -177,10 +186,13 @@ def direction_rows(result: dict, where: str) -> list[list[str]]:
     directions = list(dict.fromkeys(k.split("/")[0] for k in metrics if "/" in k))
     rows = []
     for d in directions:
-        cells = [f"{100 * metrics[f'{d}/R@{k}']:.1f} ({100 * metrics[f'{d}/chance_R@{k}']:.1f})"
-                 for k in KS]
-        rows.append([result["variant"], str(result["seed"]), d, *cells,
-                     str(int(metrics[f"{d}/queries"]))])
+        cells = [
+            f"{100 * metrics[f'{d}/R@{k}']:.1f} ({100 * metrics[f'{d}/chance_R@{k}']:.1f})"
+            for k in KS
+        ]
+        rows.append(
+            [result["variant"], str(result["seed"]), d, *cells, str(int(metrics[f"{d}/queries"]))]
+        )
     return rows
 
 
@@ -210,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--variants", default="all,anchor,audio_text,text_blank")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/modalities.json")
     parser.add_argument("--work", type=Path, default=None, help="Run directories (default: temp).")
@@ -234,9 +246,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{where} split, relevance={base.eval.relevance}, % (exact chance)\n")
         print(markdown_table(header, rows))
     wide = [
-        [r["variant"], str(r["seed"]), where.removeprefix("wide audio_to_text "),
-         *(f"{100 * r[where][f'R@{k}']:.1f} ({100 * r[where][f'chance_R@{k}']:.1f})" for k in KS),
-         f"{r[where]['queries']}×{r[where]['gallery']}"]
+        [
+            r["variant"],
+            str(r["seed"]),
+            where.removeprefix("wide audio_to_text "),
+            *(
+                f"{100 * r[where][f'R@{k}']:.1f} ({100 * r[where][f'chance_R@{k}']:.1f})"
+                for k in KS
+            ),
+            f"{r[where]['queries']}×{r[where]['gallery']}",
+        ]
         for r in results
         for where in ("wide audio_to_text test", "wide audio_to_text val+test")
         if where in r
@@ -251,8 +270,11 @@ def main(argv: list[str] | None = None) -> None:
         "seeds": seeds,
         "blanked_fraction": BLANKED,
         "sizes": sizes(source),
-        "machine": {"platform": platform.platform(), "threads": args.threads,
-                    "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        },
         "runs": results,
         "summary": summary(results),
     }
