@@ -68,3 +68,18 @@ def test_a_row_with_one_modality_never_pairs_with_another(tmp_path):
     # No row holds audio: it is left out of the inputs, marked absent everywhere.
     assert "audio" not in batch.inputs and not batch.present["audio"].any()
     assert set(batch.inputs) == {"text", "image"}
+
+
+def test_shards_keep_absent_cells_absent(tmp_path):
+    from jointspace.data.shard_dataset import ShardDataset
+    from jointspace.data.shards import write_shards
+
+    data = dataset(tmp_path / "rows", rows=8)
+    write_shards(data.manifest, tmp_path / "shards", maxcount=3)
+    streamed = list(ShardDataset(str(tmp_path / "shards"), data.preprocess))
+    assert [s["_index"] for s in streamed] == list(range(8))
+    for i, sample in enumerate(streamed):
+        for m in MODALITIES:
+            assert (sample[m] is ABSENT) == (not data.manifest.has(i, m)), (i, m)
+    batch = make_collate({m: torch.stack for m in MODALITIES})(streamed)
+    assert batch.present["audio"].tolist() == [data.manifest.has(i, "audio") for i in range(8)]

@@ -36,7 +36,7 @@ def test_the_step_scores_only_rows_holding_both_and_the_gradient_cache_agrees():
     plain_grads = grads(model)
     model.zero_grad()
     cached = forward_backward(model, objective, batch, grad_cache_chunk=CHUNK)
-    assert float(cached["loss"]) == pytest.approx(float(plain["loss"]), abs=1e-5)
+    assert cached["loss"].item() == pytest.approx(plain["loss"].item(), abs=1e-5)
     for name, grad in grads(model).items():
         assert torch.allclose(grad, plain_grads[name], atol=1e-5), name
     # The loss is that of the rows holding both sides, scored alone.
@@ -45,7 +45,7 @@ def test_the_step_scores_only_rows_holding_both_and_the_gradient_cache_agrees():
         embeddings = model(batch.inputs)
         alone = Batch({}, {m: g[rows] for m, g in batch.groups.items()}, batch.index[rows])
         want = score(model, objective, {m: e[rows] for m, e in embeddings.items()}, alone)
-    assert float(plain["loss"]) == pytest.approx(float(want["clip_loss"]), abs=1e-5)
+    assert plain["loss"].item() == pytest.approx(want["clip_loss"].item(), abs=1e-5)
 
 
 def test_a_complete_batch_is_scored_as_before_presence_marks_existed():

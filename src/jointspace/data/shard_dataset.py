@@ -21,6 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from jointspace.config import ConfigError
 from jointspace.data.audio import AudioError
+from jointspace.data.collate import ABSENT
 from jointspace.data.dataset import Preprocess
 from jointspace.data.image import ImageError, load_image
 from jointspace.data.shard_set import Record, Shard, ShardSet
@@ -28,7 +29,8 @@ from jointspace.data.shards import ShardError
 
 
 class ShardDataset(IterableDataset):
-    """Yields ``{modality: preprocessed input, "_index": n, "_keys": {modality: content key}}``.
+    """Yields ``{modality: preprocessed input, "_index": n, "_keys": {modality: content key}}``
+    (``ABSENT`` for a cell the manifest row lacked).
 
     ``_keys`` are the caption itself and a hash of each medium's bytes, so rows sharing an image
     or a caption are masked as duplicates. ``batch_size`` is the loader's: an epoch has
@@ -152,6 +154,9 @@ class ShardDataset(IterableDataset):
             rng = np.random.default_rng([self.augment_seed, self.epoch, record.number])
         sample: dict[str, Any] = {"_index": record.number, "_keys": {}}
         for modality, fn in self.preprocess.items():
+            if record.lacks(modality):  # an empty manifest cell: the collate fills it in
+                sample[modality] = sample["_keys"][modality] = ABSENT
+                continue
             try:
                 sample[modality] = fn(raw_input(record, modality), rng)
             except (ImageError, AudioError) as err:

@@ -210,6 +210,10 @@ class Record:
     def label(self) -> str:
         return str(self.meta.get("label", ""))
 
+    def lacks(self, modality: str) -> bool:
+        """Whether the manifest row had no such cell (``data shards`` lists them as absent)."""
+        return modality in (self.meta.get("absent") or ())
+
     def where(self, modality: str | None = None) -> str:
         """``SHARD, sample 'KEY'`` (``.EXT`` added for a medium) for error messages."""
         ext = f".{self.media[modality][0]}" if modality in self.media else ""

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jointspace.atomic import atomic_path, write_text_atomic
-from jointspace.data.manifest import FILE_COLUMNS, META_PREFIX, MODALITY_COLUMNS, Manifest
+from jointspace.data.manifest import (
+    FILE_COLUMNS,
+    META_PREFIX,
+    MODALITY_COLUMNS,
+    Manifest,
+    is_absent,
+)
 from jointspace.errors import JointspaceError
 
 INDEX = "index.json"
@@ -109,6 +115,8 @@ def _first_holders(manifest: Manifest, modalities: list[str]) -> list[dict[str, 
         mark: dict[str, list[str]] = {"all": [], "split": []}
         for modality in modalities:
             value = row[modality]
+            if is_absent(value):
+                continue  # nothing to embed or index
             if value not in seen_all[modality]:
                 seen_all[modality].add(value)
                 mark["all"].append(modality)
@@ -130,9 +138,11 @@ def _sample(
         if column in manifest.columns:
             meta[column] = row[column]
     meta |= {c: row[c] for c in manifest.columns if c.startswith(META_PREFIX)}
-    files = {}
+    files, absent = {}, []
     for modality in modalities:
-        if modality == "text":
+        if is_absent(row[modality]):
+            absent.append(modality)  # an empty cell: no member, named so readers know why
+        elif modality == "text":
             sample["txt"] = row["text"].encode()
         elif modality in FILE_COLUMNS:
             path = manifest.resolve(row[modality])
@@ -140,6 +150,8 @@ def _sample(
             files[modality] = row[modality]
             sample[_extension(path, modality, data)] = data
     meta["files"] = files
+    if absent:
+        meta["absent"] = absent
     meta["first"] = first
     sample["json"] = json.dumps(meta, ensure_ascii=False).encode()
     return sample
