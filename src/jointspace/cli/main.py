@@ -105,7 +105,7 @@ def eval_command(
     force: Force = False,
     sets: Sets = None,
 ) -> None:
-    """Evaluate retrieval in both directions (Recall@K, mAP, median rank)."""
+    """Evaluate retrieval in every direction (Recall@K, mAP, median rank)."""
     from jointspace.atomic import write_text_atomic
     from jointspace.cli.tables import metrics_table
     from jointspace.evaluate import evaluate_model
@@ -202,7 +202,7 @@ def report(
         out_dir,
         split=split,
         zeroshot_split=zeroshot_split,
-        modalities=model.modalities[:2],
+        modalities=model.modalities,
         relevance=relevance or run.config.eval.relevance,
         run_dir=run.dir,
         map_method=map_method,

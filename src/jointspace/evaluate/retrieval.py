@@ -1,10 +1,13 @@
-"""Cross-modal retrieval evaluation in both directions, correct with many captions per image."""
+"""Cross-modal retrieval in every direction between the modalities, each over the rows having
+both sides (an empty cell: absent); correct with many captions per image."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import combinations
 
 import numpy as np
 
@@ -15,6 +18,8 @@ from jointspace.evaluate.metrics import chance_metrics, retrieval_metrics, score
 from jointspace.models.embedding import embed_items
 from jointspace.models.joint import JointModel
 
+log = logging.getLogger("jointspace")
+
 RELEVANCE = ("pairs", "label")
 RELEVANCE_MEANING = {
     "pairs": "relevant = paired in some manifest row",
@@ -22,10 +27,24 @@ RELEVANCE_MEANING = {
 }
 
 
+def having(manifest: Manifest, modalities: Sequence[str]) -> Manifest:
+    """Only the rows whose cells of all ``modalities`` are non-empty (an empty cell: absent)."""
+    for modality in modalities:
+        manifest.column(modality)  # a missing column is a ManifestError naming the file
+    rows = [row for row in manifest.rows if all(row[m] for m in modalities)]
+    return Manifest(manifest.path, rows, manifest.columns, manifest.skipped)
+
+
+def modality_pairs(modalities: Sequence[str]) -> list[tuple[str, str]]:
+    """Each unordered pair once, in the order given: (a, b) stands for a → b and b → a."""
+    return list(combinations(modalities, 2))
+
+
 def relevance_matrix(
     manifest: Manifest, query: str, gallery: str, relevance: str = "pairs"
 ) -> tuple[list[str], list[str], np.ndarray]:
-    """Unique query values, unique gallery values and which gallery items each query should find.
+    """Unique query values, unique gallery values and which gallery items each query should find,
+    over the rows having both ``query`` and ``gallery``.
 
     ``pairs``: relevant if some manifest row pairs them (five captions → one image).
     ``label``: relevant if they share a ``label`` (class-level retrieval).
@@ -34,6 +53,9 @@ def relevance_matrix(
         raise EvaluationError(f"relevance must be one of {', '.join(RELEVANCE)}, got {relevance!r}")
     if not manifest.rows:
         raise EvaluationError(f"{manifest.path}: no rows to evaluate")
+    manifest = having(manifest, (query, gallery))
+    if not manifest.rows:
+        raise EvaluationError(f"{manifest.path}: no row has both {query} and {gallery}")
     queries = list(dict.fromkeys(manifest.column(query)))
     items = list(dict.fromkeys(manifest.column(gallery)))
     q_index = {v: i for i, v in enumerate(queries)}
@@ -79,10 +101,12 @@ def evaluate_retrieval(
     ks: Sequence[int] = (1, 5, 10),
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """Recall@K, mAP and median rank for every direction, each beside its exact chance level
-    (``…/chance_R@1``); ``primary`` is the mean recall; ``relevance`` names the relevance."""
-    data = embed_split(model, manifest, tuple(modalities), relevance, batch_size)
-    return score_retrieval(data.scores, data.relevant, modalities, ks, relevance)
+    """Recall@K, mAP and median rank in every direction between ``modalities``, each over the rows
+    having both and beside its exact chance level (``…/chance_R@1``); ``primary`` is the mean
+    recall over all directions; ``relevance`` names the relevance. A pair that no row has both
+    sides of is skipped, counted in ``skipped_pairs`` and named in ``skipped``."""
+    retrievals, skipped = embed_pairs(model, manifest, tuple(modalities), relevance, batch_size)
+    return score_pairs(retrievals, ks, relevance, skipped)
 
 
 def evaluate_model(
@@ -91,12 +115,12 @@ def evaluate_model(
     config: EvalConfig | None = None,
     modalities: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Retrieval metrics of ``model`` on ``manifest`` in both directions, as ``config`` says."""
+    """Retrieval metrics of ``model`` on ``manifest`` in every direction, as ``config`` says."""
     config = config or EvalConfig()
     if modalities is None:
         modalities = [m for m in model.modalities if m in manifest.modalities]
-    if len(modalities) != 2:
-        raise ConfigError(f"retrieval needs exactly two modalities, got {list(modalities)}")
+    if len(modalities) < 2:
+        raise ConfigError(f"retrieval needs at least two modalities, got {list(modalities)}")
     return evaluate_retrieval(
         model,
         manifest,
@@ -122,7 +146,7 @@ class RetrievalEvaluator:
 
 @dataclass
 class Retrieval:
-    """One split embedded once: unique values, embeddings and relevance for ``a`` → ``b``."""
+    """One pair of one split embedded: unique values, embeddings and relevance for ``a`` → ``b``."""
 
     modalities: tuple[str, str]
     values: tuple[list[str], list[str]]
@@ -141,16 +165,54 @@ def embed_split(
     relevance: str = "pairs",
     batch_size: int = 256,
 ) -> Retrieval:
-    """Embed each unique value of both modalities once and build the relevance matrix."""
-    a, b = modalities
-    values_a, values_b, relevant = relevance_matrix(manifest, a, b, relevance)
-    embedded = tuple(
-        embed_items(model, manifest, m, v, batch_size=batch_size)[1]
-        for m, v in ((a, values_a), (b, values_b))
-    )
-    for modality, values, x in zip((a, b), (values_a, values_b), embedded, strict=True):
-        check_finite(x, modality, values)
-    return Retrieval(modalities, (values_a, values_b), embedded, relevant)
+    """Embed each unique value of both modalities once (rows having both) and build relevance."""
+    retrievals, _ = embed_pairs(model, manifest, modalities[:2], relevance, batch_size)
+    if not retrievals:
+        raise EvaluationError(
+            f"{manifest.path}: no row has both {modalities[0]} and {modalities[1]}"
+        )
+    return retrievals[0]
+
+
+def embed_pairs(
+    model: JointModel,
+    manifest: Manifest,
+    modalities: Sequence[str],
+    relevance: str = "pairs",
+    batch_size: int = 256,
+) -> tuple[list[Retrieval], list[tuple[str, str]]]:
+    """One ``Retrieval`` per pair of ``modalities`` over the rows having both, every distinct item
+    embedded once; and the pairs skipped because no row has both."""
+    if not manifest.rows:
+        raise EvaluationError(f"{manifest.path}: no rows to evaluate")
+    pairs, skipped = [], []
+    for a, b in modality_pairs(modalities):
+        if having(manifest, (a, b)).rows:
+            pairs.append(((a, b), relevance_matrix(manifest, a, b, relevance)))
+        else:
+            skipped.append((a, b))
+    if not pairs:
+        named = ", ".join(f"{a}–{b}" for a, b in skipped)
+        raise EvaluationError(f"{manifest.path}: no row has both sides of any pair ({named})")
+    wanted: dict[str, dict[str, None]] = {}
+    for (a, b), (values_a, values_b, _) in pairs:
+        wanted.setdefault(a, {}).update(dict.fromkeys(values_a))
+        wanted.setdefault(b, {}).update(dict.fromkeys(values_b))
+    rows: dict[str, dict[str, int]] = {}
+    vectors: dict[str, np.ndarray] = {}
+    for modality, values in wanted.items():
+        listed = list(values)
+        x = embed_items(model, manifest, modality, listed, batch_size=batch_size)[1]
+        check_finite(x, modality, listed)
+        rows[modality] = {value: i for i, value in enumerate(listed)}
+        vectors[modality] = x
+    retrievals = []
+    for (a, b), (values_a, values_b, relevant) in pairs:
+        embedded = tuple(
+            vectors[m][[rows[m][v] for v in values]] for m, values in ((a, values_a), (b, values_b))
+        )
+        retrievals.append(Retrieval((a, b), (values_a, values_b), embedded, relevant))
+    return retrievals, skipped
 
 
 def check_finite(x: np.ndarray, modality: str, values: Sequence[str]) -> None:
@@ -174,14 +236,41 @@ def score_retrieval(
     """Metrics of an ``[a, b]`` score matrix in both directions beside their exact chance
     levels, the queries scored and excluded (no relevant item), and the primary mean recall."""
     a, b = modalities
+    return _summary(_both_directions(a, b, relevant, _scorer(ks), scores), relevance)
 
+
+def score_pairs(
+    retrievals: Sequence[Retrieval],
+    ks: Sequence[int],
+    relevance: str | None = None,
+    skipped: Sequence[tuple[str, str]] = (),
+) -> dict[str, float | str]:
+    """``score_retrieval`` over every pair's two directions; ``primary`` is the mean recall over
+    them all. Skipped pairs are counted (``skipped_pairs``), named (``skipped``) and logged."""
+    metrics: dict[str, float | str] = {}
+    for data in retrievals:
+        a, b = data.modalities
+        metrics |= _both_directions(a, b, data.relevant, _scorer(ks), data.scores)
+    metrics = _summary(metrics, relevance)
+    if skipped:
+        named = ", ".join(f"{a}–{b}" for a, b in skipped)
+        log.warning("retrieval: no row has both sides of %s: not evaluated", named)
+        metrics["skipped_pairs"] = len(skipped)
+        metrics["skipped"] = named
+    return metrics
+
+
+def _scorer(ks: Sequence[int]) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
     def direction(s: np.ndarray, r: np.ndarray) -> dict[str, float]:
         has = scored_queries(r)
         chance = chance_metrics(r, ks)
         counts = {"queries": int(has.sum()), "excluded_queries": int((~has).sum())}
         return retrieval_metrics(s, r, ks) | {f"chance_{k}": v for k, v in chance.items()} | counts
 
-    metrics: dict[str, float | str] = _both_directions(a, b, relevant, direction, scores)
+    return direction
+
+
+def _summary(metrics: dict, relevance: str | None) -> dict[str, float | str]:
     recalls = [v for k, v in metrics.items() if "/R@" in k]
     metrics["mean_recall"] = float(np.mean(recalls))
     metrics["chance_mean_recall"] = float(
@@ -200,10 +289,16 @@ def chance_retrieval(
     relevance: str = "pairs",
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float]:
-    """What a uniformly random ranking reaches on the same queries, exactly (expected values)."""
-    a, b = modalities
-    _, _, relevant = relevance_matrix(manifest, a, b, relevance)
-    return _both_directions(a, b, relevant, lambda _, r: chance_metrics(r, ks))
+    """What a uniformly random ranking reaches on the same queries, exactly (expected values),
+    in every direction over the rows having both; pairs with no such row are left out."""
+    metrics: dict[str, float] = {}
+    for a, b in modality_pairs(modalities):
+        if having(manifest, (a, b)).rows:
+            _, _, relevant = relevance_matrix(manifest, a, b, relevance)
+            metrics |= _both_directions(a, b, relevant, lambda _, r: chance_metrics(r, ks))
+    if not metrics:
+        raise EvaluationError(f"{manifest.path}: no row has both sides of any pair of {modalities}")
+    return metrics
 
 
 def _both_directions(a, b, relevant, score_fn, scores=None) -> dict[str, float]:

@@ -118,9 +118,12 @@ def evaluate_zero_shot(
 
 def labelled_items(manifest: Manifest, modality: str, with_excluded: bool = False):
     """Unique items of a modality, each one's label index, and the sorted label list (items
-    with several different labels are left out; ``with_excluded`` also returns their count)."""
+    with several different labels are left out; ``with_excluded`` also returns their count).
+    Rows lacking the modality (an empty cell) hold no item."""
     seen: dict[str, set[str]] = {}
     for number, row in enumerate(manifest.rows, start=1):
+        if not row[modality]:
+            continue
         if not row.get("label"):
             raise ManifestError(
                 f"{manifest.path}, row {number}, column 'label': empty, but zero-shot "

@@ -13,11 +13,13 @@ from jointspace.models.joint import JointModel
 
 
 def distinct_items(manifest: Manifest, modality: str) -> tuple[list[str], list[dict[str, str]]]:
-    """Distinct values of a modality column, first seen first, and the first row holding each."""
+    """Distinct values of a modality column, first seen first, and the first row holding each;
+    empty cells (the row lacks that modality) are no items."""
     manifest.column(modality)  # a missing column is a ManifestError naming the file, not a KeyError
     first: dict[str, dict[str, str]] = {}
     for row in manifest.rows:
-        first.setdefault(row[modality], row)
+        if row[modality]:
+            first.setdefault(row[modality], row)
     return list(first), list(first.values())
 
 

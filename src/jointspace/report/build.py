@@ -16,7 +16,7 @@ from jointspace.evaluate import geometry
 from jointspace.evaluate.chance import pooled_survival
 from jointspace.evaluate.metrics import ranking_stats, scored_queries
 from jointspace.evaluate.probe import linear_probe, linear_probe_cv
-from jointspace.evaluate.retrieval import Retrieval, embed_split, score_retrieval
+from jointspace.evaluate.retrieval import Retrieval, embed_pairs, having, score_pairs
 from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot, labelled_items
 from jointspace.models.embedding import embed_items
 from jointspace.models.joint import JointModel
@@ -44,19 +44,24 @@ def build_report(
 ) -> dict[str, Any]:
     """Write ``index.html``, ``report.json`` and figures into ``out_dir`` (atomically).
 
+    Retrieval covers every direction between ``modalities`` (each over the rows having both);
+    geometry, figures and failures the first pair having rows, over its rows.
     ``class_names``: how zero-shot turns labels into class names (see ``evaluate_zero_shot``)."""
     part = manifest.split(split) if split else manifest
     rng = np.random.default_rng(seed)
-    data = embed_split(model, part, tuple(modalities), relevance)
+    retrievals, skipped = embed_pairs(model, part, tuple(modalities), relevance)
+    data = retrievals[0]
+    pair = data.modalities
+    shown = having(part, pair)
     report: dict[str, Any] = {"split": split or "all", "rows": len(part), "relevance": relevance}
     with atomic_dir(out_dir) as tmp:
-        report["retrieval"] = _retrieval_section(data, relevance, tmp)
-        report["geometry"] = _geometry_section(model, part, modalities, rng)
+        report["retrieval"] = _retrieval_section(retrievals, relevance, tmp, skipped)
+        report["geometry"] = _geometry_section(model, shown, pair, rng)
         report["zeroshot"] = _zeroshot_section(
             model, manifest, (part, report["split"]), zeroshot_split, (templates, class_names), tmp
         )
-        report["probe"] = _probe_section(model, manifest, modalities[1])
-        report["figures"] = _figures(model, part, modalities, rng, tmp, map_method)
+        report["probe"] = _probe_section(model, manifest, pair[1])
+        report["figures"] = _figures(model, shown, pair, rng, tmp, map_method)
         report["failures"] = _failures(data)
         report["training"] = _training_section(run_dir, tmp)
         (tmp / "report.json").write_text(dumps_json(report))
@@ -69,19 +74,25 @@ def recall_curve(first_ranks: np.ndarray, max_k: int) -> np.ndarray:
     return (first_ranks[:, None] <= np.arange(1, max_k + 1)[None, :]).mean(axis=0)
 
 
-def _retrieval_section(data: Retrieval, relevance: str, out: Path) -> dict[str, Any]:
-    a, b = data.modalities
-    scores, relevant = data.scores, data.relevant
-    max_k = min(MAX_K, *relevant.shape)
+def _retrieval_section(
+    retrievals: list[Retrieval], relevance: str, out: Path, skipped=()
+) -> dict[str, Any]:
+    max_k = min(MAX_K, *(n for data in retrievals for n in data.relevant.shape))
     curves, chance = {}, {}
-    for name, s, r in ((f"{a}_to_{b}", scores, relevant), (f"{b}_to_{a}", scores.T, relevant.T)):
-        has = scored_queries(r)
-        curves[name] = recall_curve(ranking_stats(s[has], r[has])[0], max_k)
-        # exact expected Recall@K of a random ranking for K = 1..max_k
-        chance[name] = 1.0 - pooled_survival(r.shape[1], r[has].sum(axis=1), max_k + 1)[1:]
+    for data in retrievals:
+        a, b = data.modalities
+        scores, relevant = data.scores, data.relevant
+        for name, s, r in (
+            (f"{a}_to_{b}", scores, relevant),
+            (f"{b}_to_{a}", scores.T, relevant.T),
+        ):
+            has = scored_queries(r)
+            curves[name] = recall_curve(ranking_stats(s[has], r[has])[0], max_k)
+            # exact expected Recall@K of a random ranking for K = 1..max_k
+            chance[name] = 1.0 - pooled_survival(r.shape[1], r[has].sum(axis=1), max_k + 1)[1:]
     plots.recall_curves(curves, chance, out / "recall_at_k.png")
     ks = [k for k in (1, 5, 10) if k <= max_k]
-    metrics = score_retrieval(scores, relevant, data.modalities, ks, relevance)
+    metrics = score_pairs(retrievals, ks, relevance, skipped)
     random = {
         n: {key: metrics[f"{n}/chance_{key}"] for key in [*(f"R@{k}" for k in ks), "mAP"]}
         | {"median_rank": metrics[f"{n}/chance_median_rank"]}

@@ -21,6 +21,8 @@ def relevance_note(metrics: Mapping[str, object]) -> str:
         if key.endswith("/excluded_queries") and value:
             direction = key.split("/")[0].replace("_to_", " → ")
             parts.append(f"{direction}: {int(value)} queries with no relevant item excluded")
+    if metrics.get("skipped"):
+        parts.append(f"not evaluated (no row has both): {metrics['skipped']}")
     return "; ".join(parts)
 
 
