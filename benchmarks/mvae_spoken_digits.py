@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mvae_digits import print_summary, named_digit
+from mvae_digits import named_digit, print_summary
 from sklearn.linear_model import LogisticRegression
 
 from jointspace.config import apply_overrides, builtin_config
