@@ -55,6 +55,27 @@ def unique_images(rows, split_rows) -> tuple[np.ndarray, np.ndarray]:
     return pixels, digits
 
 
+def named_digit(words: torch.Tensor, vocab: list[str]) -> np.ndarray:
+    """Per row of generated word distributions ``[N, vocab]``, the digit whose word plus numeral
+    ("seven" + "7") is most probable."""
+    score = torch.zeros(len(words), 10)
+    for d in range(10):
+        for token in (WORDS[d], str(d)):
+            if token in vocab:
+                score[:, d] += words[:, vocab.index(token)]
+    return score.argmax(1).numpy()
+
+
+def print_summary(runs: list[dict], keys: list[str]) -> dict[str, float]:
+    """Print each measure per seed, its mean and chance (10 %) as a table; return the means."""
+    mean = {k: statistics.mean(r[k] for r in runs) for k in keys}
+    header = ["measure", *(f"seed {r['seed']}" for r in runs), "mean", "chance"]
+    table = [[k, *(f"{100 * r[k]:.1f}" for r in runs), f"{100 * mean[k]:.1f}", "10.0"]
+             for k in keys]  # fmt: skip
+    print(markdown_table(header, table))
+    return mean
+
+
 def measure(seed: int, out_dir: Path, overrides: list[str]) -> dict:
     config = apply_overrides(MvaeConfig.from_yaml(builtin_config("mvae-digits")), overrides)
     config.train.seed, config.train.progress = seed, False
@@ -87,12 +108,6 @@ def measure(seed: int, out_dir: Path, overrides: list[str]) -> dict:
     rows = {"image": torch.from_numpy(test_x).view(-1, *run.model.specs["image"].shape)}
     recon = run.generate_rows(rows, "image")
     words = run.generate_rows(rows, "text")
-    vocab = run.vocabulary
-    score = torch.zeros(len(test_x), 10)
-    for d in range(10):
-        for token in (WORDS[d], str(d)):
-            if token in vocab:
-                score[:, d] += words[:, vocab.index(token)]
     result = {
         "seed": seed,
         "train_seconds": round(seconds, 1),
@@ -108,7 +123,7 @@ def measure(seed: int, out_dir: Path, overrides: list[str]) -> dict:
         "text_to_image_draws_per_digit": [
             recognised(draws[draw_digits == d], draw_digits[draw_digits == d]) for d in range(10)
         ],
-        "image_to_text": float((score.argmax(1).numpy() == test_y).mean()),
+        "image_to_text": float((named_digit(words, run.vocabulary) == test_y).mean()),
     }
     if seed == 0:  # the picture: one test image per digit, its reconstruction, text → image
         first = [int(np.flatnonzero(test_y == d)[0]) for d in range(10)]
@@ -142,11 +157,7 @@ def main() -> None:
         "text_to_image_draws",
         "image_to_text",
     ]
-    mean = {k: statistics.mean(r[k] for r in runs) for k in keys}
-    header = ["measure", *(f"seed {r['seed']}" for r in runs), "mean", "chance"]
-    table = [[k, *(f"{100 * r[k]:.1f}" for r in runs), f"{100 * mean[k]:.1f}", "10.0"]
-             for k in keys]  # fmt: skip
-    print(markdown_table(header, table))
+    mean = print_summary(runs, keys)
     per_digit = [[WORDS[d], *(f"{100 * r['text_to_image_draws_per_digit'][d]:.0f}" for r in runs)]
                  for d in range(10)]  # fmt: skip
     print(markdown_table(["digit", *(f"seed {r['seed']}" for r in runs)], per_digit))
