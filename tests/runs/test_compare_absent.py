@@ -32,3 +32,17 @@ def test_search_finds_only_items_there_are(tmp_path):
     got = search_manifest(model, read_manifest(holed), queries, "audio", k=40)
     expected = search_manifest(model, read_manifest(clean), queries, "audio", k=40)
     assert got == expected and len(got[0]) == 30  # the 30 clips; no empty one among them
+
+
+def test_the_demo_index_holds_only_items_there_are(tmp_path):
+    from jointspace.index.build import build_index
+
+    holed, clean, gone = holed_and_clean(tmp_path, ["audio"])
+    model = untrained_model(holed)
+    found = {}
+    for name, path in (("holed", holed), ("clean", clean)):
+        uri = f"faiss://{tmp_path / name}"
+        with build_index(model, "f", read_manifest(path), "audio", uri, progress=False) as index:
+            query = model.encode(["a red thing"], "text")
+            found[name] = [(h.id, round(h.score, 5)) for h in index.search(query, k=40)[0]]
+    assert gone == 18 and len(found["holed"]) == 30 and found["holed"] == found["clean"]
