@@ -53,10 +53,8 @@ class LabelledSet:
 
     def absent(self, rows: torch.Tensor) -> torch.Tensor:
         """``[len(rows), M]`` bool (M: ``modalities`` in order), True where a cell is absent."""
-        columns = [
-            ~self.present[m][rows] if m in self.present else torch.zeros(len(rows), dtype=torch.bool)
-            for m in self.modalities
-        ]
+        none = torch.zeros(len(rows), dtype=torch.bool)
+        columns = [~self.present[m][rows] if m in self.present else none for m in self.modalities]
         return torch.stack(columns, dim=1)
 
     def inputs(
@@ -118,9 +116,7 @@ def labelled_sets(
         _check_classes(manifest, named[key], [labels[i] for i in found], classes)
     used = sorted({i for found in rows.values() for i in found})
     tables, raws = {}, {}
-    present = {
-        m: [manifest.has(i, m) for i in range(len(manifest.rows))] for m in spec.modalities
-    }
+    present = {m: [manifest.has(i, m) for i in range(len(manifest.rows))] for m in spec.modalities}
     for m in spec.modalities:
         values = list(dict.fromkeys(manifest.rows[i][m] for i in used if present[m][i]))
         if not values:
