@@ -35,6 +35,9 @@ class LabelledSet:
     index: dict[str, torch.Tensor]  # modality → [N] long: row → unique input
     # modality → the unique raw inputs (text, file paths) behind ``tokens``, in the same order
     raw: dict[str, list[Any]] = field(default_factory=dict)
+    # modality → [N] bool, False where the row's cell is empty (absent); a modality not named
+    # here is present in every row. An absent row's ``index`` points at some other input.
+    present: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -47,6 +50,12 @@ class LabelledSet:
     def dims(self) -> dict[str, int]:
         """Each modality's token width, what a fusion head is built for."""
         return {m: int(states.shape[2]) for m, (states, _) in self.tokens.items()}
+
+    def absent(self, rows: torch.Tensor) -> torch.Tensor:
+        """``[len(rows), M]`` bool (M: ``modalities`` in order), True where a cell is absent."""
+        none = torch.zeros(len(rows), dtype=torch.bool)
+        columns = [~self.present[m][rows] if m in self.present else none for m in self.modalities]
+        return torch.stack(columns, dim=1)
 
     def inputs(
         self, rows: torch.Tensor, drop: set[str] | frozenset[str] | None = None
@@ -107,9 +116,18 @@ def labelled_sets(
         _check_classes(manifest, named[key], [labels[i] for i in found], classes)
     used = sorted({i for found in rows.values() for i in found})
     tables, raws = {}, {}
+    present = {m: [manifest.has(i, m) for i in range(len(manifest.rows))] for m in spec.modalities}
     for m in spec.modalities:
-        values = list(dict.fromkeys(manifest.rows[i][m] for i in used))
+        values = list(dict.fromkeys(manifest.rows[i][m] for i in used if present[m][i]))
+        if not values:
+            raise ManifestError(
+                f"{manifest.path}: column {quote(m)} is empty in every row of the splits used "
+                f"({', '.join(str(named[k]) for k in rows)}); drop {m!r} from data.modalities"
+            )
         where = {v: j for j, v in enumerate(values)}
+        absent = sum(1 for i in used if not present[m][i])
+        if absent:
+            logger().info("classify: %d rows have no %s (classified without it)", absent, m)
         logger().info("classify: encoding %d unique %s inputs", len(values), m)
         inputs = item_inputs(manifest, m, values)
         tables[m] = (
@@ -127,10 +145,18 @@ def labelled_sets(
             groups=None if groups is None else [groups[i] for i in found],
             tokens={m: table for m, (table, _) in tables.items()},
             index={
-                m: torch.tensor([where[manifest.rows[i][m]] for i in found], dtype=torch.long)
+                m: torch.tensor(
+                    [where[manifest.rows[i][m]] if present[m][i] else 0 for i in found],
+                    dtype=torch.long,
+                )
                 for m, (_, where) in tables.items()
             },
             raw=raws,
+            present={
+                m: torch.tensor([present[m][i] for i in found], dtype=torch.bool)
+                for m in spec.modalities
+                if not all(present[m][i] for i in found)
+            },
         )
     return out
 

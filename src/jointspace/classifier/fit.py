@@ -72,13 +72,19 @@ def batch_loss(
     """
     modalities = data.modalities
     inputs = inputs or data.inputs
-    if dropout <= 0 or len(modalities) < 2:
+    absent = data.absent(rows)
+    if (dropout <= 0 or len(modalities) < 2) and not absent.any():
         logits, _ = model(inputs(rows, None))
         return F.cross_entropy(logits, data.labels[rows])
+    if dropout > 0 and len(modalities) >= 2:
+        dropped = dropout_patterns(len(rows), modalities, dropout, generator) | absent
+        # A row whose present cells dropout all hid keeps them all (never none left).
+        bare = dropped.all(dim=1)
+        dropped[bare] = absent[bare]
+    else:
+        dropped = absent
     total = torch.zeros(())
-    for drop, positions in _by_pattern(
-        dropout_patterns(len(rows), modalities, dropout, generator), modalities
-    ).items():
+    for drop, positions in _by_pattern(dropped, modalities).items():
         chosen = rows[positions]
         logits, _ = model(inputs(chosen, set(drop)))
         total = total + F.cross_entropy(logits, data.labels[chosen], reduction="sum")
@@ -163,13 +169,20 @@ def _reencoded(data: LabelledSet, towers: JointModel, config: ClassifyConfig) ->
 def predict_proba(
     model: FusionClassifier, data: LabelledSet, *, drop: set[str] | None = None
 ) -> torch.Tensor:
-    """``[N, classes]`` softmax probabilities for every row of ``data`` (``drop``: missing)."""
+    """``[N, classes]`` softmax probabilities for every row of ``data`` (``drop``: missing;
+    a row's absent cells are missing for that row)."""
     chunks = []
     with evaluating(model):
         for start in range(0, len(data), PREDICT_BATCH):
             rows = torch.arange(start, min(start + PREDICT_BATCH, len(data)))
-            logits, _ = model(data.inputs(rows, drop))
-            chunks.append(logits.float().softmax(dim=-1))
+            out: torch.Tensor | None = None
+            for absent, positions in _by_pattern(data.absent(rows), data.modalities).items():
+                logits, _ = model(data.inputs(rows[positions], set(drop or ()) | absent))
+                if out is None:
+                    out = logits.new_zeros(len(rows), logits.shape[1], dtype=torch.float32)
+                out[positions.to(out.device)] = logits.float().softmax(dim=-1)
+            assert out is not None
+            chunks.append(out)
     return torch.cat(chunks)
 
 

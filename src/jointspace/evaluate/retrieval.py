@@ -12,6 +12,7 @@ from itertools import combinations
 import numpy as np
 
 from jointspace.config import ConfigError, EvalConfig
+from jointspace.data.complete import rows_having
 from jointspace.data.manifest import Manifest, ManifestError
 from jointspace.evaluate.errors import EvaluationError
 from jointspace.evaluate.metrics import chance_metrics, retrieval_metrics, scored_queries
@@ -31,8 +32,7 @@ def having(manifest: Manifest, modalities: Sequence[str]) -> Manifest:
     """Only the rows whose cells of all ``modalities`` are non-empty (an empty cell: absent)."""
     for modality in modalities:
         manifest.column(modality)  # a missing column is a ManifestError naming the file
-    rows = [row for row in manifest.rows if all(row[m] for m in modalities)]
-    return Manifest(manifest.path, rows, manifest.columns, manifest.skipped)
+    return rows_having(manifest, modalities)[0]
 
 
 def modality_pairs(modalities: Sequence[str]) -> list[tuple[str, str]]:

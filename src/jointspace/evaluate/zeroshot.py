@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jointspace.data.manifest import Manifest, ManifestError
+from jointspace.data.manifest import Manifest, ManifestError, is_absent
 from jointspace.evaluate.class_names import class_name, class_names
 from jointspace.evaluate.errors import EvaluationError
 from jointspace.evaluate.retrieval import check_finite
@@ -59,6 +59,7 @@ class ZeroShotResult:
     class_names: dict[str, str] = field(default_factory=dict)
     naming: str = "leaf"
     excluded_items: int = 0  # items carrying more than one label: no single right answer
+    absent_rows: int = 0  # rows whose cell of the modality is empty: nothing to classify
 
 
 def zero_shot_scores(
@@ -107,22 +108,29 @@ def evaluate_zero_shot(
     a ``{label: name}`` mapping or a JSON/YAML file holding one.
     """
     items, targets, labels, excluded = labelled_items(manifest, modality, with_excluded=True)
+    absent = absent_rows(manifest, modality)
     mapping, naming = class_names(labels, names)
     classes = class_embeddings(model, [mapping[label] for label in labels], templates)
     _, embedded = embed_items(model, manifest, modality, items)
     check_finite(embedded, modality, items)
     result = zero_shot_scores(embedded @ classes.T, targets, labels, ks)
     result.class_names, result.naming, result.excluded_items = mapping, naming, excluded
+    result.absent_rows = absent
     return result
+
+
+def absent_rows(manifest: Manifest, modality: str) -> int:
+    """How many rows have an empty (absent) ``modality`` cell: ``labelled_items`` skips them."""
+    return sum(1 for row in manifest.rows if is_absent(row[modality]))
 
 
 def labelled_items(manifest: Manifest, modality: str, with_excluded: bool = False):
     """Unique items of a modality, each one's label index, and the sorted label list (items
-    with several different labels are left out; ``with_excluded`` also returns their count).
-    Rows lacking the modality (an empty cell) hold no item."""
+    with several different labels are left out; ``with_excluded`` also returns their count;
+    rows without the modality, an empty cell, are skipped: ``absent_rows`` counts them)."""
     seen: dict[str, set[str]] = {}
     for number, row in enumerate(manifest.rows, start=1):
-        if not row[modality]:
+        if is_absent(row[modality]):
             continue
         if not row.get("label"):
             raise ManifestError(
@@ -133,7 +141,10 @@ def labelled_items(manifest: Manifest, modality: str, with_excluded: bool = Fals
     first = {item: next(iter(found)) for item, found in seen.items() if len(found) == 1}
     labels = sorted(set(first.values()))
     if len(labels) < 2:
-        raise ManifestError(f"{manifest.path}: zero-shot needs 2 or more labels, found {labels}")
+        raise ManifestError(
+            f"{manifest.path}: zero-shot needs 2 or more labels among the rows with "
+            f"{modality}, found {labels}"
+        )
     index = {label: i for i, label in enumerate(labels)}
     found = (list(first), np.array([index[lb] for lb in first.values()]), labels)
     return (*found, len(seen) - len(first)) if with_excluded else found

@@ -6,14 +6,15 @@ import itertools
 from collections.abc import Callable
 from pathlib import Path
 
-from jointspace.data.manifest import Manifest, ManifestError
+from jointspace.data.complete import left_out_note, rows_having
+from jointspace.data.manifest import Manifest, ManifestError, is_absent
 from jointspace.data.source import Item, ItemSource, ManifestSource
 from jointspace.errors import JointspaceError
 from jointspace.index import VectorIndex, open_index
 from jointspace.index.saving import SaveSchedule
 from jointspace.models.embedding import distinct_items, embed_batch, embed_items
 from jointspace.models.joint import JointModel
-from jointspace.progress import item_progress
+from jointspace.progress import item_progress, logger
 
 METADATA_COLUMNS = ("label", "split")
 APPROXIMATE = ("hnsw", "ivfpq", "auto")  # kinds tuned at close
@@ -86,6 +87,12 @@ def build_index(
     ``fingerprint`` (``Run.fingerprint``) names the model: the index refuses to mix in another
     model's vectors.
     """
+    if isinstance(data, Manifest):  # rows without the modality (an empty cell) hold no item
+        data, left_out = rows_having(data, [modality])
+        if not data.rows:
+            raise ManifestError(f"{data.path}: no row has {modality} to index")
+        if left_out:
+            logger().info("index: %s", left_out_note(left_out, [modality]))
     source = data if isinstance(data, ItemSource) else ManifestSource(data)
     if source.manifest is not None:
         values, rows = distinct_items(source.manifest, modality)
@@ -154,7 +161,7 @@ def _pass_tuning_queries(index, model, manifest: Manifest, modality: str, batch_
     if not paired:
         return
     other = "text" if "text" in paired else paired[0]
-    values, _ = distinct_items(manifest, other)
+    values = [v for v in distinct_items(manifest, other)[0] if not is_absent(v)]
     chosen = values[:: max(1, len(values) // TUNING_QUERIES)][:TUNING_QUERIES]  # spread out
     _, queries = embed_items(model, manifest, other, chosen, batch_size=batch_size)
     index.tuning_queries(queries, source=other, manifest=str(manifest.path))

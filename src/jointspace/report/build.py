@@ -10,14 +10,20 @@ import numpy as np
 
 from jointspace.atomic import atomic_dir
 from jointspace.config import dumps_json
+from jointspace.data.complete import rows_having
 from jointspace.data.manifest import Manifest
 from jointspace.errors import InputError
 from jointspace.evaluate import geometry
 from jointspace.evaluate.chance import pooled_survival
 from jointspace.evaluate.metrics import ranking_stats, scored_queries
 from jointspace.evaluate.probe import linear_probe, linear_probe_cv
-from jointspace.evaluate.retrieval import Retrieval, embed_pairs, having, score_pairs
-from jointspace.evaluate.zeroshot import TEMPLATES, evaluate_zero_shot, labelled_items
+from jointspace.evaluate.retrieval import Retrieval, embed_pairs, score_pairs
+from jointspace.evaluate.zeroshot import (
+    TEMPLATES,
+    absent_rows,
+    evaluate_zero_shot,
+    labelled_items,
+)
 from jointspace.models.embedding import embed_items
 from jointspace.models.joint import JointModel
 from jointspace.report import plots
@@ -52,16 +58,15 @@ def build_report(
     retrievals, skipped = embed_pairs(model, part, tuple(modalities), relevance)
     data = retrievals[0]
     pair = data.modalities
-    shown = having(part, pair)
     report: dict[str, Any] = {"split": split or "all", "rows": len(part), "relevance": relevance}
     with atomic_dir(out_dir) as tmp:
         report["retrieval"] = _retrieval_section(retrievals, relevance, tmp, skipped)
-        report["geometry"] = _geometry_section(model, shown, pair, rng)
+        report["geometry"] = _geometry_section(model, part, pair, rng)
         report["zeroshot"] = _zeroshot_section(
             model, manifest, (part, report["split"]), zeroshot_split, (templates, class_names), tmp
         )
         report["probe"] = _probe_section(model, manifest, pair[1])
-        report["figures"] = _figures(model, shown, pair, rng, tmp, map_method)
+        report["figures"] = _figures(model, part, pair, rng, tmp, map_method)
         report["failures"] = _failures(data)
         report["training"] = _training_section(run_dir, tmp)
         (tmp / "report.json").write_text(dumps_json(report))
@@ -102,10 +107,12 @@ def _retrieval_section(
 
 
 def _geometry_section(model, part: Manifest, modalities, rng) -> dict[str, Any]:
+    # Pairs need both sides: rows lacking one (an empty cell) are left out, and counted.
+    part, left_out = rows_having(part, modalities[:2])
     rows = _sample(part.rows, 1000, rng)
     pairs = tuple(embed_items(model, part, m, [row[m] for row in rows])[1] for m in modalities[:2])
     values = geometry.diagnose(dict(zip(modalities, pairs, strict=False)), pairs=pairs)
-    return {"values": values, "notes": geometry.interpret(values)}
+    return {"values": values, "notes": geometry.interpret(values), "rows_left_out": left_out}
 
 
 def _zeroshot_section(model, manifest, fallback, zeroshot_split, naming, out) -> dict | None:
@@ -125,6 +132,7 @@ def _zeroshot_section(model, manifest, fallback, zeroshot_split, naming, out) ->
         "naming": result.naming,
         "class_names": result.class_names,
         "excluded_items": result.excluded_items,
+        "absent_rows": result.absent_rows,
         "metrics": result.metrics,
         "worst_classes": dict(worst),
     }
@@ -140,9 +148,10 @@ def _probe_section(model, manifest: Manifest, modality: str) -> dict:
         names = " and ".join(f"'{s}'" for s in missing)
         return {"skipped": f"no {names} split in the manifest, so no linear probe"}
     names = ["train", "val", "test"] if "val" in present else ["train", "test"]
-    splits, dropped = {}, {}
+    splits, dropped, absent = {}, {}, {}
     for name in names:
         items, targets, labels = labelled_items(manifest.split(name), modality)
+        absent[name] = absent_rows(manifest.split(name), modality)  # skipped: no such input
         embedded = embed_items(model, manifest, modality, items)[1]
         splits[name] = (embedded, np.array(labels)[targets])
     known = set(splits["train"][1])
@@ -155,11 +164,17 @@ def _probe_section(model, manifest: Manifest, modality: str) -> dict:
     else:
         result = linear_probe_cv(*splits["train"], *splits["test"])
         result["note"] = f"no 'val' split: C chosen by {result['selection']}"
-    return result | {"modality": modality, "classes": len(known), "dropped_unseen": dropped}
+    return result | {
+        "modality": modality,
+        "classes": len(known),
+        "dropped_unseen": dropped,
+        "absent_rows": absent,
+    }
 
 
 def _figures(model, part, modalities, rng, out, map_method: str) -> dict[str, str]:
     figures = {"recall": "recall_at_k.png"}
+    part = rows_having(part, modalities[:2])[0]  # the heatmap and map show pairs
     if modalities[1] == "image":
         _heatmap(model, part, modalities, rng, out / "similarity.png")
         _map(model, part, modalities, rng, out / "map.png", map_method)

@@ -86,7 +86,8 @@ def _train(config: ExperimentConfig, name: str, run_dir: Path, spec: str | Path)
     # Linear CCA: the same initial towers, heads solved in closed form on the train split.
     train = load_manifest(spec, config.data.modalities, split=config.data.train_split)
     torch.manual_seed(config.train.seed)
-    corpus = train.column("text") if "text" in train.columns else None
+    # Absent (empty) texts are no text: the tokenizer's corpus is the texts there are.
+    corpus = [t for t in train.column("text") if t.strip()] if "text" in train.columns else None
     model = build_model(config.model, corpus=corpus).eval()
     # Frozen towers' features come from the cache training uses: a rerun runs no backbone.
     cache = FeatureCache.from_setting(config.train.feature_cache)

@@ -9,6 +9,7 @@ from jointspace.data import ManifestError
 from jointspace.matcher import (
     MATCHER_DIR,
     CrossModalMatcher,
+    MatchingSet,
     fit_matcher,
     fit_prior_weight,
     matching_set,
@@ -63,8 +64,8 @@ def train_matcher(
         fit.matcher.prior_weight.fill_(scale)
     metrics = {
         split: {
-            "bi_encoder": rerank_metrics(None, s, config.candidates, ks),
-            "reranked": rerank_metrics(fit.matcher, s, config.candidates, ks),
+            "bi_encoder": rerank_metrics(None, s, config.candidates, ks) | _left_out(s),
+            "reranked": rerank_metrics(fit.matcher, s, config.candidates, ks) | _left_out(s),
         }
         for split, s in scored.items()
     }
@@ -73,3 +74,8 @@ def train_matcher(
         fit.matcher, run.model_dir / MATCHER_DIR, {"candidates": config.candidates, **metrics}
     )
     return metrics
+
+
+def _left_out(data: MatchingSet) -> dict[str, float]:
+    """``{"rows_left_out": n}`` when rows lacking a modality were not scored, else nothing."""
+    return {"rows_left_out": data.left_out} if data.left_out else {}

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from jointspace.config import ConfigError
-from jointspace.data import Manifest
+from jointspace.data import Manifest, ManifestError
+from jointspace.data.complete import rows_having
 from jointspace.models.embedding import distinct_items, embed_items
 from jointspace.models.joint import JointModel
 
@@ -27,9 +28,13 @@ class Hit:
 def search_manifest(
     model: JointModel, manifest: Manifest, queries: list[str], target: str, k: int = 5
 ) -> list[list[Hit]]:
-    """Top-``k`` items of ``target`` for each text query, by cosine similarity."""
+    """Top-``k`` items of ``target`` for each text query, by cosine similarity (rows without
+    ``target``, an empty cell, hold nothing to find)."""
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
+    manifest = rows_having(manifest, [target])[0]
+    if not manifest.rows:
+        raise ManifestError(f"{manifest.path}: no row has {target} to search")
     values, rows = distinct_items(manifest, target)
     _, gallery = embed_items(model, manifest, target, values)
     scores = model.encode(queries, "text") @ gallery.T

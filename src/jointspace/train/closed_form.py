@@ -7,10 +7,12 @@ import torch
 from torch import nn
 
 from jointspace.config import ConfigError
+from jointspace.data.complete import left_out_note, rows_having
 from jointspace.data.manifest import Manifest
 from jointspace.models.embedding import distinct_items, embed_items, per_row
 from jointspace.models.joint import JointModel
 from jointspace.objectives.cca import LinearCCA
+from jointspace.progress import logger
 
 
 @torch.no_grad()
@@ -42,7 +44,11 @@ def fit_linear_cca(
     """Replace both towers' heads by CCA projections fitted on ``train``'s paired rows.
 
     ``after_head``: fit on the heads' outputs and fold CCA into each head's last layer, the
-    linear step that deep CCA needs after training (Andrew et al. 2013)."""
+    linear step that deep CCA needs after training (Andrew et al. 2013). Rows lacking one of
+    the two modalities (an empty cell) are left out: CCA needs pairs."""
+    train, left_out = rows_having(train, modalities)
+    if left_out:
+        logger().info("linear CCA: %s", left_out_note(left_out, modalities))
     if after_head:
         features = [
             per_row(train, m, *embed_items(model, train, m, normalize=False)).astype(np.float64)
