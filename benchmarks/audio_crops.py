@@ -11,10 +11,11 @@
   to fit minutes on 2 CPU cores), ``--tux-epochs`` epochs, batch 32, no validation split.
 - The share of each clip's energy inside the ``seconds`` window every crop keeps at evaluation.
 
-Same seed (0) and data order for every crop. Prints tables, writes
-benchmarks/results/audio_crops.json.
+Same seed (``--seed``, default 0) and data order for every crop; the folds do not depend on it.
+Prints tables, writes benchmarks/results/audio_crops.json (``--out``).
 Usage: python benchmarks/audio_crops.py [--crops center,start,onset,energy,windows]
        [--datasets spoken-digits,tuxpaint] [--digits-epochs 3] [--tux-epochs 25] [--folds 4]
+       [--seed 0] [--out PATH]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,8 +46,9 @@ CONFIG = ROOT / "configs" / "spoken-digits.yaml"
 KS = (1, 5, 10)
 
 
-def with_crop(config: ExperimentConfig, crop: str, epochs: int) -> ExperimentConfig:
+def with_crop(config: ExperimentConfig, crop: str, epochs: int, seed: int) -> ExperimentConfig:
     config = copy.deepcopy(config)
+    config.train.seed = seed
     config.model.towers["audio"].params["crop"] = crop
     config.train.epochs = epochs
     config.train.progress = False
@@ -53,14 +56,14 @@ def with_crop(config: ExperimentConfig, crop: str, epochs: int) -> ExperimentCon
     return config
 
 
-def spoken_digits(crops: list[str], epochs: int, work: Path) -> dict:
+def spoken_digits(crops: list[str], epochs: int, seed: int, work: Path) -> dict:
     config = ExperimentConfig.from_yaml(CONFIG)
     manifest = build_dataset("spoken-digits")
     test = load_manifest(manifest, config.data.modalities, split="test")
     rows = {}
     for crop in crops:
         started = time.perf_counter()
-        fit(with_crop(config, crop, epochs), work / f"digits-{crop}", manifest=manifest)
+        fit(with_crop(config, crop, epochs, seed), work / f"digits-{crop}", manifest=manifest)
         seconds = time.perf_counter() - started
         metrics = evaluate_model(load(work / f"digits-{crop}"), test, config.eval)
         rows[crop] = {"train_seconds": round(seconds, 1), **metrics}
@@ -87,7 +90,7 @@ def folds_by_text(texts: pd.Series, folds: int, seed: int = 0) -> np.ndarray:
     return np.array([fold_of[t] for t in texts])
 
 
-def tuxpaint(crops: list[str], epochs: int, folds: int, work: Path) -> dict:
+def tuxpaint(crops: list[str], epochs: int, folds: int, seed: int, work: Path) -> dict:
     rows = tuxpaint_rows()
     fold = folds_by_text(rows["text"], folds)
     gallery = sorted(set(rows["text"]))
@@ -110,7 +113,7 @@ def tuxpaint(crops: list[str], epochs: int, folds: int, work: Path) -> dict:
                 csv, index=False
             )
             run = work / f"tux-{crop}-{k}"
-            fit(with_crop(config, crop, epochs), run, manifest=csv)
+            fit(with_crop(config, crop, epochs, seed), run, manifest=csv)
             model = load(run)
             held = np.flatnonzero(fold == k)
             audio = model.encode(list(rows["audio"][held]), "audio")
@@ -174,18 +177,20 @@ def main() -> None:
     parser.add_argument("--tux-epochs", type=int, default=25)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="train.seed (folds stay fixed)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/audio_crops.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     crops = args.crops.split(",")
     datasets = args.datasets.split(",")
-    result: dict = {"command": "python benchmarks/audio_crops.py", "machine": platform.machine()}
+    command = " ".join(["python benchmarks/audio_crops.py", *sys.argv[1:]])
+    result: dict = {"command": command, "seed": args.seed, "machine": platform.machine()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "tuxpaint" in datasets:
             rows = tuxpaint_rows()
             result["tuxpaint_energy"] = energy_shares(list(rows["audio"]), crops)
-            result["tuxpaint"] = tuxpaint(crops, args.tux_epochs, args.folds, work)
+            result["tuxpaint"] = tuxpaint(crops, args.tux_epochs, args.folds, args.seed, work)
             keys = ["label/R@1", "label/R@5", "label/mAP", "own_description/R@10"]
             print_table("tuxpaint (audio→text, cross-validated)", result["tuxpaint"]["crops"], keys)
             chance = result["tuxpaint"]["chance"]
@@ -194,7 +199,7 @@ def main() -> None:
             manifest = Path(build_dataset("spoken-digits"))
             paths = [str(manifest.parent / a) for a in pd.read_csv(manifest)["audio"]]
             result["spoken_digits_energy"] = energy_shares(paths, crops)
-            result["spoken_digits"] = spoken_digits(crops, args.digits_epochs, work)
+            result["spoken_digits"] = spoken_digits(crops, args.digits_epochs, args.seed, work)
             keys = ["text_to_audio/R@1", "audio_to_text/R@1", "text_to_audio/mAP", "primary"]
             print_table("spoken-digits (test split)", result["spoken_digits"]["crops"], keys)
     for name in ("tuxpaint_energy", "spoken_digits_energy"):
