@@ -20,6 +20,7 @@ import soundfile
 import torch
 from scipy.signal import resample_poly
 
+from jointspace.data.audio_crops import check_crop, crop_start, window_starts
 from jointspace.errors import JointspaceError
 
 # Refuse clips longer than this before decoding them (a 10-minute WAV is 19 MB at 16 kHz).
@@ -165,35 +166,50 @@ def _from_array(source: tuple[Any, ...]) -> tuple[np.ndarray, int]:
 
 @dataclass
 class AudioTransform:
-    """Fixed-length clips: centre crop or zero-pad; random crop and gain given ``rng``."""
+    """Fixed-length clips: cropped (``crop``, see ``audio_crops``) or zero-padded; random crop and
+    gain given ``rng``; ``crop="windows"`` without ``rng`` gives ``[windows, length]``."""
 
     sample_rate: int = 16_000
     seconds: float = 2.0
+    crop: str = "center"
+    max_windows: int = 8
+
+    def __post_init__(self) -> None:
+        check_crop(self.crop)
 
     @property
     def length(self) -> int:
         return round(self.sample_rate * self.seconds)
 
     def __call__(self, wave: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
-        """A float32 ``[length]`` tensor."""
+        """A float32 ``[length]`` tensor (``[windows, length]`` for evaluation by windows)."""
+        if self.crop == "windows" and rng is None and len(wave) > self.length:
+            starts = window_starts(len(wave), self.length, self.max_windows)
+            return self._gain(np.stack([wave[s : s + self.length] for s in starts]), None)
         excess = len(wave) - self.length
         if excess > 0:
-            start = self._start(excess, rng)
+            if self.crop == "center":
+                start = self._start(excess, rng)
+            else:
+                start = crop_start(wave, self.length, self.crop, rng, self.sample_rate)
             wave = wave[start : start + self.length]
         elif excess < 0:
             before = -excess // 2 if rng is None else int(rng.integers(0, -excess + 1))
             wave = np.pad(wave, (before, -excess - before))
-        return self._gain(wave, rng)
+        wave = self._gain(wave, rng)
+        return wave[None] if self.crop == "windows" and rng is None else wave
 
     def load(self, source: AudioSource, rng: np.random.Generator | None = None) -> torch.Tensor:
-        """``self(load_audio(source))``, decoding only the frames the crop keeps."""
+        """``self(load_audio(source))``; a centre crop decodes only the frames it keeps."""
         if isinstance(source, tuple):
             return self(load_audio(source, self.sample_rate), rng)
         with _open(source) as (clip, name):
             rate, frames = clip.samplerate, clip.frames
             up, down = _ratio(rate, self.sample_rate)
             resampled = (frames * up + down - 1) // down
-            if frames >= UNKNOWN_FRAMES or resampled <= self.length:
+            # Content crops look at the whole clip (at most MAX_SECONDS) to place the window.
+            whole = self.crop != "center" or frames >= UNKNOWN_FRAMES
+            if whole or resampled <= self.length:
                 wave = _resample(_read(clip, name, 0, None), rate, self.sample_rate)
                 return self(wave, rng)
             start = self._start(resampled - self.length, rng)

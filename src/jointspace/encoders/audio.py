@@ -1,4 +1,8 @@
-"""An audio tower: log-mel spectrogram (torch.stft) → small CNN → projection head."""
+"""An audio tower: log-mel spectrogram (torch.stft) → small CNN → projection head.
+
+``crop`` picks the clip's window (``data/audio_crops.py``); with ``windows`` an evaluation clip is
+``[windows, samples]`` and its embedding the mean over its windows that are not all zeros.
+"""
 
 from __future__ import annotations
 
@@ -65,10 +69,16 @@ class AudioCNN(Tower):
         hop: int = 160,
         widths: tuple[int, ...] | list[int] = (32, 64, 128),
         head: str = "linear",
+        crop: str = "center",
+        max_windows: int = 8,
     ):
         params = dict(sample_rate=sample_rate, seconds=seconds, n_mels=n_mels, n_fft=n_fft)
-        super().__init__(embed_dim, params | dict(hop=hop, widths=list(widths), head=head))
-        self.transform = AudioTransform(sample_rate, seconds)
+        params |= dict(hop=hop, widths=list(widths), head=head)
+        # Only a non-default crop is recorded: today's runs keep their params and fingerprints.
+        if crop != "center":
+            params |= dict(crop=crop) | (dict(max_windows=max_windows) if crop == "windows" else {})
+        super().__init__(embed_dim, params)
+        self.transform = AudioTransform(sample_rate, seconds, crop, max_windows)
         self.logmel = LogMel(sample_rate, n_fft, hop, n_mels)
         self.features = conv_stages(1, widths)
         self.head = projection_head(widths[-1], embed_dim, head)
@@ -81,7 +91,13 @@ class AudioCNN(Tower):
         return self.transform.load(raw, rng)
 
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(items)
+        if items[0].dim() == 1:
+            return torch.stack(items)
+        # Windows of clips of different lengths: zero windows pad, and pooling leaves them out.
+        padded = torch.zeros(len(items), max(len(x) for x in items), items[0].shape[-1])
+        for row, windows in zip(padded, items, strict=True):
+            row[: len(windows)] = windows
+        return padded
 
     def feature_map(self, waves: torch.Tensor) -> torch.Tensor:
         spec = self.logmel(waves)
@@ -91,7 +107,24 @@ class AudioCNN(Tower):
         return self.features((spec - mean) / std)
 
     def pooled(self, waves: torch.Tensor) -> torch.Tensor:
-        return self.feature_map(waves).mean(dim=(2, 3))
+        if waves.dim() == 2:
+            return self.feature_map(waves).mean(dim=(2, 3))
+        rows, count, _ = waves.shape
+        pooled = self.feature_map(waves.flatten(0, 1)).mean(dim=(2, 3)).unflatten(0, (rows, count))
+        weights = _valid_windows(waves).to(pooled.dtype).unsqueeze(-1)
+        return (pooled * weights).sum(1) / weights.sum(1)
 
     def tokens(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return map_tokens(self.feature_map(waves))
+        if waves.dim() == 2:
+            return map_tokens(self.feature_map(waves))
+        rows, count, _ = waves.shape
+        states, _ = map_tokens(self.feature_map(waves.flatten(0, 1)))
+        per_window = states.shape[1]
+        mask = _valid_windows(waves).repeat_interleave(per_window, dim=1)
+        return states.reshape(rows, count * per_window, -1), mask
+
+
+def _valid_windows(waves: torch.Tensor) -> torch.Tensor:
+    """``[rows, windows]``: True for windows with any non-zero sample (all, for a silent clip)."""
+    valid = waves.abs().amax(dim=-1) > 0
+    return valid | ~valid.any(dim=1, keepdim=True)
