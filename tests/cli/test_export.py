@@ -108,3 +108,44 @@ def test_export_refuses_when_parity_fails_and_writes_nothing(model_dir, tmp_path
 def test_export_names_the_formats_it_knows(model_dir, tmp_path):
     result = runner.invoke(app, ["export", str(model_dir), "--to", "tflite", str(tmp_path / "x")])
     assert result.exit_code == 1 and "unknown format; choose one of onnx" in result.output
+
+
+def _audio_model_dir(tmp_path, crop):
+    torch.manual_seed(0)
+    text = TowerConfig("transformer", dict(width=32, depth=1, heads=2, max_len=16))
+    audio = TowerConfig(
+        "audio_cnn", dict(sample_rate=8000, seconds=0.5, n_mels=16, widths=[8], crop=crop)
+    )
+    model = build_model(
+        ModelConfig(embed_dim=8, towers={"text": text, "audio": audio}), corpus=TEXTS
+    )
+    model.save(tmp_path / f"model-{crop}")
+    return tmp_path / f"model-{crop}"
+
+
+def test_export_runs_the_audio_tower_and_records_its_crop(tmp_path):
+    import onnxruntime as ort
+
+    model_dir, out = _audio_model_dir(tmp_path, "energy"), tmp_path / "onnx"
+    result = export(model_dir, out)
+    assert result.exit_code == 0, result.output
+    audio = json.loads((out / "onnx.json").read_text())["towers"]["audio"]
+    assert audio["parity"]["min_cosine"] >= FLOOR
+    pre = audio["preprocessing"]
+    assert pre["crop"] == "energy" and "the window holding the most energy" in pre["steps"]
+    # A 2 s clip, silent but for a tone in [1.0, 1.3) s: cropped to its loudest 0.5 s by hand.
+    rate, length = pre["sample_rate"], round(pre["sample_rate"] * pre["seconds"])
+    clip = np.zeros(2 * rate, np.float32)
+    clip[rate : rate + 3 * rate // 10] = np.sin(np.arange(3 * rate // 10) * 0.3)
+    energy = np.convolve(clip**2, np.ones(length), "valid")
+    start = int(np.flatnonzero(energy == energy.max()).mean())  # the middle of the tie
+    window = clip[start : start + length][None]
+    session = ort.InferenceSession(str(out / audio["file"]), providers=["CPUExecutionProvider"])
+    got = session.run(None, {audio["input"]["name"]: window})[0]
+    expected = load(model_dir).encode([(clip, rate)], "audio")
+    assert float(np.sum(got * expected)) >= FLOOR
+
+    refused = tmp_path / "refused"
+    result = export(_audio_model_dir(tmp_path, "windows"), refused)
+    assert result.exit_code == 1 and "pools over windows (crop: windows)" in result.output
+    assert not refused.exists()

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from jointspace.data.audio import AudioTransform
@@ -47,11 +48,26 @@ class LogMel(nn.Module):
         self.register_buffer("filterbank", bank, persistent=False)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(
-            waves.float(), self.n_fft, self.hop, window=self.window, return_complex=True
-        )
-        power = spec.abs() ** 2
+        if torch.onnx.is_in_onnx_export():
+            power = self._real_power(waves.float())  # ONNX has no complex STFT
+        else:
+            spec = torch.stft(
+                waves.float(), self.n_fft, self.hop, window=self.window, return_complex=True
+            )
+            power = spec.abs() ** 2
         return torch.log(self.filterbank @ power + 1e-6).unsqueeze(1)
+
+    def _real_power(self, waves: torch.Tensor) -> torch.Tensor:
+        """``|stft|²`` as torch.stft (centred, reflect-padded) computes it, by a strided conv with
+        windowed cosine and sine kernels: real ops only, so it exports."""
+        n = torch.arange(self.n_fft, dtype=torch.float32, device=waves.device)
+        k = torch.arange(self.n_fft // 2 + 1, dtype=torch.float32, device=waves.device)
+        angle = 2 * torch.pi * k[:, None] * n[None, :] / self.n_fft
+        kernels = torch.cat([torch.cos(angle), torch.sin(angle)]) * self.window
+        padded = F.pad(waves.unsqueeze(1), (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        parts = F.conv1d(padded, kernels.unsqueeze(1), stride=self.hop)
+        real, imag = parts.chunk(2, dim=1)
+        return real**2 + imag**2
 
 
 class AudioCNN(Tower):

@@ -55,8 +55,15 @@ class ParityError(JointspaceError):
 
 def export_onnx(run: Run, out_dir: Path, *, force: bool = False) -> dict[str, Any]:
     """Write the run's towers to ``out_dir`` as ONNX (``force``: replace an earlier export)."""
-    claim_dir(out_dir, COMMAND, force)
     model = run.model
+    for modality in model.modalities:
+        if model.tower(modality).params.get("crop") == "windows":
+            # The graph embeds one window; the tower pools features over windows before its head.
+            raise JointspaceError(
+                f"export: the {modality} tower pools over windows (crop: windows), which one "
+                "ONNX graph of one window cannot reproduce; nothing was written"
+            )
+    claim_dir(out_dir, COMMAND, force)
     towers: dict[str, Any] = {}
     with atomic_dir(out_dir) as tmp, evaluating(model):
         for modality in model.modalities:
@@ -159,7 +166,10 @@ def describe(tower: Tower, graph: TowerGraph) -> dict[str, Any]:
         pre = {
             "sample_rate": tower.params["sample_rate"],
             "seconds": tower.params["seconds"],
-            "steps": "mono, resampled to sample_rate, cut or zero-padded to seconds (centred)",
+            "crop": tower.params.get("crop", "center"),
+            "steps": "mono, resampled to sample_rate, cut to seconds where crop says (center: "
+            "the middle; start: the beginning; onset: from the first 10 ms frame within 20 dB of "
+            "the loudest; energy: the window holding the most energy) or zero-padded to seconds",
         }
     return {
         "file": f"{tower.modality}.onnx",
