@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from jointspace.atomic import write_bytes
-from jointspace.errors import ArtifactError
+from jointspace.errors import ArtifactError, NotFoundError
 
 
 def read_json(path: Path, kind: type = dict) -> Any:
@@ -31,6 +31,22 @@ def read_json(path: Path, kind: type = dict) -> Any:
             f"{path}: damaged: expected a JSON {_json_name(kind)}, got a {_json_name(type(value))}"
         )
     return value
+
+
+def read_record(path: Path, fmt: str, version: int, what: str, hint: str) -> dict[str, Any]:
+    """A versioned JSON record we wrote (``format``, ``format_version``): missing is a
+    NotFoundError saying ``hint``; another format, version or damage is an ArtifactError."""
+    if not path.is_file():
+        raise NotFoundError(f"no {what} at {path.parent} ({path.name} missing); {hint}")
+    record: dict[str, Any] = read_json(path)
+    if record.get("format") != fmt:
+        raise ArtifactError(f"{path}: damaged: not a jointspace {what} ({fmt!r} expected)")
+    if record.get("format_version") != version:
+        raise ArtifactError(
+            f"{path}: format version {record.get('format_version')!r}; this jointspace reads "
+            f"version {version}"
+        )
+    return record
 
 
 def _json_name(kind: type) -> str:

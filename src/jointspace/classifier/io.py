@@ -5,15 +5,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from safetensors.torch import save
 
 from jointspace._version import __version__
-from jointspace.artifacts import load_tensors, read_json
+from jointspace.artifacts import load_tensors, read_record
 from jointspace.atomic import write_bytes_atomic, write_text_atomic
 from jointspace.config import ConfigError, PartConfig, dumps_json, from_dict, to_dict
-from jointspace.errors import ArtifactError, JointspaceError, NotFoundError
+from jointspace.errors import ArtifactError, JointspaceError
 from jointspace.models.fusion import FusionClassifier, build_fusion_head
 
 WEIGHTS_FILE, META_FILE = "classifier.safetensors", "classifier.json"
@@ -57,19 +56,8 @@ def save_classifier(model: FusionClassifier, meta: ClassifierMeta, directory: Pa
 def read_meta(directory: Path) -> ClassifierMeta:
     """``classifier.json`` checked: a missing file is NotFoundError, a damaged one ArtifactError."""
     path = directory / META_FILE
-    if not path.is_file():
-        raise NotFoundError(
-            f"no classifier at {directory} ({META_FILE} missing); train one with "
-            "`jointspace classify CONFIG --out DIR`"
-        )
-    record: dict[str, Any] = read_json(path)
-    if record.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: damaged: not a jointspace classifier ({FORMAT!r} expected)")
-    if record.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path}: format version {record.get('format_version')!r}; this jointspace reads "
-            f"version {FORMAT_VERSION}"
-        )
+    hint = "train one with `jointspace classify CONFIG --out DIR`"
+    record = read_record(path, FORMAT, FORMAT_VERSION, "classifier", hint)
     fields = {k: v for k, v in record.items() if k in ClassifierMeta.__dataclass_fields__}
     try:
         meta = from_dict(ClassifierMeta, fields, "classifier")

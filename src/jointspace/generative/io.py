@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 from safetensors.torch import save
 
 from jointspace._version import __version__
-from jointspace.artifacts import load_tensors, read_json
+from jointspace.artifacts import load_tensors, read_record
 from jointspace.atomic import write_bytes_atomic, write_text_atomic
 from jointspace.config import dumps_json
-from jointspace.errors import ArtifactError, JointspaceError, NotFoundError
+from jointspace.errors import ArtifactError, JointspaceError
 from jointspace.models.mvae import ModalitySpec, MultimodalVAE
 
 WEIGHTS_FILE, META_FILE = "mvae.safetensors", "mvae.json"
@@ -44,19 +43,8 @@ def save_mvae(model: MultimodalVAE, hidden: int, directory: Path) -> str:
 def load_mvae(directory: Path) -> tuple[MultimodalVAE, str]:
     """The saved model in eval mode and its fingerprint; missing or damaged files are refused."""
     path = directory / META_FILE
-    if not path.is_file():
-        raise NotFoundError(
-            f"no MVAE at {directory} ({META_FILE} missing); train one with "
-            "`jointspace mvae CONFIG --out DIR`"
-        )
-    record: dict[str, Any] = read_json(path)
-    if record.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: damaged: not a jointspace MVAE ({FORMAT!r} expected)")
-    if record.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path}: format version {record.get('format_version')!r}; this jointspace reads "
-            f"version {FORMAT_VERSION}"
-        )
+    hint = "train one with `jointspace mvae CONFIG --out DIR`"
+    record = read_record(path, FORMAT, FORMAT_VERSION, "MVAE", hint)
     try:
         specs = {
             m: ModalitySpec(str(s["likelihood"]), tuple(int(n) for n in s["shape"]),
