@@ -164,7 +164,8 @@ MANIFESTS = {
     "csv-dotdot-id": lambda t: write(t, "m.csv", "id,text\n../x,a\n"),
     "csv-missing-image": lambda t: write(t, "m.csv", "id,text,image\n1,a,gone.png\n"),
     "csv-image-is-folder": lambda t: write(t, "m.csv", "id,text,image\n1,a,.\n"),
-    "csv-empty-image-path": lambda t: write(t, "m.csv", "id,text,image\n1,a,\n"),
+    # An empty cell is an absent modality (tests/data/test_absent.py); a row with none is bad.
+    "csv-empty-text-and-image": lambda t: write(t, "m.csv", "id,text,image\n1,,\n"),
     "csv-empty-text": lambda t: write(t, "m.csv", "id,text\n1,   \n"),
     "csv-bad-split-name": lambda t: write(t, "m.csv", "id,text,split\n1,a,\x07\n"),
     "jsonl-deeply-nested": lambda t: write(
@@ -194,8 +195,8 @@ MANIFESTS = {
     "parquet-hf-sliver-bytes": lambda t: parquet(
         t, "m.parquet", hf_table({"bytes": png((1, 5_000), "L"), "path": None})
     ),
-    "parquet-hf-no-bytes-no-path": lambda t: parquet(
-        t, "m.parquet", hf_table({"bytes": None, "path": None})
+    "parquet-hf-no-bytes-no-path-no-text": lambda t: parquet(
+        t, "m.parquet", pa.table({"text": [""], "image": [{"bytes": None, "path": None}]})
     ),
     "parquet-list-text": lambda t: parquet(
         t, "m.parquet", pa.table({"text": [["a", "b"]], "label": ["x"]})
