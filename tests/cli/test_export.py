@@ -149,3 +149,15 @@ def test_export_runs_the_audio_tower_and_records_its_crop(tmp_path):
     result = export(_audio_model_dir(tmp_path, "windows"), refused)
     assert result.exit_code == 1 and "pools over windows (crop: windows)" in result.output
     assert not refused.exists()
+
+
+def test_a_tower_the_exporter_rejects_is_one_line_and_nothing_is_written(tmp_path, monkeypatch):
+    # Without the real-valued path the STFT is complex, which ONNX cannot express.
+    model_dir = _audio_model_dir(tmp_path, "center")
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: False)
+    out = tmp_path / "onnx"
+    result = export(model_dir, out)
+    assert result.exit_code == 1
+    line = "error: the audio tower cannot be exported to ONNX: STFT does not currently support"
+    assert result.output.startswith(line) and "[Caused by" not in result.output
+    assert not out.exists()

@@ -150,7 +150,12 @@ def _export(tower: Tower, example: torch.Tensor, normalize: bool) -> bytes:
                 dynamic_axes=dynamic_axes(tower.modality),
             )
     except Exception as err:  # the exporter raises many types; name the tower that failed
-        raise InputError(f"the {tower.modality} tower cannot be exported to ONNX: {err}") from err
+        # Its messages end in a dump of the graph ("[Caused by the value …"): keep the reason.
+        reason = str(err).split("[Caused by")[0].strip().splitlines()
+        raise InputError(
+            f"the {tower.modality} tower cannot be exported to ONNX: "
+            f"{reason[0][:300] if reason else type(err).__name__}"
+        ) from err
     finally:
         tower.train(was_training)
     return buffer.getvalue()
