@@ -138,8 +138,10 @@ def measure(seed: int, out_dir: Path, overrides: list[str]) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_seeds(doc: str, measure) -> tuple[argparse.Namespace, list[dict]]:
+    """Parse ``--seeds`` and ``--set``, then ``measure(seed, run_dir, overrides)`` per seed, each
+    in a fresh temporary run directory."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", dest="sets", action="append", default=[],
                         help="config override KEY=VALUE, as `jointspace mvae --set`")  # fmt: skip
@@ -149,6 +151,18 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             runs.append(measure(seed, Path(tmp) / "run", args.sets))
+            print(f"seed {seed}: trained in {runs[-1]['train_seconds']} s", flush=True)
+    return args, runs
+
+
+def write_results(path: Path, payload: dict) -> None:
+    """``payload`` as indented JSON at ``path`` (atomically), its folder made if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def main() -> None:
+    args, runs = run_seeds(__doc__, measure)
     keys = [
         "classifier_on_real_test",
         "classifier_on_reconstructions",
@@ -170,8 +184,7 @@ def main() -> None:
         "runs": runs,
         "mean": mean,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    write_results(RESULTS, payload)
     print(f"wrote {RESULTS.relative_to(ROOT)} and {GRID.relative_to(ROOT)}")
 
 

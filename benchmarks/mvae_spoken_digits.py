@@ -16,16 +16,13 @@ Usage: python benchmarks/mvae_spoken_digits.py [--seeds 0 1 2] [--set KEY=VALUE]
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from mvae_digits import named_digit, print_summary
+from mvae_digits import named_digit, print_summary, run_seeds, write_results
 from sklearn.linear_model import LogisticRegression
 
 from jointspace.config import apply_overrides, builtin_config
@@ -89,17 +86,7 @@ def measure(seed: int, out_dir: Path, overrides: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", dest="sets", action="append", default=[],
-                        help="config override KEY=VALUE, as `jointspace mvae --set`")  # fmt: skip
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    runs = []
-    for seed in args.seeds:
-        with tempfile.TemporaryDirectory() as tmp:
-            runs.append(measure(seed, Path(tmp) / "run", args.sets))
-            print(f"seed {seed}: trained in {runs[-1]['train_seconds']} s", flush=True)
+    args, runs = run_seeds(__doc__, measure)
     keys = [
         "classifier_on_real_test",
         "classifier_on_reconstructions",
@@ -119,8 +106,7 @@ def main() -> None:
         "runs": runs,
         "mean": mean,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    write_results(RESULTS, payload)
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
