@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from jointspace.data.builtin.digits import build_digits, default_cache_dir
+from jointspace.data.builtin.digits import build_digits
 from jointspace.data.builtin.digits_vqa import build_digits_vqa
 from jointspace.data.builtin.emoji import build_emoji
 from jointspace.data.builtin.emoji_pairs import build_emoji_pairs
 from jointspace.data.builtin.emoji_pairs_vqa import build_emoji_pairs_vqa
 from jointspace.data.builtin.spoken_digits import build_spoken_digits
+from jointspace.data.builtin.target import default_cache_dir
 from jointspace.data.builtin.tuxpaint import build_tuxpaint
 from jointspace.data.manifest import Manifest, ManifestError, read_manifest
 from jointspace.data.shard_set import is_shard_spec

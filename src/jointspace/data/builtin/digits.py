@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from jointspace.atomic import atomic_dir
-from jointspace.data.builtin.target import check_target
+from jointspace.data.builtin.target import dataset_dir, reuse_or_check
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEMPLATES = (
@@ -33,13 +32,6 @@ FRACTIONS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 SEED = 0
 
 
-def default_cache_dir() -> Path:
-    """``$JOINTSPACE_CACHE`` or ``~/.cache/jointspace``."""
-    # An empty variable counts as unset, so it never means "the current directory".
-    value = os.environ.get("JOINTSPACE_CACHE")
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "jointspace"
-
-
 def build_digits(root: Path | None = None, *, force: bool = False, overwrite: bool = False) -> Path:
     """Write the dataset under ``root/digits`` once (atomically) and return its manifest path."""
     return build_from_digits("digits", manifest_rows, root, force=force, overwrite=overwrite)
@@ -56,11 +48,10 @@ def build_from_digits(
     """The digits as PNGs plus a manifest of ``rows_of(classes)`` under ``root/name``, once."""
     from sklearn.datasets import load_digits
 
-    target = Path(root or default_cache_dir() / "datasets") / name
+    target = dataset_dir(root, name)
     manifest = target / "manifest.csv"
-    if manifest.is_file() and not overwrite:
+    if reuse_or_check(target, force=force, overwrite=overwrite):
         return manifest
-    check_target(target, force)
     digits = load_digits()
     with atomic_dir(target) as tmp:
         (tmp / "images").mkdir()

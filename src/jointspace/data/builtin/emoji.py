@@ -18,8 +18,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from jointspace.atomic import atomic_dir
-from jointspace.data.builtin.digits import default_cache_dir
-from jointspace.data.builtin.target import check_target
+from jointspace.data.builtin.target import dataset_dir, reuse_or_check
 from jointspace.errors import MissingPackageError
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -152,13 +151,12 @@ def build_emoji(
     limit: int | None = None,
 ) -> Path:
     """Render the dataset under ``root/emoji-SIZE`` once (atomically); return its manifest."""
-    target = Path(root or default_cache_dir() / "datasets") / f"emoji-{size}"
+    target = dataset_dir(root, f"emoji-{size}")
     if limit is not None:
         target = target.with_name(f"{target.name}-first{limit}")
     manifest = target / "manifest.csv"
-    if manifest.is_file() and not overwrite:
+    if reuse_or_check(target, force=force, overwrite=overwrite):
         return manifest
-    check_target(target, force)
     emoji = load_emoji()
     splits = assign_splits(emoji)
     font = ImageFont.truetype(str(FONT), FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)

@@ -16,9 +16,8 @@ import pandas as pd
 from PIL import Image, ImageFont
 
 from jointspace.atomic import atomic_dir
-from jointspace.data.builtin.digits import default_cache_dir
 from jointspace.data.builtin.emoji import FONT, FONT_SIZE, load_emoji, png_bytes, render
-from jointspace.data.builtin.target import check_target
+from jointspace.data.builtin.target import dataset_dir, reuse_or_check
 
 GROUPS = ("Animals & Nature", "Food & Drink", "Travel & Places", "Objects")
 EMOJI, PAIRS = 120, 1200  # emoji drawn, unordered pairs drawn (each gives two images)
@@ -80,11 +79,10 @@ def build_emoji_pairs(
     root: Path | None = None, *, force: bool = False, size: int = 64, overwrite: bool = False
 ) -> Path:
     """Render the dataset under ``root/emoji-pairs-SIZE`` once (atomically); return its manifest."""
-    target = Path(root or default_cache_dir() / "datasets") / f"emoji-pairs-{size}"
+    target = dataset_dir(root, f"emoji-pairs-{size}")
     manifest = target / "manifest.csv"
-    if manifest.is_file() and not overwrite:
+    if reuse_or_check(target, force=force, overwrite=overwrite):
         return manifest
-    check_target(target, force)
     rows = []
     with atomic_dir(target) as tmp:
         (tmp / "images").mkdir()

@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 
 from jointspace.atomic import atomic_dir
-from jointspace.data.builtin.digits import default_cache_dir
 from jointspace.data.builtin.digits_vqa import article, balanced_yes
 from jointspace.data.builtin.emoji import png_bytes
 from jointspace.data.builtin.emoji_pairs import Pair, render_pairs
-from jointspace.data.builtin.target import check_target
+from jointspace.data.builtin.target import dataset_dir, reuse_or_check
 from jointspace.data.manifest import ManifestError
 
 SEED = 1  # the questions' own draws; the images keep emoji-pairs' seed
@@ -82,11 +81,10 @@ def build_emoji_pairs_vqa(
 ) -> Path:
     """Write the dataset under ``root/emoji-pairs-vqa-SIZE`` once (atomically); return its
     manifest path."""
-    target = Path(root or default_cache_dir() / "datasets") / f"emoji-pairs-vqa-{size}"
+    target = dataset_dir(root, f"emoji-pairs-vqa-{size}")
     manifest = target / "manifest.csv"
-    if manifest.is_file() and not overwrite:
+    if reuse_or_check(target, force=force, overwrite=overwrite):
         return manifest
-    check_target(target, force)
     pairs = render_pairs(size)
     rows = manifest_rows(pairs)
     check_answers_trained(rows)

@@ -16,8 +16,8 @@ import soundfile
 
 from jointspace.atomic import atomic_dir
 from jointspace.data.audio import load_audio
-from jointspace.data.builtin.digits import HELD_OUT, WORDS, default_cache_dir
-from jointspace.data.builtin.target import check_target
+from jointspace.data.builtin.digits import HELD_OUT, WORDS
+from jointspace.data.builtin.target import dataset_dir, reuse_or_check
 from jointspace.data.manifest import ManifestError
 
 VOICES = (
@@ -47,11 +47,10 @@ def build_spoken_digits(
     root: Path | None = None, *, force: bool = False, overwrite: bool = False
 ) -> Path:
     """Voice every clip once (atomically) under ``root/spoken-digits``; return the manifest."""
-    target = Path(root or default_cache_dir() / "datasets") / "spoken-digits"
+    target = dataset_dir(root, "spoken-digits")
     manifest = target / "manifest.csv"
-    if manifest.is_file() and not overwrite:
+    if reuse_or_check(target, force=force, overwrite=overwrite):
         return manifest
-    check_target(target, force)
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise ManifestError("spoken-digits needs the speech synthesiser: apt install espeak-ng")

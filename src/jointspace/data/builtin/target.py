@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jointspace.data.manifest import ManifestError
 
 BUILT = {"manifest.csv", "images", "clips"}  # everything a builder writes at the top level
+
+
+def default_cache_dir() -> Path:
+    """``$JOINTSPACE_CACHE`` or ``~/.cache/jointspace``."""
+    # An empty variable counts as unset, so it never means "the current directory".
+    value = os.environ.get("JOINTSPACE_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "jointspace"
+
+
+def dataset_dir(root: Path | None, name: str) -> Path:
+    """Where built-in dataset ``name`` is built: ``root/name``, by default in the cache."""
+    return Path(root or default_cache_dir() / "datasets") / name
+
+
+def reuse_or_check(target: Path, *, force: bool, overwrite: bool) -> bool:
+    """True when ``target`` holds a finished build to reuse; else checks that it may be built
+    (``check_target``) and returns False."""
+    if (target / "manifest.csv").is_file() and not overwrite:
+        return True
+    check_target(target, force)
+    return False
 
 
 def check_target(target: Path, force: bool = False) -> None:

@@ -17,8 +17,7 @@ from PIL import Image
 
 from jointspace.atomic import atomic_dir
 from jointspace.data.audio import AudioError, load_audio
-from jointspace.data.builtin.digits import default_cache_dir
-from jointspace.data.builtin.target import check_target
+from jointspace.data.builtin.target import dataset_dir, reuse_or_check
 from jointspace.errors import MissingPackageError
 from jointspace.progress import logger
 
@@ -129,13 +128,12 @@ def build_tuxpaint(
     limit: int | None = None,
 ) -> Path:
     """Build the dataset under ``root/tuxpaint-SIZE`` once (atomically); return its manifest."""
-    target = Path(root or default_cache_dir() / "datasets") / f"tuxpaint-{size}"
+    target = dataset_dir(root, f"tuxpaint-{size}")
     if limit is not None:
         target = target.with_name(f"{target.name}-first{limit}")
     manifest = target / "manifest.csv"
-    if manifest.is_file() and not overwrite:
+    if reuse_or_check(target, force=force, overwrite=overwrite):
         return manifest
-    check_target(target, force)
     stamps = load_stamps()
     splits = assign_splits(stamps)
     rows, unreadable = [], 0
