@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jointspace.cli.errors import user_errors
-from jointspace.cli.options import Force, Sets, SkipBad
+from jointspace.cli.options import ConfigData, Force, Sets, SkipBad
 
 out = Console()
 err = Console(stderr=True)
@@ -33,12 +33,7 @@ def classify(
             "--force.",
         ),
     ],
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data", help="Manifest path or builtin:NAME (default: the config's data.manifest)."
-        ),
-    ] = None,
+    data: ConfigData = None,
     skip_bad: SkipBad = False,
     force: Force = False,
     sets: Sets = None,

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jointspace.cli.errors import user_errors
-from jointspace.cli.options import Force, Sets
+from jointspace.cli.options import ConfigData, Force, Sets
 
 out = Console()
 err = Console(stderr=True)
@@ -31,12 +31,7 @@ def mvae(
             "replaced only with --force.",
         ),
     ],
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data", help="Manifest path or builtin:NAME (default: the config's data.manifest)."
-        ),
-    ] = None,
+    data: ConfigData = None,
     force: Force = False,
     sets: Sets = None,
 ) -> None:

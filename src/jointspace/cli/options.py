@@ -15,6 +15,12 @@ RunData = Annotated[
         "--data", help="Manifest path or builtin:NAME (default: the one the run was trained on)."
     ),
 ]
+ConfigData = Annotated[
+    str | None,
+    typer.Option(
+        "--data", help="Manifest path or builtin:NAME (default: the config's data.manifest)."
+    ),
+]
 # Commands that stream their data (embed, index build) also read WebDataset shards.
 StreamData = Annotated[
     str, typer.Option("--data", help="Manifest path, builtin:NAME or shards (DIR, a pattern).")
